@@ -1,0 +1,23 @@
+//! cairn: a content-addressed, encrypted, deduplicating backup repository.
+//!
+//! The backup pipeline, as folders:
+//!
+//! ```text
+//! source  ->  chunker  ->  hash/dedup  ->  seal (zstd + XChaCha20)  ->  pack  ->  backend
+//! (source/)   (chunker/)   (repo/, cache/)  (seal.rs, crypto/)        (pack/)    (backend/)
+//! ```
+//!
+//! Restore, dump and cat read back through the same pieces. `format/`
+//! encodes and decodes the on-disk bytes (format-spec/ describes them),
+//! `ops/` holds one file per operation and `cli/` is the only place that
+//! knows the command line.
+
+pub mod backend;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod seal;
+
+pub use error::{Error, ErrorKind, Result};
