@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod id;
+pub mod pack;
 pub mod seal;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,170 @@
+//! Packs: many sealed blobs in one object, located by a sealed header.
+//! [`PackWriter`] assembles one; [`blob_from_pack_bytes`] and
+//! [`read_header`] read back. Layout: format-spec/05-packs.md.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::backend::Backend;
+use crate::crypto::aead::ObjectType;
+use crate::error::{Error, Result, ResultExt};
+use crate::format::pack::{self as fmt, PackEntry};
+use crate::id::{BlobKind, PackId};
+use crate::seal;
+
+/// Object name of a pack: `data/<first two hex digits>/<id>`.
+pub fn object_name(id: &PackId) -> String {
+    let h = id.to_hex();
+    format!("data/{}/{}", &h[..2], h)
+}
+
+/// Assembles one pack in memory.
+pub struct PackWriter {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    pub fn new(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend_from_slice(fmt::MAGIC);
+        Self { buf, entries: Vec::new() }
+    }
+
+    /// Appends one sealed blob.
+    pub fn add(&mut self, kind: BlobKind, id: [u8; 32], sealed: &[u8], raw_length: u32) {
+        self.buf.extend_from_slice(&fmt::encode_frame(kind, sealed.len() as u32));
+        let offset = self.buf.len() as u32;
+        self.buf.extend_from_slice(sealed);
+        self.entries.push(PackEntry { kind, id, offset, length: sealed.len() as u32, raw_length });
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Seals the header with a random nonce and closes the pack.
+    pub fn finish(self, key: &[u8; 32]) -> FinishedPack {
+        self.finish_with_nonce(key, &crate::crypto::aead::random_nonce())
+    }
+
+    /// As [`finish`](Self::finish) with an explicit nonce (test vectors).
+    pub fn finish_with_nonce(mut self, key: &[u8; 32], nonce: &[u8; 24]) -> FinishedPack {
+        let header = fmt::encode_header(&self.entries);
+        let sealed = seal::seal_with_nonce(key, ObjectType::PackHeader, &header, Some(1), nonce);
+        self.buf.extend_from_slice(&sealed);
+        self.buf.extend_from_slice(&fmt::encode_trailer(sealed.len() as u32));
+        let id = PackId(Sha256::digest(&self.buf).into());
+        FinishedPack { id, bytes: Bytes::from(self.buf), entries: self.entries }
+    }
+}
+
+/// A complete pack, ready to store.
+pub struct FinishedPack {
+    pub id: PackId,
+    pub bytes: Bytes,
+    pub entries: Vec<PackEntry>,
+}
+
+/// Largest header a pack may claim (a pack of 1 GiB of 1-byte blobs is far less).
+const MAX_HEADER: u64 = 64 << 20;
+
+/// Reads and opens a pack's header from the backend (two ranged reads).
+pub fn read_header(backend: &Backend, key: &[u8; 32], id: &PackId) -> Result<Vec<PackEntry>> {
+    let name = object_name(id);
+    let size = backend.size(&name)?;
+    if size < (fmt::MAGIC.len() + fmt::TRAILER_LEN) as u64 {
+        return Err(Error::corrupt(format!("pack {id} is too short ({size} bytes)")));
+    }
+    let trailer = backend.get_range(&name, size - fmt::TRAILER_LEN as u64..size)?;
+    let hlen = fmt::decode_trailer(&trailer, size).context(format!("pack {id}"))? as u64;
+    if hlen > MAX_HEADER {
+        return Err(Error::corrupt(format!("pack {id}: header length {hlen} is implausible")));
+    }
+    let start = size - fmt::TRAILER_LEN as u64 - hlen;
+    let sealed = backend.get_range(&name, start..start + hlen)?;
+    let plain = seal::open(key, ObjectType::PackHeader, &sealed, MAX_HEADER as usize).context(format!("pack {id} header"))?;
+    let entries = fmt::decode_header(&plain).context(format!("pack {id}"))?;
+    for e in &entries {
+        if e.end() > start {
+            return Err(Error::corrupt(format!("pack {id}: header points past the blobs")));
+        }
+    }
+    Ok(entries)
+}
+
+/// Opens one blob's sealed bytes and checks that the plaintext hashes to
+/// its id. Anything else is corrupt: wrong bytes are never returned.
+pub fn open_blob(key: &crate::crypto::MasterKey, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    let ty = match entry.kind {
+        BlobKind::Data => ObjectType::DataBlob,
+        BlobKind::Tree => ObjectType::TreeBlob,
+    };
+    let plain = seal::open(&key.enc, ty, sealed, entry.raw_length as usize)?;
+    if plain.len() != entry.raw_length as usize {
+        return Err(Error::corrupt("blob length does not match the index"));
+    }
+    if key.blob_id(&plain) != entry.id {
+        return Err(Error::corrupt("blob content does not match its id"));
+    }
+    Ok(plain)
+}
+
+/// Finds one blob in a whole pack's bytes (used by tests and salvage).
+pub fn blob_from_pack_bytes(key: &crate::crypto::MasterKey, pack: &[u8], entry: &PackEntry) -> Result<Vec<u8>> {
+    let sealed = pack
+        .get(entry.offset as usize..entry.end() as usize)
+        .ok_or_else(|| Error::corrupt("blob lies outside the pack"))?;
+    open_blob(key, entry, sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn chunk_pack_read_back(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..20)) {
+            let mk = MasterKey::generate();
+            let backend = Backend::memory().unwrap();
+            let mut w = PackWriter::new(1 << 16);
+            for b in &blobs {
+                let sealed = seal::seal(&mk.enc, ObjectType::DataBlob, b, Some(3));
+                w.add(BlobKind::Data, mk.blob_id(b), &sealed, b.len() as u32);
+            }
+            let p = w.finish(&mk.enc);
+            backend.put(&object_name(&p.id), p.bytes.clone()).unwrap();
+            let header = read_header(&backend, &mk.enc, &p.id).unwrap();
+            prop_assert_eq!(&header, &p.entries);
+            for (b, e) in blobs.iter().zip(&header) {
+                prop_assert_eq!(&blob_from_pack_bytes(&mk, &p.bytes, e).unwrap(), b);
+            }
+        }
+    }
+
+    #[test]
+    fn swapped_blob_is_rejected() {
+        let mk = MasterKey::generate();
+        let mut w = PackWriter::new(1024);
+        for b in [b"one".as_slice(), b"two"] {
+            let sealed = seal::seal(&mk.enc, ObjectType::DataBlob, b, None);
+            w.add(BlobKind::Data, mk.blob_id(b), &sealed, 3);
+        }
+        let p = w.finish(&mk.enc);
+        let mut wrong = p.entries[0];
+        wrong.id = p.entries[1].id;
+        assert!(blob_from_pack_bytes(&mk, &p.bytes, &wrong).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary. Each module drives the real `cairn`
+//! binary (or the library, for format vectors) on temporary repositories.
+
+mod common;
+
+mod backup_restore;
+mod cli;
+mod compat;
+mod dedup;
+mod faults;
