@@ -13,12 +13,16 @@
 //! knows the command line.
 
 pub mod backend;
+pub mod cache;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod id;
 pub mod pack;
+pub mod repo;
 pub mod seal;
+pub mod source;
+pub mod target;
 
 pub use error::{Error, ErrorKind, Result};

@@ -57,10 +57,11 @@ impl Stats {
     }
 }
 
-/// A repository's storage.
+/// A repository's storage. Cloning is cheap and shares the runtime.
+#[derive(Clone)]
 pub struct Backend {
     store: Arc<dyn ObjectStore>,
-    runtime: tokio::runtime::Runtime,
+    runtime: Arc<tokio::runtime::Runtime>,
     /// For the local backend: the directory, to fsync after puts.
     local_root: Option<PathBuf>,
     location: String,
@@ -70,12 +71,13 @@ pub struct Backend {
 /// A put running in the background.
 pub struct PendingPut(tokio::task::JoinHandle<Result<()>>);
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cairn-io")
         .enable_all()
         .build()
+        .map(Arc::new)
         .map_err(|e| Error::io("starting the I/O runtime", e))
 }
 

@@ -1,0 +1,258 @@
+//! The local index cache: a redb database per repository, under the XDG
+//! cache directory, mapping every indexed blob to its place in a pack.
+//!
+//! A backup looks chunks up here instead of loading the whole index into
+//! memory or re-reading it at start. The cache is never authoritative: it
+//! records which index objects it has absorbed, and [`crate::repo`] syncs it
+//! against the repository's `index/` listing on open, rebuilding it from
+//! scratch when an index object it knew has gone. Deleting it is always safe.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::IndexPack;
+use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
+
+/// (kind, blob id) -> (pack id, offset, sealed length, raw length).
+const BLOBS: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs");
+/// Index objects absorbed, with their entry counts.
+const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackId,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+fn key(b: &BlobId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b.kind as u8;
+    k[1..].copy_from_slice(&b.id);
+    k
+}
+
+fn encode_loc(l: &Location) -> [u8; 44] {
+    let mut v = [0u8; 44];
+    v[..32].copy_from_slice(&l.pack.0);
+    v[32..36].copy_from_slice(&l.offset.to_le_bytes());
+    v[36..40].copy_from_slice(&l.length.to_le_bytes());
+    v[40..44].copy_from_slice(&l.raw_length.to_le_bytes());
+    v
+}
+
+fn decode_loc(v: &[u8; 44]) -> Location {
+    let u = |r: std::ops::Range<usize>| u32::from_le_bytes(v[r].try_into().expect("4 bytes"));
+    Location {
+        pack: PackId(v[..32].try_into().expect("32 bytes")),
+        offset: u(32..36),
+        length: u(36..40),
+        raw_length: u(40..44),
+    }
+}
+
+/// The default cache root: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`,
+/// else `$HOME/.cache/cairn`.
+pub fn default_root() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("cairn"));
+    }
+    std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("cairn"))
+}
+
+pub struct IndexCache {
+    db: Database,
+    path: Option<PathBuf>,
+}
+
+impl IndexCache {
+    /// Opens (or creates) the cache for `repo` under `root`; `None` keeps it
+    /// in memory. A damaged or busy cache file falls back to a fresh one.
+    pub fn open(root: Option<&Path>, repo: &RepoId) -> Result<Self> {
+        let Some(root) = root else { return Self::in_memory() };
+        let dir = root.join(repo.to_hex());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("warning: cache dir {} unusable ({e}); using memory", dir.display());
+            return Self::in_memory();
+        }
+        let path = dir.join("index.redb");
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                // Another cairn process uses it: work from memory.
+                return Self::in_memory();
+            }
+            Err(_) => {
+                // Damaged: the cache is only a copy, so start again.
+                let _ = std::fs::remove_file(&path);
+                Database::create(&path)?
+            }
+        };
+        let c = Self { db, path: Some(path) };
+        c.ensure_tables()?;
+        Ok(c)
+    }
+
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let c = Self { db, path: None };
+        c.ensure_tables()?;
+        Ok(c)
+    }
+
+    /// The cache file, if on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn ensure_tables(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(BLOBS)?;
+        tx.open_table(INDEX_FILES)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Index objects already absorbed.
+    pub fn known_index_files(&self) -> Result<HashSet<IndexId>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(INDEX_FILES)?;
+        let mut out = HashSet::new();
+        for r in t.iter()? {
+            let (k, _) = r?;
+            out.insert(IndexId(k.value()));
+        }
+        Ok(out)
+    }
+
+    /// Absorbs index objects in one transaction.
+    pub fn add_indexes(&self, items: &[(IndexId, Vec<IndexPack>)]) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Eventual);
+        {
+            let mut blobs = tx.open_table(BLOBS)?;
+            let mut files = tx.open_table(INDEX_FILES)?;
+            for (id, packs) in items {
+                let mut n = 0u64;
+                for p in packs {
+                    for e in &p.blobs {
+                        let loc = Location { pack: p.id, offset: e.offset, length: e.length, raw_length: e.raw_length };
+                        blobs.insert(key(&BlobId { kind: e.kind, id: e.id }), encode_loc(&loc))?;
+                        n += 1;
+                    }
+                }
+                files.insert(id.0, n)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.delete_table(BLOBS)?;
+        tx.delete_table(INDEX_FILES)?;
+        tx.open_table(BLOBS)?;
+        tx.open_table(INDEX_FILES)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A snapshot of the cache for many fast lookups.
+    pub fn reader(&self) -> Result<CacheReader> {
+        let tx = self.db.begin_read()?;
+        Ok(CacheReader { table: tx.open_table(BLOBS)? })
+    }
+
+    /// Number of blobs indexed.
+    pub fn len(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(BLOBS)?.len()?)
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Every indexed blob, in key order (for check and stats).
+    pub fn for_each(&self, mut f: impl FnMut(BlobId, Location) -> Result<()>) -> Result<()> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BLOBS)?;
+        for r in t.iter()? {
+            let (k, v) = r?;
+            let k = k.value();
+            let kind = BlobKind::from_u8(k[0]).ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&k[1..]);
+            f(BlobId { kind, id }, decode_loc(&v.value()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A read view of the cache.
+pub struct CacheReader {
+    table: ReadOnlyTable<[u8; 33], [u8; 44]>,
+}
+
+impl CacheReader {
+    pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
+        Ok(self.table.get(key(blob))?.map(|v| decode_loc(&v.value())))
+    }
+
+    pub fn contains(&self, blob: &BlobId) -> Result<bool> {
+        Ok(self.table.get(key(blob))?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::PackEntry;
+
+    fn sample() -> Vec<IndexPack> {
+        vec![IndexPack {
+            id: PackId([9; 32]),
+            blobs: vec![PackEntry { kind: BlobKind::Data, id: [1; 32], offset: 13, length: 50, raw_length: 40 }],
+        }]
+    }
+
+    #[test]
+    fn add_lookup_clear_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoId([5; 32]);
+        {
+            let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+            c.add_indexes(&[(IndexId([2; 32]), sample())]).unwrap();
+            let r = c.reader().unwrap();
+            let loc = r.get(&BlobId { kind: BlobKind::Data, id: [1; 32] }).unwrap().unwrap();
+            assert_eq!(loc, Location { pack: PackId([9; 32]), offset: 13, length: 50, raw_length: 40 });
+            assert!(!r.contains(&BlobId { kind: BlobKind::Tree, id: [1; 32] }).unwrap());
+        }
+        let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+        assert!(c.known_index_files().unwrap().contains(&IndexId([2; 32])));
+        c.clear().unwrap();
+        assert!(c.is_empty().unwrap());
+        assert!(c.known_index_files().unwrap().is_empty());
+    }
+
+    #[test]
+    fn damaged_cache_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoId([6; 32]);
+        let p = dir.path().join(repo.to_hex());
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("index.redb"), b"garbage garbage garbage").unwrap();
+        let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+        assert!(c.is_empty().unwrap());
+    }
+}

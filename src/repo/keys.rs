@@ -1,0 +1,113 @@
+//! Key files: several passwords open one repository.
+
+use bytes::Bytes;
+
+use super::{content_id, user_label, Repository};
+use crate::backend::Backend;
+use crate::crypto::{kdf, MasterKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::keyfile::KeyFile;
+use crate::id::KeyId;
+
+/// Stores a key file as `keys/<sha256>`.
+pub fn store_key(backend: &Backend, kf: &KeyFile) -> Result<KeyId> {
+    let bytes = kf.encode();
+    let id = KeyId(content_id(&bytes));
+    backend.put(&format!("keys/{id}"), Bytes::from(bytes))?;
+    Ok(id)
+}
+
+/// All key files, with damaged ones reported as errors in place.
+pub fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, Result<KeyFile>)>> {
+    let mut out = Vec::new();
+    for (name, _) in backend.list("keys")? {
+        let base = name.rsplit('/').next().unwrap_or("");
+        let Ok(id) = KeyId::from_hex(base) else { continue };
+        let kf = backend.get(&name).and_then(|b| {
+            if content_id(&b) != id.0 {
+                return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
+            }
+            KeyFile::decode(&b)
+        });
+        out.push((id, kf));
+    }
+    out.sort_by_key(|(id, _)| *id);
+    Ok(out)
+}
+
+/// Tries every key file with the password.
+pub fn find_key(backend: &Backend, password: &[u8]) -> Result<(KeyId, MasterKey)> {
+    let keys = list_key_files(backend)?;
+    if keys.is_empty() {
+        return Err(Error::new(ErrorKind::NoRepository, format!("no key files in {}", backend.location())));
+    }
+    for (id, kf) in &keys {
+        if let Ok(kf) = kf {
+            if let Ok(mk) = kdf::unwrap(kf, password) {
+                return Ok((*id, mk));
+            }
+        }
+    }
+    Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key file opens with it"))
+}
+
+/// One row of `key list`.
+#[derive(Debug, serde::Serialize)]
+pub struct KeyInfo {
+    pub id: KeyId,
+    pub current: bool,
+    pub label: String,
+    pub created: i64,
+    pub kdf: Option<crate::format::keyfile::KdfParams>,
+}
+
+impl Repository {
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        Ok(list_key_files(&self.backend)?
+            .into_iter()
+            .map(|(id, kf)| match kf {
+                Ok(kf) => KeyInfo { id, current: id == self.key_id, label: kf.label, created: kf.created, kdf: Some(kf.params) },
+                Err(e) => KeyInfo { id, current: false, label: format!("(damaged: {e})"), created: 0, kdf: None },
+            })
+            .collect())
+    }
+
+    /// Adds a key file wrapping this repository's master key.
+    pub fn add_key(&self, password: &[u8], label: Option<String>) -> Result<KeyId> {
+        if password.is_empty() {
+            return Err(Error::invalid("refusing an empty password"));
+        }
+        let kf = kdf::wrap(&self.key, password, kdf::params_for_new_keys(), label.unwrap_or_else(user_label))?;
+        store_key(&self.backend, &kf)
+    }
+
+    /// Removes a key file (by unique id prefix). The key in use cannot be removed.
+    pub fn remove_key(&self, prefix: &str) -> Result<KeyId> {
+        let prefix = prefix.to_ascii_lowercase();
+        let matches: Vec<KeyId> = list_key_files(&self.backend)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !prefix.is_empty() && id.to_hex().starts_with(&prefix))
+            .collect();
+        let id = match matches.as_slice() {
+            [] => return Err(Error::not_found(format!("no key matches {prefix:?}"))),
+            [one] => *one,
+            _ => return Err(Error::invalid(format!("{prefix:?} matches several keys"))),
+        };
+        if id == self.key_id {
+            return Err(Error::invalid("refusing to remove the key in use; open with another password first"));
+        }
+        self.backend.delete(&format!("keys/{id}"))?;
+        Ok(id)
+    }
+
+    /// Changes the password of the key in use: writes the new key file, then
+    /// removes the old one.
+    pub fn change_password(&mut self, password: &[u8]) -> Result<KeyId> {
+        let old = self.key_id;
+        let new = self.add_key(password, None)?;
+        self.backend.delete(&format!("keys/{old}"))?;
+        self.key_id = new;
+        Ok(new)
+    }
+}

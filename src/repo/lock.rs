@@ -1,0 +1,206 @@
+//! Repository locks (format-spec/08-locks.md).
+//!
+//! A backup holds a shared lock; operations that delete (prune) hold an
+//! exclusive one. A lock is refreshed every 5 minutes by a background thread
+//! and is stale after 30 minutes without refresh, or at once when it was
+//! taken on this host by a process that no longer exists.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::{content_id, Repository};
+use crate::backend::Backend;
+use crate::crypto::aead::ObjectType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::lock::Lock;
+use crate::seal;
+
+pub const REFRESH: Duration = Duration::from_secs(300);
+pub const STALE_AFTER: Duration = Duration::from_secs(1800);
+
+fn this_host() -> String {
+    hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Whether a lock can be ignored.
+pub fn is_stale(lock: &Lock, now: DateTime<Utc>) -> bool {
+    let Ok(t) = DateTime::parse_from_rfc3339(&lock.time) else { return true };
+    if now.signed_duration_since(t.with_timezone(&Utc)).to_std().unwrap_or_default() > STALE_AFTER {
+        return true;
+    }
+    lock.hostname == this_host() && !process_alive(lock.pid)
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid
+    // exists. No memory is passed.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A held lock; released on drop.
+pub struct LockGuard {
+    state: Arc<(Mutex<Option<String>>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    backend: Backend,
+}
+
+fn write_lock(backend: &Backend, key: &[u8; 32], lock: &Lock) -> Result<String> {
+    let sealed = seal::seal(key, ObjectType::Lock, &lock.encode(), None);
+    let name = format!("locks/{}", hex::encode(content_id(&sealed)));
+    backend.put(&name, Bytes::from(sealed))?;
+    Ok(name)
+}
+
+impl Repository {
+    /// Every readable lock with its object name.
+    pub fn list_locks(&self) -> Result<Vec<(String, Lock)>> {
+        let mut out = Vec::new();
+        for id in self.list_ids("locks")? {
+            // A lock removed meanwhile, or unreadable, does not count.
+            if let Ok(plain) = self.load_object("locks", &id, ObjectType::Lock) {
+                if let Ok(l) = Lock::decode(&plain) {
+                    out.push((format!("locks/{}", hex::encode(id)), l));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn conflict(&self, exclusive: bool, own: Option<&str>) -> Result<Option<Lock>> {
+        let now = Utc::now();
+        Ok(self
+            .list_locks()?
+            .into_iter()
+            .filter(|(name, l)| Some(name.as_str()) != own && (exclusive || l.exclusive) && !is_stale(l, now))
+            .map(|(_, l)| l)
+            .next())
+    }
+
+    /// Takes a lock, failing with [`ErrorKind::Locked`] if a conflicting one
+    /// is held.
+    pub fn lock(&self, exclusive: bool, operation: &str) -> Result<LockGuard> {
+        let locked = |l: Lock| {
+            Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "repository is locked {} by {} (pid {} on {}, since {}); if that process is gone, run `cairn unlock`",
+                    if l.exclusive { "exclusively" } else { "" },
+                    l.operation,
+                    l.pid,
+                    l.hostname,
+                    l.time
+                )
+                .replace("locked  by", "locked by"),
+            )
+        };
+        if let Some(l) = self.conflict(exclusive, None)? {
+            return Err(locked(l));
+        }
+        let mut lock = Lock {
+            time: Utc::now().to_rfc3339(),
+            exclusive,
+            hostname: this_host(),
+            username: std::env::var("USER").unwrap_or_default(),
+            pid: std::process::id(),
+            operation: operation.to_string(),
+        };
+        let name = write_lock(&self.backend, &self.key.enc, &lock)?;
+        // Re-check: two processes may have written at the same moment.
+        if let Some(l) = self.conflict(exclusive, Some(&name))? {
+            let _ = self.backend.delete(&name);
+            return Err(locked(l));
+        }
+        let state = Arc::new((Mutex::new(Some(name)), Condvar::new()));
+        let (st, backend, key) = (state.clone(), self.backend.clone(), self.key.enc);
+        let thread = std::thread::spawn(move || {
+            let (m, cv) = &*st;
+            let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
+            // The flag is checked under the mutex before every wait, so a
+            // release cannot be missed.
+            while let Some(old) = guard.clone() {
+                let (g, timeout) = cv.wait_timeout(guard, REFRESH).unwrap_or_else(|p| p.into_inner());
+                guard = g;
+                if guard.is_none() || !timeout.timed_out() {
+                    continue;
+                }
+                lock.time = Utc::now().to_rfc3339();
+                if let Ok(new) = write_lock(&backend, &key, &lock) {
+                    let _ = backend.delete(&old);
+                    *guard = Some(new);
+                }
+            }
+        });
+        Ok(LockGuard { state, thread: Some(thread), backend: self.backend.clone() })
+    }
+
+    /// Removes stale locks (all locks with `all`). Returns how many.
+    pub fn unlock(&self, all: bool) -> Result<usize> {
+        let now = Utc::now();
+        let mut n = 0;
+        for (name, l) in self.list_locks()? {
+            if all || is_stale(&l, now) {
+                self.backend.delete(&name)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.state;
+        let name = m.lock().unwrap_or_else(|p| p.into_inner()).take();
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(name) = name {
+            let _ = self.backend.delete(&name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{CacheMode, InitOptions};
+
+    #[test]
+    fn exclusive_blocks_and_release_frees() {
+        std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
+        let r = Repository::init(Backend::memory().unwrap(), b"pw", &InitOptions::default(), CacheMode::Memory).unwrap();
+        let a = r.lock(false, "backup").unwrap();
+        let b = r.lock(false, "backup").unwrap();
+        assert_eq!(r.lock(true, "prune").err().unwrap().kind(), ErrorKind::Locked);
+        drop(a);
+        drop(b);
+        let x = r.lock(true, "prune").unwrap();
+        assert_eq!(r.lock(false, "backup").err().unwrap().kind(), ErrorKind::Locked);
+        drop(x);
+        assert!(r.list_locks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn staleness() {
+        let mut l = Lock {
+            time: Utc::now().to_rfc3339(),
+            exclusive: true,
+            hostname: this_host(),
+            username: String::new(),
+            pid: std::process::id(),
+            operation: "x".into(),
+        };
+        assert!(!is_stale(&l, Utc::now()));
+        l.time = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+        assert!(is_stale(&l, Utc::now()));
+        l.time = Utc::now().to_rfc3339();
+        l.pid = 0x7fff_fff0;
+        assert!(is_stale(&l, Utc::now()));
+    }
+}

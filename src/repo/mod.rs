@@ -1,0 +1,382 @@
+//! An opened repository: backend, master key, config and index cache.
+//!
+//! [`Repository`] only exists once a password has opened a key file and the
+//! config has decrypted, so nothing can back up into, or read from, an
+//! unopened repository.
+
+pub mod keys;
+pub mod lock;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::backend::Backend;
+use crate::cache::{IndexCache, Location};
+use crate::crypto::aead::ObjectType;
+use crate::crypto::kdf;
+use crate::crypto::MasterKey;
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::format::config::{ChunkerParams, Config};
+use crate::format::index::{self, IndexPack};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{self, Node};
+use crate::format::FORMAT_VERSION;
+use crate::id::{BlobId, BlobKind, IndexId, KeyId, RepoId, SnapshotId, TreeId};
+use crate::pack;
+use crate::seal;
+
+/// Largest sealed JSON/index object we are willing to open (1 GiB).
+const MAX_OBJECT: usize = 1 << 30;
+
+/// Where the index cache lives.
+#[derive(Clone, Debug, Default)]
+pub enum CacheMode {
+    /// `$CAIRN_CACHE_DIR`, `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`.
+    #[default]
+    Default,
+    Dir(PathBuf),
+    /// In memory only (`--no-cache`).
+    Memory,
+}
+
+impl CacheMode {
+    fn root(&self) -> Option<PathBuf> {
+        match self {
+            CacheMode::Default => crate::cache::default_root(),
+            CacheMode::Dir(d) => Some(d.clone()),
+            CacheMode::Memory => None,
+        }
+    }
+}
+
+/// Settings chosen at `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub chunker: Option<ChunkerParams>,
+    pub pack_size: u32,
+    pub compression: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self { chunker: None, pack_size: 16 << 20, compression: 3 }
+    }
+}
+
+/// Default chunker sizes: min 128 KiB, average 512 KiB, max 2 MiB.
+pub fn default_chunker() -> ChunkerParams {
+    ChunkerParams { min_size: 128 << 10, avg_size: 512 << 10, max_size: 2 << 20, seed: rand::random() }
+}
+
+/// An opened repository.
+pub struct Repository {
+    pub backend: Backend,
+    pub key: MasterKey,
+    pub config: Config,
+    pub cache: IndexCache,
+    key_id: KeyId,
+}
+
+/// SHA-256 name of stored bytes.
+pub fn content_id(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn user_label() -> String {
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
+}
+
+impl Repository {
+    /// Creates a repository: key file first, `config` last.
+    pub fn init(backend: Backend, password: &[u8], opts: &InitOptions, cache: CacheMode) -> Result<Self> {
+        match backend.get("config") {
+            Ok(_) => {
+                return Err(Error::invalid(format!("a repository already exists at {}", backend.location())))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if password.is_empty() {
+            return Err(Error::invalid("refusing an empty password"));
+        }
+        let key = MasterKey::generate();
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: RepoId(rand::random()),
+            chunker: opts.chunker.unwrap_or_else(default_chunker),
+            pack_size: opts.pack_size,
+            compression: opts.compression,
+        };
+        config.chunker.validate()?;
+        let kf = kdf::wrap(&key, password, kdf::params_for_new_keys(), user_label())?;
+        let key_id = keys::store_key(&backend, &kf)?;
+        let sealed = seal::seal(&key.enc, ObjectType::Config, &config.encode(), None);
+        backend.put("config", Bytes::from(sealed))?;
+        let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
+        cache.clear()?;
+        Ok(Self { backend, key, config, cache, key_id })
+    }
+
+    /// Opens a repository with a password and syncs the cache.
+    pub fn open(backend: Backend, password: &[u8], cache: CacheMode) -> Result<Self> {
+        let sealed_config = match backend.get("config") {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::NoRepository,
+                    format!("no repository at {} (no config object)", backend.location()),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let (key_id, key) = keys::find_key(&backend, password)?;
+        let plain = seal::open(&key.enc, ObjectType::Config, &sealed_config, MAX_OBJECT).context("config")?;
+        let config = Config::decode(&plain)?;
+        let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
+        let repo = Self { backend, key, config, cache, key_id };
+        repo.sync_cache()?;
+        Ok(repo)
+    }
+
+    /// The key file this session opened with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Seals and stores a JSON/index object under `folder/<sha256>`.
+    pub fn save_object(&self, folder: &str, ty: ObjectType, plain: &[u8]) -> Result<[u8; 32]> {
+        let sealed = seal::seal(&self.key.enc, ty, plain, Some(self.config.compression));
+        let id = content_id(&sealed);
+        self.backend.put(&format!("{folder}/{}", hex::encode(id)), Bytes::from(sealed))?;
+        Ok(id)
+    }
+
+    /// Loads `folder/<id>`, checks its name against its SHA-256, opens it.
+    pub fn load_object(&self, folder: &str, id: &[u8; 32], ty: ObjectType) -> Result<Vec<u8>> {
+        let name = format!("{folder}/{}", hex::encode(id));
+        let bytes = self.backend.get(&name).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!("{name} does not exist"))
+            } else {
+                e
+            }
+        })?;
+        if &content_id(&bytes) != id {
+            return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
+        }
+        seal::open(&self.key.enc, ty, &bytes, MAX_OBJECT).context(&name)
+    }
+
+    /// Ids of all objects in a folder whose names are valid ids.
+    pub fn list_ids(&self, folder: &str) -> Result<Vec<[u8; 32]>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(folder)? {
+            let base = name.rsplit('/').next().unwrap_or("");
+            let mut id = [0u8; 32];
+            if hex::decode_to_slice(base, &mut id).is_ok() {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- index and cache
+
+    /// Brings the cache in line with `index/`: absorbs new index objects;
+    /// rebuilds from scratch if one it knew has disappeared.
+    pub fn sync_cache(&self) -> Result<()> {
+        let listed: HashSet<IndexId> = self.list_ids("index")?.into_iter().map(IndexId).collect();
+        let known = self.cache.known_index_files()?;
+        if !known.is_subset(&listed) {
+            self.cache.clear()?;
+            return self.absorb(listed.iter().copied().collect());
+        }
+        let mut new: Vec<IndexId> = listed.difference(&known).copied().collect();
+        new.sort();
+        self.absorb(new)
+    }
+
+    /// Drops the cache and reads every index object again.
+    pub fn rebuild_cache(&self) -> Result<()> {
+        self.cache.clear()?;
+        self.sync_cache()
+    }
+
+    fn absorb(&self, ids: Vec<IndexId>) -> Result<()> {
+        // Bounded batches keep memory flat on large repositories.
+        for batch in ids.chunks(16) {
+            let mut items = Vec::with_capacity(batch.len());
+            for id in batch {
+                items.push((*id, self.load_index(id)?));
+            }
+            self.cache.add_indexes(&items)?;
+        }
+        Ok(())
+    }
+
+    pub fn load_index(&self, id: &IndexId) -> Result<Vec<IndexPack>> {
+        let plain = self.load_object("index", &id.0, ObjectType::Index)?;
+        index::decode(&plain).context(format!("index/{id}"))
+    }
+
+    /// Stores an index object for packs already stored and adds it to the cache.
+    pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
+        let id = IndexId(self.save_object("index", ObjectType::Index, &index::encode(&packs))?);
+        self.cache.add_indexes(&[(id, packs)])?;
+        Ok(id)
+    }
+
+    /// Where a blob is, per the cache.
+    pub fn locate(&self, blob: &BlobId) -> Result<Option<Location>> {
+        self.cache.reader()?.get(blob)
+    }
+
+    /// Reads one blob and verifies it against its id. A missing pack makes
+    /// the cache rebuild once before the blob is declared lost.
+    pub fn read_blob(&self, blob: &BlobId) -> Result<Vec<u8>> {
+        let what = match blob.kind {
+            BlobKind::Data => "chunk",
+            BlobKind::Tree => "tree",
+        };
+        let loc = self
+            .locate(blob)?
+            .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?;
+        match self.read_blob_at(blob, &loc) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.rebuild_cache()?;
+                let loc = self
+                    .locate(blob)?
+                    .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?;
+                self.read_blob_at(blob, &loc).map_err(|e| {
+                    if e.kind() == ErrorKind::NotFound {
+                        Error::corrupt(format!("pack {} holding {what} {} is missing", loc.pack, hex::encode(blob.id)))
+                    } else {
+                        e
+                    }
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Reads a blob from a known location.
+    pub fn read_blob_at(&self, blob: &BlobId, loc: &Location) -> Result<Vec<u8>> {
+        let sealed = self
+            .backend
+            .get_range(&pack::object_name(&loc.pack), loc.offset as u64..loc.offset as u64 + loc.length as u64)?;
+        let entry = crate::format::pack::PackEntry {
+            kind: blob.kind,
+            id: blob.id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        };
+        pack::open_blob(&self.key, &entry, &sealed)
+            .map_err(|e| e.context(format!("blob {} in pack {}", hex::encode(blob.id), loc.pack)))
+    }
+
+    pub fn load_tree(&self, id: &TreeId) -> Result<Vec<Node>> {
+        let plain = self.read_blob(&BlobId::tree(*id))?;
+        tree::decode(&plain).context(format!("tree {id}"))
+    }
+
+    // ----- snapshots
+
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
+        Ok(SnapshotId(self.save_object("snapshots", ObjectType::Snapshot, &s.encode())?))
+    }
+
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let plain = self.load_object("snapshots", &id.0, ObjectType::Snapshot)?;
+        Snapshot::decode(&plain).context(format!("snapshot {id}"))
+    }
+
+    /// All snapshots, oldest first. A snapshot that cannot be read is an error.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut out = Vec::new();
+        for id in self.list_ids("snapshots")? {
+            let id = SnapshotId(id);
+            out.push((id, self.load_snapshot(&id)?));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolves `latest` or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .pop()
+                .ok_or_else(|| Error::not_found("the repository has no snapshots"));
+        }
+        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!("{spec:?} is not a snapshot id or 'latest'")));
+        }
+        let spec = spec.to_ascii_lowercase();
+        let matches: Vec<[u8; 32]> =
+            self.list_ids("snapshots")?.into_iter().filter(|id| hex::encode(id).starts_with(&spec)).collect();
+        match matches.as_slice() {
+            [] => Err(Error::not_found(format!("no snapshot matches {spec:?}"))),
+            [one] => {
+                let id = SnapshotId(*one);
+                Ok((id, self.load_snapshot(&id)?))
+            }
+            _ => Err(Error::invalid(format!("{spec:?} matches {} snapshots; give more of the id", matches.len()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_repo() -> Repository {
+        std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
+        Repository::init(Backend::memory().unwrap(), b"pw", &InitOptions::default(), CacheMode::Memory).unwrap()
+    }
+
+    #[test]
+    fn objects_are_named_by_hash_and_verified() {
+        let r = memory_repo();
+        let id = r.save_object("snapshots", ObjectType::Snapshot, b"{}").unwrap();
+        assert_eq!(r.load_object("snapshots", &id, ObjectType::Snapshot).unwrap(), b"{}");
+        // The wrong type does not open.
+        assert!(r.load_object("snapshots", &id, ObjectType::Index).is_err());
+        let missing = r.load_object("snapshots", &[0; 32], ObjectType::Snapshot).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn init_twice_is_refused() {
+        let r = memory_repo();
+        let e = Repository::init(r.backend, b"pw", &InitOptions::default(), CacheMode::Memory).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn open_wrong_password_and_missing_repo() {
+        let r = memory_repo();
+        let e = Repository::open(r.backend, b"nope", CacheMode::Memory).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::WrongPassword);
+        let e = Repository::open(Backend::memory().unwrap(), b"pw", CacheMode::Memory).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::NoRepository);
+    }
+
+    #[test]
+    fn cache_rebuilds_when_an_index_disappears() {
+        let r = memory_repo();
+        let p = IndexPack { id: crate::id::PackId([1; 32]), blobs: vec![] };
+        let a = r.save_index(vec![p.clone()]).unwrap();
+        let b = r.save_index(vec![p]).unwrap();
+        r.backend.delete(&format!("index/{a}")).unwrap();
+        r.sync_cache().unwrap();
+        let known = r.cache.known_index_files().unwrap();
+        assert_eq!(known.into_iter().collect::<Vec<_>>(), vec![b]);
+    }
+}
