@@ -61,17 +61,31 @@ impl Chunker {
         n
     }
 
-    /// Splits a stream into chunks.
+    /// Splits a stream into chunks, with a buffer of its own.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        let cap = (self.max * 4).max(4 << 20);
+        self.stream_with(reader, ChunkBuffer::default())
+    }
+
+    /// Splits a stream into chunks reusing `buf`, so that many small files
+    /// do not each allocate a buffer. Get it back with
+    /// [`ChunkStream::into_parts`].
+    pub fn stream_with<R: Read>(&self, reader: R, mut buf: ChunkBuffer) -> ChunkStream<'_, R> {
+        let cap = (self.max * 2).max(1 << 20);
+        if buf.0.len() < cap {
+            buf.0.resize(cap, 0);
+        }
         ChunkStream {
             chunker: self,
             reader,
-            buf: Vec::with_capacity(cap),
-            pos: 0,
+            buf: buf.0,
+            start: 0,
+            end: 0,
             eof: false,
-            cap,
         }
+    }
+
+    pub fn min_size(&self) -> usize {
+        self.min
     }
 
     pub fn max_size(&self) -> usize {
@@ -79,36 +93,35 @@ impl Chunker {
     }
 }
 
+/// A reusable read buffer for [`Chunker::stream_with`].
+#[derive(Default)]
+pub struct ChunkBuffer(Vec<u8>);
+
 /// Iterator of chunks read from `R`.
 pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     reader: R,
     buf: Vec<u8>,
-    pos: usize,
+    start: usize,
+    end: usize,
     eof: bool,
-    cap: usize,
 }
 
 impl<R: Read> ChunkStream<'_, R> {
+    /// Moves the unread tail to the front and reads until the buffer is full
+    /// or the stream ends.
     fn fill(&mut self) -> io::Result<()> {
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
         }
-        while !self.eof && self.buf.len() < self.cap {
-            let start = self.buf.len();
-            self.buf.resize(self.cap, 0);
-            match self.reader.read(&mut self.buf[start..]) {
-                Ok(0) => {
-                    self.buf.truncate(start);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(start + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(start),
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(e);
-                }
+        while !self.eof && self.end < self.buf.len() {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -116,22 +129,22 @@ impl<R: Read> ChunkStream<'_, R> {
 
     /// The next chunk, or `None` at the end of the stream.
     pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if !self.eof && self.buf.len() - self.pos < self.chunker.max {
+        if !self.eof && self.end - self.start < self.chunker.max {
             self.fill()?;
         }
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.start..self.end];
         if avail.is_empty() {
             return Ok(None);
         }
         let n = self.chunker.cut(avail);
         let chunk = avail[..n].to_vec();
-        self.pos += n;
+        self.start += n;
         Ok(Some(chunk))
     }
 
-    /// The reader, e.g. to read a hashing wrapper's result.
-    pub fn into_inner(self) -> R {
-        self.reader
+    /// The reader and the buffer, for reuse.
+    pub fn into_parts(self) -> (R, ChunkBuffer) {
+        (self.reader, ChunkBuffer(self.buf))
     }
 }
 

@@ -22,10 +22,14 @@ pub fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, Result<KeyFile>)>
     let mut out = Vec::new();
     for (name, _) in backend.list("keys")? {
         let base = name.rsplit('/').next().unwrap_or("");
-        let Ok(id) = KeyId::from_hex(base) else { continue };
+        let Ok(id) = KeyId::from_hex(base) else {
+            continue;
+        };
         let kf = backend.get(&name).and_then(|b| {
             if content_id(&b) != id.0 {
-                return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
+                return Err(Error::corrupt(format!(
+                    "{name} is damaged: its content does not match its name"
+                )));
             }
             KeyFile::decode(&b)
         });
@@ -39,7 +43,10 @@ pub fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, Result<KeyFile>)>
 pub fn find_key(backend: &Backend, password: &[u8]) -> Result<(KeyId, MasterKey)> {
     let keys = list_key_files(backend)?;
     if keys.is_empty() {
-        return Err(Error::new(ErrorKind::NoRepository, format!("no key files in {}", backend.location())));
+        return Err(Error::new(
+            ErrorKind::NoRepository,
+            format!("no key files in {}", backend.location()),
+        ));
     }
     for (id, kf) in &keys {
         if let Ok(kf) = kf {
@@ -48,7 +55,10 @@ pub fn find_key(backend: &Backend, password: &[u8]) -> Result<(KeyId, MasterKey)
             }
         }
     }
-    Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key file opens with it"))
+    Err(Error::new(
+        ErrorKind::WrongPassword,
+        "wrong password: no key file opens with it",
+    ))
 }
 
 /// One row of `key list`.
@@ -66,8 +76,20 @@ impl Repository {
         Ok(list_key_files(&self.backend)?
             .into_iter()
             .map(|(id, kf)| match kf {
-                Ok(kf) => KeyInfo { id, current: id == self.key_id, label: kf.label, created: kf.created, kdf: Some(kf.params) },
-                Err(e) => KeyInfo { id, current: false, label: format!("(damaged: {e})"), created: 0, kdf: None },
+                Ok(kf) => KeyInfo {
+                    id,
+                    current: id == self.key_id,
+                    label: kf.label,
+                    created: kf.created,
+                    kdf: Some(kf.params),
+                },
+                Err(e) => KeyInfo {
+                    id,
+                    current: false,
+                    label: format!("(damaged: {e})"),
+                    created: 0,
+                    kdf: None,
+                },
             })
             .collect())
     }
@@ -77,7 +99,12 @@ impl Repository {
         if password.is_empty() {
             return Err(Error::invalid("refusing an empty password"));
         }
-        let kf = kdf::wrap(&self.key, password, kdf::params_for_new_keys(), label.unwrap_or_else(user_label))?;
+        let kf = kdf::wrap(
+            &self.key,
+            password,
+            kdf::params_for_new_keys(),
+            label.unwrap_or_else(user_label),
+        )?;
         store_key(&self.backend, &kf)
     }
 
@@ -95,7 +122,9 @@ impl Repository {
             _ => return Err(Error::invalid(format!("{prefix:?} matches several keys"))),
         };
         if id == self.key_id {
-            return Err(Error::invalid("refusing to remove the key in use; open with another password first"));
+            return Err(Error::invalid(
+                "refusing to remove the key in use; open with another password first",
+            ));
         }
         self.backend.delete(&format!("keys/{id}"))?;
         Ok(id)

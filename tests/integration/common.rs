@@ -24,7 +24,9 @@ impl Repo {
 
     /// A location for a repository, not yet initialized.
     pub fn uninit() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -76,7 +78,9 @@ impl Repo {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -90,7 +94,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn dir_size(dir: &Path) -> u64 {
     let mut files = Vec::new();
     walk(dir, &mut files);
-    files.iter().map(|f| f.metadata().map(|m| m.len()).unwrap_or(0)).sum()
+    files
+        .iter()
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
 }
 
 /// Deterministic pseudo-random bytes.

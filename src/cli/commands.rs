@@ -1,0 +1,640 @@
+//! One function per subcommand: arguments in, an operation of `cairn::ops`
+//! called, results printed.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::output::{bytes, table};
+use super::{Cli, Cmd, Global, EXIT_PARTIAL};
+use cairn::ops::backup::{self, BackupOptions, StreamInput};
+use cairn::ops::restore::{self, Filter, RestorePlan};
+use cairn::ops::snapshots::{self, SnapshotFilter};
+use cairn::ops::{cat, check, dump, ls};
+use cairn::repo::{InitOptions, Repository};
+use cairn::target::MetaOptions;
+use cairn::{Error, Result};
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    pub paths: Vec<PathBuf>,
+    /// Back up stdin (or the command's output) as a file with this name
+    #[arg(long, value_name = "NAME")]
+    pub stdin_filename: Option<String>,
+    /// Run the command after `--` and back up its stdout; a non-zero exit writes no snapshot
+    #[arg(long, requires = "stdin_filename")]
+    pub stdin_from_command: bool,
+    /// Accept a stream of 0 bytes (refused by default)
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Exclude paths matching a pattern (may repeat)
+    #[arg(short = 'e', long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from a file (may repeat)
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Do not cross filesystem boundaries
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Add a tag to the snapshot (may repeat; commas separate several)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Record this hostname instead of the machine's
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Set the snapshot's time (RFC 3339 or "YYYY-MM-DD HH:MM:SS", local time)
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Use this snapshot as the parent instead of the latest matching one
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file again, even if unchanged since the parent
+    #[arg(short, long)]
+    pub force: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// The command to run with --stdin-from-command
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (may repeat)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags (a,b = both; repeat for either)
+    #[arg(long = "tag", value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (may repeat)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print JSON (restic's field names)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Snapshot id (unique prefix) or "latest"
+    pub snapshot: String,
+    /// Only this path in the snapshot
+    pub path: Option<PathBuf>,
+    /// Print JSON, one object per line
+    #[arg(long)]
+    pub json: bool,
+    /// Show mode, size and time
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// SNAPSHOT or SNAPSHOT:SUBPATH (snapshot id prefix or "latest")
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(short, long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only paths matching a pattern (may repeat)
+    #[arg(short, long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+    /// Skip paths matching a pattern (may repeat)
+    #[arg(short, long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Show what would be restored, and restore nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct DumpArgs {
+    /// Snapshot id (unique prefix) or "latest"
+    pub snapshot: String,
+    /// Path of a file in the snapshot (for a stream snapshot: its file name)
+    pub path: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CatArgs {
+    /// config | index ID | snapshot ID | pack ID
+    pub what: String,
+    pub id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub cmd: KeyCmd,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// List key files
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a password (new key file wrapping the same master key)
+    Add {
+        /// Read the new password from a file (else CAIRN_NEW_PASSWORD or a prompt)
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        /// Label stored in the key file (default user@host)
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Remove a key file by id prefix (not the one in use)
+    Remove { id: String },
+    /// Change the password of the key in use
+    Passwd {
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct UnlockArgs {
+    /// Remove all locks, not only stale ones
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Also read every pack and verify every blob
+    #[arg(long)]
+    pub read_data: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli) -> Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Cmd::Init => init(g),
+        Cmd::Backup(a) => backup(g, a),
+        Cmd::Snapshots(a) => snapshots(g, a),
+        Cmd::Ls(a) => ls(g, a),
+        Cmd::Restore(a) => restore(g, a),
+        Cmd::Dump(a) => dump(g, a),
+        Cmd::Cat(a) => cat(g, a),
+        Cmd::Key(a) => key(g, a),
+        Cmd::Unlock(a) => {
+            let repo = g.open()?;
+            let n = repo.unlock(a.remove_all)?;
+            if !g.quiet {
+                println!("removed {n} lock(s)");
+            }
+            Ok(0)
+        }
+        Cmd::Check(a) => check(g, a),
+    }
+}
+
+fn init(g: &Global) -> Result<i32> {
+    let backend = g.backend(true)?;
+    let pw = g.password("enter password for new repository: ")?;
+    let repo = Repository::init(backend, &pw, &InitOptions::default(), g.cache_mode())?;
+    if !g.quiet {
+        println!(
+            "created cairn repository {} at {}",
+            repo.config.id.short(),
+            repo.backend.location()
+        );
+        println!("Losing the password means losing the data: keep it safe.");
+    }
+    Ok(0)
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            if let Some(t) = t.and_local_timezone(chrono::Local).earliest() {
+                return Ok(t.fixed_offset());
+            }
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d
+            .and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
+        {
+            return Ok(t.fixed_offset());
+        }
+    }
+    Err(Error::invalid(format!(
+        "--time {s:?}: use RFC 3339 or \"YYYY-MM-DD HH:MM:SS\""
+    )))
+}
+
+fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
+    if a.stdin_filename.is_some() && !a.paths.is_empty() {
+        return Err(Error::invalid(
+            "give either paths or --stdin-filename, not both",
+        ));
+    }
+    if a.stdin_from_command && a.command.is_empty() {
+        return Err(Error::invalid(
+            "--stdin-from-command needs the command after `--`",
+        ));
+    }
+    if !a.stdin_from_command && !a.command.is_empty() {
+        return Err(Error::invalid(
+            "a command after `--` needs --stdin-from-command",
+        ));
+    }
+    let repo = g.open()?;
+    let parent = match &a.parent {
+        Some(p) => Some(repo.find_snapshot(p)?.0),
+        None => None,
+    };
+    let opts = BackupOptions {
+        tags: a
+            .tag
+            .iter()
+            .flat_map(|t| t.split(','))
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
+        host: a.host.clone(),
+        time: a.time.as_deref().map(parse_time).transpose()?,
+        excludes: a.exclude.clone(),
+        exclude_files: a.exclude_file.clone(),
+        one_file_system: a.one_file_system,
+        force: a.force,
+        parent,
+        progress: !g.quiet
+            && !a.json
+            && std::io::stdout().is_terminal()
+            && std::io::stderr().is_terminal(),
+    };
+    let _lock = repo.lock(false, "backup")?;
+    let start = std::time::Instant::now();
+    let out = match &a.stdin_filename {
+        Some(name) => {
+            let input = if a.stdin_from_command {
+                StreamInput::Command(a.command.clone())
+            } else {
+                StreamInput::Stdin
+            };
+            backup::backup_stream(&repo, input, name, a.allow_empty, &opts)?
+        }
+        None => backup::backup_paths(&repo, &a.paths, &opts)?,
+    };
+    let s = &out.snapshot;
+    let m = &s.summary;
+    if a.json {
+        let v = json!({
+            "message_type": "summary",
+            "snapshot_id": out.id,
+            "short_id": out.id.short(),
+            "partial": s.partial,
+            "files_new": m.files_new,
+            "files_changed": m.files_changed,
+            "files_unchanged": m.files_unchanged,
+            "dirs": m.dirs,
+            "data_blobs": m.data_blobs,
+            "tree_blobs": m.tree_blobs,
+            "data_added": m.data_added,
+            "total_files_processed": m.total_files_processed,
+            "total_bytes_processed": m.total_bytes_processed,
+            "total_duration": start.elapsed().as_secs_f64(),
+            "stream": s.stream,
+            "errors": m.errors,
+        });
+        println!("{v}");
+    } else if !g.quiet {
+        println!(
+            "Files:       {} new, {} changed, {} unchanged",
+            m.files_new, m.files_changed, m.files_unchanged
+        );
+        if m.dirs > 0 {
+            println!("Dirs:        {}", m.dirs);
+        }
+        println!(
+            "Added:       {} stored ({} new blobs)",
+            bytes(m.data_added),
+            m.data_blobs + m.tree_blobs
+        );
+        let ratio = if m.data_added > 0 {
+            m.total_bytes_processed as f64 / m.data_added as f64
+        } else {
+            f64::INFINITY
+        };
+        println!(
+            "Processed:   {} in {} files, {:.2}s; {} read per byte stored",
+            bytes(m.total_bytes_processed),
+            m.total_files_processed,
+            start.elapsed().as_secs_f64(),
+            if ratio.is_finite() {
+                format!("{ratio:.1}x")
+            } else {
+                "all deduplicated,".to_string()
+            }
+        );
+        if let Some(st) = &s.stream {
+            println!(
+                "Stream:      {} ({} bytes, sha256 {})",
+                st.filename, st.size, st.sha256
+            );
+        }
+        println!(
+            "snapshot {} saved{}",
+            out.id.short(),
+            if s.partial {
+                " (partial: some files could not be read)"
+            } else {
+                ""
+            }
+        );
+    }
+    g.report_stats(&repo);
+    Ok(if s.partial { EXIT_PARTIAL } else { 0 })
+}
+
+fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let list = snapshots::list(&repo, &a.filter.filter())?;
+    if a.json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|(id, s)| snapshots::to_json(id, s))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string(&v).map_err(|e| Error::invalid(e.to_string()))?
+        );
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|(id, s)| {
+                vec![
+                    id.short(),
+                    s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    s.hostname.clone(),
+                    s.tags.join(","),
+                    s.paths.join(" "),
+                    bytes(s.summary.total_bytes_processed),
+                    if s.partial {
+                        "partial".into()
+                    } else {
+                        String::new()
+                    },
+                ]
+            })
+            .collect();
+        table(&["ID", "Time", "Host", "Tags", "Paths", "Size", ""], &rows);
+        if !g.quiet {
+            println!("{} snapshots", list.len());
+        }
+    }
+    g.report_stats(&repo);
+    Ok(0)
+}
+
+fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let path = a.path.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let head = json!({"message_type": "snapshot", "id": id, "short_id": id.short(), "time": snap.time.to_rfc3339(), "hostname": snap.hostname, "paths": snap.paths, "tree": snap.tree});
+        writeln!(out, "{head}").map_err(|e| Error::io("stdout", e))?;
+    }
+    ls::walk(&repo, snap.tree, &path, &mut |e| {
+        let line = if a.json {
+            let mut v = serde_json::to_value(&e).map_err(|e| Error::invalid(e.to_string()))?;
+            v["message_type"] = json!("node");
+            v.to_string()
+        } else if a.long {
+            format!(
+                "{:?} {:o} {:>6} {:>6} {:>12} {} {}",
+                e.kind, e.mode, e.uid, e.gid, e.size, e.mtime, e.path
+            )
+        } else {
+            e.path
+        };
+        writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))
+    })?;
+    Ok(0)
+}
+
+/// `SNAPSHOT[:SUBPATH]`.
+fn split_spec(spec: &str) -> (&str, PathBuf) {
+    match spec.split_once(':') {
+        Some((s, p)) => (s, PathBuf::from(if p.is_empty() { "/" } else { p })),
+        None => (spec, PathBuf::from("/")),
+    }
+}
+
+fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let (snap_spec, sub) = split_spec(&a.snapshot);
+    let (id, snap) = repo.find_snapshot(snap_spec)?;
+    let filter = Filter::new(&a.include, &a.exclude)?;
+    let plan = RestorePlan::build(&repo, snap.tree, &sub, &a.target, &filter)?;
+    if a.dry_run {
+        println!(
+            "would restore snapshot {} into {}: {} dirs, {} files, {} other entries, {} from {} blobs in {} packs",
+            id.short(),
+            a.target.display(),
+            plan.dirs.len(),
+            plan.files.len(),
+            plan.specials.len(),
+            bytes(plan.total_bytes),
+            plan.blob_count(),
+            plan.packs.len()
+        );
+        for f in &plan.files {
+            println!("  {}", f.path.display());
+        }
+        return Ok(0);
+    }
+    let report = restore::execute(&repo, &plan, &MetaOptions::default())?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for f in &report.failed {
+        eprintln!("error: not restored: {f}");
+    }
+    if !g.quiet {
+        println!(
+            "restored snapshot {} into {}: {} files, {} dirs, {} other, {}",
+            id.short(),
+            a.target.display(),
+            report.files,
+            report.dirs,
+            report.specials,
+            bytes(report.bytes)
+        );
+    }
+    g.report_stats(&repo);
+    if !report.failed.is_empty() {
+        return Err(Error::corrupt(format!(
+            "{} file(s) could not be restored because repository data is damaged (run `cairn check --read-data`)",
+            report.failed.len()
+        )));
+    }
+    Ok(0)
+}
+
+fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let path = if a.path.is_absolute() {
+        a.path.clone()
+    } else {
+        Path::new("/").join(&a.path)
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    dump::dump(&repo, snap.tree, &path, &mut out)?;
+    Ok(0)
+}
+
+fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let need = || {
+        a.id.as_deref()
+            .ok_or_else(|| Error::invalid(format!("cat {} needs an id", a.what)))
+    };
+    let v = match a.what.as_str() {
+        "config" => cat::config(&repo)?,
+        "index" => cat::index(&repo, need()?)?,
+        "pack" => cat::pack(&repo, need()?)?,
+        "snapshot" => {
+            let (_, s) = repo.find_snapshot(need()?)?;
+            serde_json::to_value(&s).map_err(|e| Error::invalid(e.to_string()))?
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "cat {other:?}: use config, index, snapshot or pack"
+            )))
+        }
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v).map_err(|e| Error::invalid(e.to_string()))?
+    );
+    Ok(0)
+}
+
+fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
+    let mut repo = g.open()?;
+    match &a.cmd {
+        KeyCmd::List { json } => {
+            let keys = repo.list_keys()?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&keys).map_err(|e| Error::invalid(e.to_string()))?
+                );
+            } else {
+                let rows: Vec<Vec<String>> = keys
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            format!("{}{}", if k.current { "*" } else { " " }, k.id.short()),
+                            k.label.clone(),
+                            chrono::DateTime::from_timestamp(k.created, 0)
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table(&[" ID", "Label", "Created"], &rows);
+            }
+        }
+        KeyCmd::Add {
+            new_password_file,
+            label,
+        } => {
+            let pw = super::password::read_new(new_password_file.as_deref())?;
+            let id = repo.add_key(&pw, label.clone())?;
+            println!("added key {}", id.short());
+        }
+        KeyCmd::Remove { id } => {
+            let id = repo.remove_key(id)?;
+            println!("removed key {}", id.short());
+        }
+        KeyCmd::Passwd { new_password_file } => {
+            let pw = super::password::read_new(new_password_file.as_deref())?;
+            let id = repo.change_password(&pw)?;
+            println!("password changed; new key {}", id.short());
+        }
+    }
+    Ok(0)
+}
+
+fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let report = check::check(&repo, a.read_data)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?
+        );
+    } else {
+        for p in &report.problems {
+            println!("error: {p}");
+        }
+        for p in &report.affected {
+            println!("affected: {p}");
+        }
+        for p in &report.notes {
+            if !g.quiet {
+                println!("note: {p}");
+            }
+        }
+        if !g.quiet {
+            println!(
+                "checked {} snapshots, {} trees, {} packs{}: {}",
+                report.snapshots,
+                report.trees,
+                report.packs,
+                if a.read_data {
+                    format!(", {} blobs read", report.blobs_read)
+                } else {
+                    String::new()
+                },
+                if report.problems.is_empty() {
+                    "no errors"
+                } else {
+                    "ERRORS FOUND"
+                }
+            );
+        }
+    }
+    g.report_stats(&repo);
+    if report.problems.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::corrupt(format!(
+            "check found {} problem(s)",
+            report.problems.len()
+        )))
+    }
+}

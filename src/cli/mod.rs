@@ -1,0 +1,162 @@
+//! The command line: the only module that knows clap. Parses arguments,
+//! opens the repository, calls one operation in `cairn::ops`, prints.
+
+mod commands;
+mod output;
+mod password;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use cairn::backend::Backend;
+use cairn::repo::{CacheMode, Repository};
+use cairn::{Error, Result};
+
+/// Exit code of a backup whose snapshot is partial (some files unreadable).
+pub const EXIT_PARTIAL: i32 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Encrypted, deduplicating backups",
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Args)]
+pub struct Global {
+    /// Repository location (a local directory)
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        value_name = "REPO"
+    )]
+    pub repo: Option<String>,
+    /// Read the password from a file (first line)
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run a shell command and use its output as the password
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND",
+        global = true,
+        value_name = "CMD"
+    )]
+    pub password_command: Option<String>,
+    /// Cache directory (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Keep no local cache (reads the index from the repository each time)
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Print less (no summaries)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more, including backend request counts
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a new repository
+    Init,
+    /// Back up paths, or a stream from stdin or a command
+    Backup(commands::BackupArgs),
+    /// List snapshots
+    Snapshots(commands::SnapshotsArgs),
+    /// List the files of a snapshot
+    Ls(commands::LsArgs),
+    /// Restore a snapshot (or a path in it) into a directory
+    Restore(commands::RestoreArgs),
+    /// Write one file of a snapshot to stdout
+    Dump(commands::DumpArgs),
+    /// Show a decrypted object as JSON (config, index ID, snapshot ID, pack ID)
+    Cat(commands::CatArgs),
+    /// Manage the passwords (key files) of the repository
+    Key(commands::KeyArgs),
+    /// Remove stale locks
+    Unlock(commands::UnlockArgs),
+    /// Verify the repository's structure and, with --read-data, every byte
+    Check(commands::CheckArgs),
+}
+
+impl Global {
+    fn cache_mode(&self) -> CacheMode {
+        if self.no_cache {
+            CacheMode::Memory
+        } else if let Some(d) = &self.cache_dir {
+            CacheMode::Dir(d.clone())
+        } else {
+            CacheMode::Default
+        }
+    }
+
+    fn backend(&self, create: bool) -> Result<Backend> {
+        let loc = self.repo.as_deref().ok_or_else(|| {
+            Error::invalid("no repository given: use -r/--repo or set CAIRN_REPOSITORY")
+        })?;
+        let path = loc.strip_prefix("local:").unwrap_or(loc);
+        if let Some((scheme, _)) = path.split_once(':') {
+            if matches!(
+                scheme,
+                "s3" | "sftp" | "rest" | "b2" | "azure" | "gs" | "swift" | "rclone"
+            ) {
+                return Err(Error::invalid(format!(
+                    "repository scheme {scheme:?} is not supported yet; use a local directory"
+                )));
+            }
+        }
+        Backend::local(std::path::Path::new(path), create)
+    }
+
+    fn password(&self, prompt: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        password::read(&password::PasswordSource {
+            env_var: "CAIRN_PASSWORD",
+            file: self.password_file.as_deref(),
+            command: self.password_command.as_deref(),
+            prompt,
+        })
+    }
+
+    /// Opens the repository: the typed state every command but `init` needs.
+    pub fn open(&self) -> Result<Repository> {
+        let backend = self.backend(false)?;
+        let pw = self.password("enter password for repository: ")?;
+        Repository::open(backend, &pw, self.cache_mode())
+    }
+
+    fn report_stats(&self, repo: &Repository) {
+        if self.verbose {
+            eprintln!("{}", repo.backend.stats.summary());
+        }
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match commands::run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.kind().exit_code()
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! `backup`: a directory tree or a stream into a new snapshot.
+//!
+//! The snapshot is written last, after [`crate::saver::Saver::finish`] has
+//! stored every pack and index object (format-spec/10-write-order.md).
+
+mod progress;
+mod stream;
+mod tree;
+
+pub use stream::{backup_stream, StreamInput};
+pub use tree::backup_paths;
+
+use chrono::{DateTime, FixedOffset, Local};
+
+use crate::error::Result;
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::id::{SnapshotId, TreeId};
+use crate::pack::packer::PackerResult;
+use crate::repo::Repository;
+
+/// Options shared by tree and stream backups.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    pub tags: Vec<String>,
+    /// Overrides the hostname recorded (and used to find the parent).
+    pub host: Option<String>,
+    /// Overrides the snapshot's time (imports, tests of retention).
+    pub time: Option<DateTime<FixedOffset>>,
+    pub excludes: Vec<String>,
+    pub exclude_files: Vec<std::path::PathBuf>,
+    pub one_file_system: bool,
+    /// Re-read every file even when the parent says it is unchanged.
+    pub force: bool,
+    /// Use this parent instead of the latest matching snapshot.
+    pub parent: Option<SnapshotId>,
+    /// Show a progress bar (the CLI sets it when on a terminal).
+    pub progress: bool,
+}
+
+/// What a backup did.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub stored: PackerResult,
+}
+
+pub fn hostname_or(host: &Option<String>) -> String {
+    host.clone().unwrap_or_else(|| {
+        hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into())
+    })
+}
+
+fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default()
+}
+
+/// The latest snapshot of the same host and the same set of paths.
+pub fn find_parent(
+    repo: &Repository,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    let mut want: Vec<&String> = paths.iter().collect();
+    want.sort();
+    Ok(repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+        let mut have: Vec<&String> = s.paths.iter().collect();
+        have.sort();
+        s.hostname == host && have == want
+    }))
+}
+
+/// Assembles and stores the snapshot, after all data is stored.
+#[allow(clippy::too_many_arguments)]
+fn write_snapshot(
+    repo: &Repository,
+    opts: &BackupOptions,
+    paths: Vec<String>,
+    excludes: Vec<String>,
+    tree: TreeId,
+    parent: Option<SnapshotId>,
+    summary: Summary,
+    start: DateTime<FixedOffset>,
+    stream: Option<crate::format::snapshot::StreamInfo>,
+) -> Result<(SnapshotId, Snapshot)> {
+    let end = Local::now().fixed_offset();
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let s = Snapshot {
+        version: crate::format::FORMAT_VERSION,
+        time: opts.time.unwrap_or(start),
+        hostname: hostname_or(&opts.host),
+        username: username(),
+        paths,
+        tags,
+        parent,
+        tree,
+        partial: !summary.errors.is_empty(),
+        excludes,
+        stream,
+        summary,
+        backup_start: start,
+        backup_end: end,
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.save_snapshot(&s)?;
+    Ok((id, s))
+}

@@ -1,0 +1,297 @@
+//! `check`: verify the repository's structure and, with `read_data`, every
+//! byte. Problems name the damaged object, and the snapshots and files that
+//! it affects.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::format::pack::{PackEntry, TRAILER_LEN};
+use crate::id::{BlobId, BlobKind, IndexId, PackId, SnapshotId, TreeId};
+use crate::pack;
+use crate::repo::{content_id, keys, Repository};
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub snapshots: usize,
+    pub trees: usize,
+    pub packs: usize,
+    pub blobs_read: u64,
+    /// Damage: each line names the object.
+    pub problems: Vec<String>,
+    /// Snapshot files that damaged or missing data affects.
+    pub affected: Vec<String>,
+    /// Harmless findings (e.g. unindexed packs from an interrupted backup).
+    pub notes: Vec<String>,
+}
+
+pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+    for (id, kf) in keys::list_key_files(&repo.backend)? {
+        if let Err(e) = kf {
+            r.problems.push(format!("key {id}: {e}"));
+        }
+    }
+    // Packs present.
+    let mut sizes: HashMap<PackId, u64> = HashMap::new();
+    for (name, size) in repo.backend.list("data")? {
+        let base = name.rsplit('/').next().unwrap_or("");
+        match PackId::from_hex(base) {
+            Ok(id) if name == pack::object_name(&id) => {
+                sizes.insert(id, size);
+            }
+            _ => r.notes.push(format!("{name} is not a pack name; ignored")),
+        }
+    }
+    r.packs = sizes.len();
+    // Index objects: each entry must point into an existing pack.
+    let mut expected: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    let mut where_: HashMap<BlobId, Vec<PackId>> = HashMap::new();
+    for id in repo.list_ids("index")? {
+        let id = IndexId(id);
+        let packs = match repo.load_index(&id) {
+            Ok(p) => p,
+            Err(e) => {
+                r.problems.push(format!("index/{id}: {e}"));
+                continue;
+            }
+        };
+        for p in packs {
+            let Some(&size) = sizes.get(&p.id) else {
+                r.problems.push(format!(
+                    "index/{id} names pack {} which does not exist",
+                    p.id
+                ));
+                continue;
+            };
+            for e in &p.blobs {
+                if e.end() + TRAILER_LEN as u64 > size {
+                    r.problems.push(format!(
+                        "index/{id}: blob {} lies beyond the end of pack {}",
+                        hex::encode(e.id),
+                        p.id
+                    ));
+                }
+                where_
+                    .entry(BlobId {
+                        kind: e.kind,
+                        id: e.id,
+                    })
+                    .or_default()
+                    .push(p.id);
+            }
+            expected.entry(p.id).or_default().extend(p.blobs);
+        }
+    }
+    for id in sizes.keys() {
+        if !expected.contains_key(id) {
+            r.notes.push(format!(
+                "pack {id} is not in any index (left by an interrupted backup; harmless)"
+            ));
+        }
+    }
+    // Snapshots and the trees they reach.
+    let mut snaps: Vec<(SnapshotId, crate::format::snapshot::Snapshot)> = Vec::new();
+    for id in repo.list_ids("snapshots")? {
+        let id = SnapshotId(id);
+        match repo.load_snapshot(&id) {
+            Ok(s) => snaps.push((id, s)),
+            Err(e) => r.problems.push(format!("snapshot {id}: {e}")),
+        }
+    }
+    r.snapshots = snaps.len();
+    let mut seen: HashSet<TreeId> = HashSet::new();
+    let mut missing: HashSet<BlobId> = HashSet::new();
+    for (sid, s) in &snaps {
+        let mut stack = vec![(PathBuf::from("/"), s.tree)];
+        while let Some((path, t)) = stack.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            r.trees += 1;
+            if !where_.contains_key(&BlobId::tree(t)) {
+                r.problems.push(format!(
+                    "tree {t} ({}, snapshot {}) is not in the index",
+                    path.display(),
+                    sid.short()
+                ));
+                missing.insert(BlobId::tree(t));
+                continue;
+            }
+            let nodes = match repo.load_tree(&t) {
+                Ok(n) => n,
+                Err(e) => {
+                    r.problems.push(format!(
+                        "tree {t} ({}, snapshot {}): {e}",
+                        path.display(),
+                        sid.short()
+                    ));
+                    missing.insert(BlobId::tree(t));
+                    continue;
+                }
+            };
+            for n in nodes {
+                let p = path.join(OsStr::from_bytes(&n.name));
+                for c in n.chunks() {
+                    let b = BlobId::data(*c);
+                    if !where_.contains_key(&b) && missing.insert(b) {
+                        r.problems.push(format!(
+                            "chunk {c} of {} (snapshot {}) is not in the index",
+                            p.display(),
+                            sid.short()
+                        ));
+                    }
+                }
+                if let Some(st) = n.subtree() {
+                    stack.push((p, st));
+                }
+            }
+        }
+    }
+    // Every byte.
+    let mut damaged: HashSet<BlobId> = HashSet::new();
+    if read_data {
+        let ids: Vec<&PackId> = sizes.keys().collect();
+        let out = Mutex::new((Vec::<String>::new(), HashSet::<BlobId>::new(), 0u64));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..crate::saver::worker_count() {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else { return };
+                    let (probs, bad, n) =
+                        read_pack(repo, id, expected.get(id).map(Vec::as_slice).unwrap_or(&[]));
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    o.0.extend(probs);
+                    o.1.extend(bad);
+                    o.2 += n;
+                });
+            }
+        });
+        let (probs, bad, n) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+        r.problems.extend(probs);
+        damaged = bad;
+        r.blobs_read = n;
+    }
+    // Name what the damage affects, and whether another copy exists.
+    let lost: HashSet<BlobId> = damaged.iter().chain(&missing).copied().collect();
+    if !lost.is_empty() {
+        for b in &damaged {
+            let copies = where_.get(b).map(Vec::len).unwrap_or(0);
+            if copies > 1 {
+                r.notes.push(format!(
+                    "blob {} has {} other copies in other packs",
+                    hex::encode(b.id),
+                    copies - 1
+                ));
+            }
+        }
+        for (sid, s) in &snaps {
+            affected(repo, sid, s.tree, Path::new("/"), &lost, &mut r.affected);
+        }
+    }
+    r.problems.sort();
+    r.problems.dedup();
+    Ok(r)
+}
+
+/// Reads one pack whole and checks it against its name, its header and the index.
+fn read_pack(
+    repo: &Repository,
+    id: &PackId,
+    expected: &[PackEntry],
+) -> (Vec<String>, Vec<BlobId>, u64) {
+    let mut probs = Vec::new();
+    let mut bad = Vec::new();
+    let all_bad = |bad: &mut Vec<BlobId>| {
+        bad.extend(expected.iter().map(|e| BlobId {
+            kind: e.kind,
+            id: e.id,
+        }))
+    };
+    let bytes = match repo.backend.get(&pack::object_name(id)) {
+        Ok(b) => b,
+        Err(e) => {
+            probs.push(format!("pack {id}: {e}"));
+            all_bad(&mut bad);
+            return (probs, bad, 0);
+        }
+    };
+    if content_id(&bytes) != id.0 {
+        probs.push(format!(
+            "pack {id} is damaged: its content does not match its name"
+        ));
+    }
+    match pack::header_from_bytes(&repo.key.enc, id, &bytes) {
+        Ok(header) => {
+            let mut h: Vec<(u8, [u8; 32], u32)> = header
+                .iter()
+                .map(|e| (e.kind as u8, e.id, e.offset))
+                .collect();
+            let mut x: Vec<(u8, [u8; 32], u32)> = expected
+                .iter()
+                .map(|e| (e.kind as u8, e.id, e.offset))
+                .collect();
+            h.sort();
+            x.sort();
+            x.dedup();
+            if !expected.is_empty() && h != x {
+                probs.push(format!("pack {id}: header does not agree with the index"));
+            }
+        }
+        Err(e) => probs.push(format!("{e}")),
+    }
+    let mut n = 0;
+    for e in expected {
+        n += 1;
+        if let Err(err) = pack::blob_from_pack_bytes(&repo.key, &bytes, e) {
+            let kind = if e.kind == BlobKind::Tree {
+                "tree"
+            } else {
+                "chunk"
+            };
+            probs.push(format!("pack {id}: {kind} {}: {err}", hex::encode(e.id)));
+            bad.push(BlobId {
+                kind: e.kind,
+                id: e.id,
+            });
+        }
+    }
+    (probs, bad, n)
+}
+
+/// Files (and trees) of a snapshot that need a lost blob.
+fn affected(
+    repo: &Repository,
+    sid: &SnapshotId,
+    tree: TreeId,
+    path: &Path,
+    lost: &HashSet<BlobId>,
+    out: &mut Vec<String>,
+) {
+    if lost.contains(&BlobId::tree(tree)) {
+        out.push(format!(
+            "snapshot {}: {} (directory listing lost)",
+            sid.short(),
+            path.display()
+        ));
+        return;
+    }
+    let Ok(nodes) = repo.load_tree(&tree) else {
+        return;
+    };
+    for n in nodes {
+        let p = path.join(OsStr::from_bytes(&n.name));
+        if n.chunks().iter().any(|c| lost.contains(&BlobId::data(*c))) {
+            out.push(format!("snapshot {}: {}", sid.short(), p.display()));
+        }
+        if let Some(t) = n.subtree() {
+            affected(repo, sid, t, &p, lost, out);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! One module per operation. Each takes an opened [`crate::repo::Repository`]
+//! and plain option values; none knows the command line.
+
+pub mod backup;
+pub mod cat;
+pub mod check;
+pub mod dump;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;

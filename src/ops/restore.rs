@@ -1,0 +1,449 @@
+//! `restore`: build a plan from the snapshot's trees, then execute it.
+//!
+//! The plan lists every directory, file and special entry to create and,
+//! grouped by pack, every blob to read with the file offsets it fills. The
+//! executor reads each pack's blobs in a few ranged gets, verifies every blob
+//! against its id, and writes it where the plan says. A file that any
+//! damaged blob touches is removed and reported: wrong bytes are never left
+//! in place as if they were good.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::cache::Location;
+use crate::error::{Error, Result};
+use crate::format::pack::PackEntry;
+use crate::format::tree::{Node, NodeKind};
+use crate::id::{BlobId, BlobKind, PackId, TreeId};
+use crate::pack;
+use crate::repo::Repository;
+use crate::target::{self, MetaOptions};
+
+/// Which paths to restore. Patterns match the snapshot path (`/srv/db/x`)
+/// as in `--exclude`: without `/`, the file name; with `/`, the whole path.
+#[derive(Default)]
+pub struct Filter {
+    include: Option<(GlobSet, GlobSet)>,
+    exclude: Option<(GlobSet, GlobSet)>,
+}
+
+fn build(patterns: &[String]) -> Result<Option<(GlobSet, GlobSet)>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+    for p in patterns {
+        let g = GlobBuilder::new(p.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::invalid(format!("bad pattern {p:?}: {e}")))?;
+        if p.contains('/') {
+            paths.add(g);
+        } else {
+            names.add(g);
+        }
+    }
+    let b = |s: GlobSetBuilder| s.build().map_err(|e| Error::invalid(e.to_string()));
+    Ok(Some((b(names)?, b(paths)?)))
+}
+
+fn matches(set: &(GlobSet, GlobSet), path: &Path) -> bool {
+    path.file_name().is_some_and(|n| set.0.is_match(n)) || set.1.is_match(path)
+}
+
+impl Filter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self> {
+        Ok(Self {
+            include: build(include)?,
+            exclude: build(exclude)?,
+        })
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.exclude.as_ref().is_some_and(|s| matches(s, path))
+    }
+
+    /// Whether a path is included by itself (an included directory includes
+    /// all it holds).
+    fn included(&self, path: &Path) -> bool {
+        self.include.as_ref().is_none_or(|s| matches(s, path))
+    }
+}
+
+/// One file to write.
+#[derive(Debug)]
+pub struct FilePlan {
+    pub path: PathBuf,
+    pub node: Node,
+    /// Index of an earlier file this one is a hard link of.
+    pub link_to: Option<usize>,
+}
+
+/// One blob to read, and where its bytes go.
+#[derive(Debug)]
+pub struct BlobRead {
+    pub entry: PackEntry,
+    /// (file index, offset in the file).
+    pub targets: Vec<(usize, u64)>,
+}
+
+/// Everything a restore will do, before it does anything.
+#[derive(Debug, Default)]
+pub struct RestorePlan {
+    /// Directories, parents before children.
+    pub dirs: Vec<(PathBuf, Node)>,
+    pub files: Vec<FilePlan>,
+    /// Symlinks, fifos, devices, sockets.
+    pub specials: Vec<(PathBuf, Node)>,
+    /// Blobs to read, grouped by pack.
+    pub packs: BTreeMap<PackId, Vec<BlobRead>>,
+    pub total_bytes: u64,
+}
+
+impl RestorePlan {
+    /// Builds the plan for `tree` (the directory at `sub` in the snapshot)
+    /// into `target`.
+    pub fn build(
+        repo: &Repository,
+        root: TreeId,
+        sub: &Path,
+        target: &Path,
+        filter: &Filter,
+    ) -> Result<Self> {
+        let mut b = Builder {
+            repo,
+            plan: RestorePlan::default(),
+            filter,
+            links: HashMap::new(),
+            reader: repo.cache.reader()?,
+        };
+        match resolve(repo, root, sub)? {
+            (Some(node), _) if node.kind != NodeKind::Dir => {
+                let dest = target.join(OsStr::from_bytes(&node.name));
+                if node.kind == NodeKind::File {
+                    b.file(dest, node)?;
+                } else {
+                    b.plan.specials.push((dest, node));
+                }
+            }
+            (_, tree) => {
+                b.dir(tree, sub, target, false)?;
+            }
+        }
+        Ok(b.plan)
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.packs.values().map(Vec::len).sum()
+    }
+}
+
+struct Builder<'a> {
+    repo: &'a Repository,
+    plan: RestorePlan,
+    filter: &'a Filter,
+    links: HashMap<(u64, u64), usize>,
+    reader: crate::cache::CacheReader,
+}
+
+impl Builder<'_> {
+    /// Adds the entries of one directory. `inside` is true when an ancestor
+    /// matched `--include` already.
+    fn dir(&mut self, tree: TreeId, snap_path: &Path, dest: &Path, inside: bool) -> Result<bool> {
+        let nodes = self.repo.load_tree(&tree)?;
+        let mut any = false;
+        for node in nodes {
+            let name = OsStr::from_bytes(&node.name);
+            let sp = snap_path.join(name);
+            let dp = dest.join(name);
+            if self.filter.excluded(&sp) {
+                continue;
+            }
+            let inc = inside || self.filter.included(&sp);
+            match node.kind {
+                NodeKind::Dir => {
+                    let sub = node
+                        .subtree()
+                        .ok_or_else(|| Error::corrupt("directory without a tree"))?;
+                    let at = self.plan.dirs.len();
+                    self.plan.dirs.push((dp.clone(), node));
+                    if self.dir(sub, &sp, &dp, inc)? || inc {
+                        any = true;
+                    } else {
+                        self.plan.dirs.truncate(at);
+                    }
+                }
+                _ if !inc => {}
+                NodeKind::File => {
+                    self.file(dp, node)?;
+                    any = true;
+                }
+                _ => {
+                    self.plan.specials.push((dp, node));
+                    any = true;
+                }
+            }
+        }
+        Ok(any)
+    }
+
+    fn file(&mut self, path: PathBuf, node: Node) -> Result<()> {
+        let idx = self.plan.files.len();
+        if node.nlink > 1 && node.inode != 0 {
+            if let Some(&first) = self.links.get(&(node.device, node.inode)) {
+                self.plan.files.push(FilePlan {
+                    path,
+                    node,
+                    link_to: Some(first),
+                });
+                return Ok(());
+            }
+            self.links.insert((node.device, node.inode), idx);
+        }
+        let mut offset = 0u64;
+        for c in node.chunks() {
+            let blob = BlobId::data(*c);
+            let loc: Location = self.reader.get(&blob)?.ok_or_else(|| {
+                Error::corrupt(format!("{}: chunk {c} is not in the index", path.display()))
+            })?;
+            let reads = self.plan.packs.entry(loc.pack).or_default();
+            // The same chunk twice in one pack list: add a target to it.
+            match reads.iter_mut().rev().take(8).find(|r| r.entry.id == c.0) {
+                Some(r) => r.targets.push((idx, offset)),
+                None => reads.push(BlobRead {
+                    entry: PackEntry {
+                        kind: BlobKind::Data,
+                        id: c.0,
+                        offset: loc.offset,
+                        length: loc.length,
+                        raw_length: loc.raw_length,
+                    },
+                    targets: vec![(idx, offset)],
+                }),
+            }
+            offset += loc.raw_length as u64;
+        }
+        if offset != node.size {
+            return Err(Error::corrupt(format!(
+                "{}: chunks add up to {offset} bytes, the tree says {}",
+                path.display(),
+                node.size
+            )));
+        }
+        self.plan.total_bytes += node.size;
+        self.plan.files.push(FilePlan {
+            path,
+            node,
+            link_to: None,
+        });
+        Ok(())
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    pub files: usize,
+    pub dirs: usize,
+    pub specials: usize,
+    pub bytes: u64,
+    /// Files that could not be restored correctly (removed), with the reason.
+    pub failed: Vec<String>,
+    /// Metadata that could not be applied.
+    pub warnings: Vec<String>,
+}
+
+/// Largest span read in one request.
+const MAX_SPAN: u64 = 8 << 20;
+/// Gap between blobs still read through rather than split.
+const MAX_GAP: u64 = 256 << 10;
+
+/// Executes a plan.
+pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Result<RestoreReport> {
+    let mut report = RestoreReport::default();
+    for (p, _) in &plan.dirs {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e))?;
+    }
+    for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
+        if let Some(parent) = f.path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        }
+        let file = std::fs::File::create(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
+        file.set_len(f.node.size)
+            .map_err(|e| Error::io(f.path.display(), e))?;
+    }
+    // Data: packs in parallel, one worker per core.
+    let packs: Vec<(&PackId, &Vec<BlobRead>)> = plan.packs.iter().collect();
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
+    let fatal: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..crate::saver::worker_count().max(2) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((id, reads)) = packs.get(i) else {
+                    return;
+                };
+                if let Err(e) = restore_pack(repo, plan, id, reads, &failed) {
+                    *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    return;
+                }
+            });
+        }
+    });
+    if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut bad: Vec<(&usize, &String)> = failed.iter().collect();
+    bad.sort();
+    for (idx, why) in bad {
+        let p = &plan.files[*idx].path;
+        let _ = std::fs::remove_file(p);
+        report.failed.push(format!("{}: {why}", p.display()));
+    }
+    for (i, f) in plan.files.iter().enumerate() {
+        let source = f.link_to.unwrap_or(i);
+        if failed.contains_key(&source) {
+            continue;
+        }
+        if let Some(first) = f.link_to {
+            let _ = std::fs::remove_file(&f.path);
+            std::fs::hard_link(&plan.files[first].path, &f.path)
+                .map_err(|e| Error::io(f.path.display(), e))?;
+        } else {
+            report.bytes += f.node.size;
+            report.warnings.extend(
+                target::apply_metadata(&f.path, &f.node, opts)
+                    .map_err(|e| Error::io(f.path.display(), e))?,
+            );
+        }
+        report.files += 1;
+    }
+    for (p, n) in &plan.specials {
+        let _ = std::fs::remove_file(p);
+        match target::create_special(p, n) {
+            Ok(()) => {
+                report.warnings.extend(
+                    target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?,
+                );
+                report.specials += 1;
+            }
+            Err(e) => report.warnings.push(format!("{}: {e}", p.display())),
+        }
+    }
+    // Directories last, deepest first, so their times stick.
+    for (p, n) in plan.dirs.iter().rev() {
+        report
+            .warnings
+            .extend(target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?);
+        report.dirs += 1;
+    }
+    Ok(report)
+}
+
+/// Reads one pack's blobs in a few spans and writes them out.
+fn restore_pack(
+    repo: &Repository,
+    plan: &RestorePlan,
+    id: &PackId,
+    reads: &[BlobRead],
+    failed: &Mutex<HashMap<usize, String>>,
+) -> Result<()> {
+    let name = pack::object_name(id);
+    let mut order: Vec<&BlobRead> = reads.iter().collect();
+    order.sort_by_key(|r| r.entry.offset);
+    let mut i = 0;
+    while i < order.len() {
+        let start = order[i].entry.offset as u64;
+        let mut end = order[i].entry.end();
+        let mut j = i + 1;
+        while j < order.len()
+            && order[j].entry.offset as u64 <= end + MAX_GAP
+            && order[j].entry.end() - start <= MAX_SPAN
+        {
+            end = end.max(order[j].entry.end());
+            j += 1;
+        }
+        let span = match repo.backend.get_range(&name, start..end) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind().is_transient() => return Err(e),
+            Err(e) => {
+                let why = format!("pack {id}: {e}");
+                let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                for r in &order[i..j] {
+                    for (file, _) in &r.targets {
+                        f.entry(*file).or_insert_with(|| why.clone());
+                    }
+                }
+                None
+            }
+        };
+        if let Some(span) = span {
+            for r in &order[i..j] {
+                let a = (r.entry.offset as u64 - start) as usize;
+                let sealed = &span[a..a + r.entry.length as usize];
+                match pack::open_blob(&repo.key, &r.entry, sealed) {
+                    Ok(plain) => {
+                        for (file, off) in &r.targets {
+                            if failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .contains_key(file)
+                            {
+                                continue;
+                            }
+                            let path = &plan.files[*file].path;
+                            let res = std::fs::OpenOptions::new()
+                                .write(true)
+                                .open(path)
+                                .and_then(|f| f.write_all_at(&plain, *off));
+                            if let Err(e) = res {
+                                return Err(Error::io(path.display(), e));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let why = format!("chunk {} in pack {id}: {e}", hex::encode(r.entry.id));
+                        let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                        for (file, _) in &r.targets {
+                            f.entry(*file).or_insert_with(|| why.clone());
+                        }
+                    }
+                }
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// Finds the tree of the directory at `sub` inside a snapshot's root tree.
+/// Returns the node at that path (None for the root).
+pub fn resolve(repo: &Repository, root: TreeId, sub: &Path) -> Result<(Option<Node>, TreeId)> {
+    let mut tree = root;
+    let mut node = None;
+    for c in sub.components() {
+        let name = match c {
+            std::path::Component::Normal(n) => n.as_bytes(),
+            _ => continue,
+        };
+        let nodes = repo.load_tree(&tree)?;
+        let n = nodes
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| Error::not_found(format!("{} is not in the snapshot", sub.display())))?;
+        if let Some(t) = n.subtree() {
+            tree = t;
+        }
+        node = Some(n);
+    }
+    Ok((node, tree))
+}

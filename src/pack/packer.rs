@@ -1,0 +1,124 @@
+//! The packer stage: gathers sealed blobs into packs, stores each pack in
+//! the background, and writes an index object once its packs are stored.
+//!
+//! Write order (format-spec/10-write-order.md): a pack is named by an index
+//! object only after its put has returned; the snapshot comes after all of
+//! them (the caller's job).
+
+use std::collections::VecDeque;
+
+use crossbeam_channel::Receiver;
+
+use super::{object_name, PackWriter};
+use crate::backend::PendingPut;
+use crate::error::Result;
+use crate::format::index::IndexPack;
+use crate::id::{BlobKind, IndexId};
+use crate::repo::Repository;
+
+/// A blob ready to pack.
+pub struct SealedBlob {
+    pub kind: BlobKind,
+    pub id: [u8; 32],
+    pub sealed: Vec<u8>,
+    pub raw_length: u32,
+}
+
+/// Packs stored in the background at once, at most. Bounds memory to a few
+/// packs whatever the input's size.
+pub const MAX_IN_FLIGHT: usize = 2;
+/// An index object is written after this many packs (and at the end).
+pub const PACKS_PER_INDEX: usize = 64;
+
+/// What the packer stored.
+#[derive(Debug, Default)]
+pub struct PackerResult {
+    pub packs: u64,
+    pub bytes: u64,
+    pub indexes: Vec<IndexId>,
+}
+
+struct Packer<'a> {
+    repo: &'a Repository,
+    in_flight: VecDeque<(PendingPut, IndexPack)>,
+    stored: Vec<IndexPack>,
+    result: PackerResult,
+}
+
+impl Packer<'_> {
+    fn store(&mut self, w: PackWriter) -> Result<()> {
+        let p = w.finish(&self.repo.key.enc);
+        self.result.packs += 1;
+        self.result.bytes += p.bytes.len() as u64;
+        let put = self.repo.backend.spawn_put(&object_name(&p.id), p.bytes);
+        self.in_flight.push_back((
+            put,
+            IndexPack {
+                id: p.id,
+                blobs: p.entries,
+            },
+        ));
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.complete_one()?;
+        }
+        if self.stored.len() >= PACKS_PER_INDEX {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    fn complete_one(&mut self) -> Result<()> {
+        if let Some((put, ip)) = self.in_flight.pop_front() {
+            put.wait()?;
+            self.stored.push(ip);
+        }
+        Ok(())
+    }
+
+    fn write_index(&mut self) -> Result<()> {
+        if !self.stored.is_empty() {
+            let packs = std::mem::take(&mut self.stored);
+            self.result.indexes.push(self.repo.save_index(packs)?);
+        }
+        Ok(())
+    }
+}
+
+/// Runs the packer until `rx` closes, then stores the last packs and index.
+pub fn run(repo: &Repository, rx: Receiver<SealedBlob>) -> Result<PackerResult> {
+    let target = repo.config.pack_size as usize;
+    let mut p = Packer {
+        repo,
+        in_flight: VecDeque::new(),
+        stored: Vec::new(),
+        result: PackerResult::default(),
+    };
+    let mut data: Option<PackWriter> = None;
+    let mut tree: Option<PackWriter> = None;
+    let res = (|| {
+        for b in rx.iter() {
+            let slot = match b.kind {
+                BlobKind::Data => &mut data,
+                BlobKind::Tree => &mut tree,
+            };
+            let w = slot.get_or_insert_with(|| PackWriter::new(target + (64 << 10)));
+            w.add(b.kind, b.id, &b.sealed, b.raw_length);
+            if w.len() >= target {
+                let full = slot.take().expect("just used");
+                p.store(full)?;
+            }
+        }
+        for w in [data.take(), tree.take()].into_iter().flatten() {
+            p.store(w)?;
+        }
+        while !p.in_flight.is_empty() {
+            p.complete_one()?;
+        }
+        p.write_index()
+    })();
+    // On error, wait for puts already started so none is cut off mid-way.
+    for (put, _) in p.in_flight.drain(..) {
+        let _ = put.wait();
+    }
+    res.map(|()| p.result)
+}

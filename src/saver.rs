@@ -1,0 +1,158 @@
+//! The hash/dedup → seal → pack → backend stages of a backup.
+//!
+//! The caller (one thread: the walker or stream reader) chunks and hashes,
+//! then hands each blob to [`Saver::save`]. A blob that the index or this
+//! session already has is dropped at once; a new one goes to a pool of seal
+//! workers (zstd + XChaCha20, one per core), then to the packer thread,
+//! which stores packs in the background. Channels are bounded, so memory
+//! stays at a few chunks per worker plus a few packs in flight.
+
+use std::collections::HashSet;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::cache::CacheReader;
+use crate::crypto::aead::ObjectType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{BlobId, BlobKind};
+use crate::pack::packer::{self, PackerResult, SealedBlob};
+use crate::repo::Repository;
+use crate::seal;
+
+struct Job {
+    kind: BlobKind,
+    id: [u8; 32],
+    data: Vec<u8>,
+}
+
+/// Counts of what was saved.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SaveStats {
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub raw_added: u64,
+}
+
+/// Front of the save pipeline, used from one thread.
+pub struct Saver<'scope> {
+    reader: CacheReader,
+    seen: HashSet<BlobId>,
+    jobs: Option<Sender<Job>>,
+    workers: Vec<ScopedJoinHandle<'scope, ()>>,
+    packer: Option<ScopedJoinHandle<'scope, Result<PackerResult>>>,
+    pub stats: SaveStats,
+}
+
+/// Number of seal workers: one per core.
+pub fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 16)
+}
+
+impl<'scope> Saver<'scope> {
+    /// Starts the workers and the packer inside `scope`.
+    pub fn start<'env>(scope: &'scope Scope<'scope, 'env>, repo: &'env Repository) -> Result<Self> {
+        let n = worker_count();
+        let (job_tx, job_rx) = bounded::<Job>(n * 2);
+        let (blob_tx, blob_rx) = bounded::<SealedBlob>(n * 2);
+        let level = repo.config.compression;
+        let key = repo.key.enc;
+        let mut workers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (rx, tx) = (job_rx.clone(), blob_tx.clone());
+            workers.push(scope.spawn(move || {
+                for j in rx.iter() {
+                    let ty = match j.kind {
+                        BlobKind::Data => ObjectType::DataBlob,
+                        BlobKind::Tree => ObjectType::TreeBlob,
+                    };
+                    let sealed = seal::seal(&key, ty, &j.data, Some(level));
+                    let b = SealedBlob {
+                        kind: j.kind,
+                        id: j.id,
+                        sealed,
+                        raw_length: j.data.len() as u32,
+                    };
+                    if tx.send(b).is_err() {
+                        return; // the packer stopped: its error is reported by finish()
+                    }
+                }
+            }));
+        }
+        drop(blob_tx);
+        let packer = scope.spawn(move || packer::run(repo, blob_rx));
+        Ok(Self {
+            reader: repo.cache.reader()?,
+            seen: HashSet::new(),
+            jobs: Some(job_tx),
+            workers,
+            packer: Some(packer),
+            stats: SaveStats::default(),
+        })
+    }
+
+    /// Whether the repository (or this session) already has the blob.
+    pub fn has(&self, blob: &BlobId) -> Result<bool> {
+        Ok(self.seen.contains(blob) || self.reader.contains(blob)?)
+    }
+
+    /// Saves a blob unless it exists. Returns whether it was new.
+    pub fn save(&mut self, kind: BlobKind, id: [u8; 32], data: Vec<u8>) -> Result<bool> {
+        let blob = BlobId { kind, id };
+        if self.has(&blob)? {
+            return Ok(false);
+        }
+        if data.len() > u32::MAX as usize {
+            return Err(Error::invalid("blob larger than 4 GiB"));
+        }
+        self.seen.insert(blob);
+        match kind {
+            BlobKind::Data => self.stats.data_blobs += 1,
+            BlobKind::Tree => self.stats.tree_blobs += 1,
+        }
+        self.stats.raw_added += data.len() as u64;
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Io, "saver already finished"))?;
+        if jobs.send(Job { kind, id, data }).is_err() {
+            // The pipeline stopped; finish() returns the real error.
+            return Err(self.stop_with_error());
+        }
+        Ok(true)
+    }
+
+    fn stop_with_error(&mut self) -> Error {
+        match self.join() {
+            Err(e) => e,
+            Ok(_) => Error::new(ErrorKind::Io, "the save pipeline stopped unexpectedly"),
+        }
+    }
+
+    fn join(&mut self) -> Result<PackerResult> {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            w.join()
+                .map_err(|_| Error::new(ErrorKind::Io, "a seal worker panicked"))?;
+        }
+        match self.packer.take() {
+            Some(p) => p
+                .join()
+                .map_err(|_| Error::new(ErrorKind::Io, "the packer panicked"))?,
+            None => Err(Error::new(
+                ErrorKind::Io,
+                "the save pipeline already stopped",
+            )),
+        }
+    }
+
+    /// Flushes everything: when this returns `Ok`, every saved blob is in a
+    /// stored pack named by a stored index object.
+    pub fn finish(mut self) -> Result<PackerResult> {
+        self.join()
+    }
+}

@@ -1,0 +1,3 @@
+pub mod exclude;
+pub mod fsmeta;
+pub mod stream;

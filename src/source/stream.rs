@@ -1,0 +1,201 @@
+//! Stream sources: stdin, or the stdout of a command.
+//!
+//! [`HashingReader`] records the exact length and SHA-256 of what was read,
+//! for the snapshot's `stream` record. [`CommandSource`] runs a command,
+//! passes its stderr through while keeping the tail, and reports a failed
+//! exit status *before* any snapshot is written.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Counts and hashes what passes through.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Bytes read and their SHA-256 (hex).
+    pub fn finish(self) -> (u64, String) {
+        (self.len, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Lines of stderr kept for the error message.
+const TAIL_LINES: usize = 5;
+
+/// A running `--stdin-from-command` child.
+pub struct CommandSource {
+    child: Child,
+    argv: Vec<String>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl CommandSource {
+    /// Starts `argv`. Its stderr is copied to ours as it comes.
+    pub fn spawn(argv: &[String]) -> Result<(Self, ChildStdout)> {
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| Error::invalid("--stdin-from-command needs a command after --"))?;
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::new(ErrorKind::Command, format!("cannot run {prog:?}: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::Command, "no stdout pipe"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::Command, "no stderr pipe"))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let t = tail.clone();
+        let stderr_thread = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).split(b'\n').map_while(|l| l.ok()) {
+                let _ = io::stderr().write_all(&line);
+                let _ = io::stderr().write_all(b"\n");
+                let s = String::from_utf8_lossy(&line).trim().to_string();
+                if !s.is_empty() {
+                    let mut q = t.lock().unwrap_or_else(|p| p.into_inner());
+                    if q.len() == TAIL_LINES {
+                        q.pop_front();
+                    }
+                    q.push_back(s);
+                }
+            }
+        });
+        Ok((
+            Self {
+                child,
+                argv: argv.to_vec(),
+                tail,
+                stderr_thread: Some(stderr_thread),
+            },
+            stdout,
+        ))
+    }
+
+    /// Waits for the command; a non-zero exit is an error quoting the end of
+    /// its stderr.
+    pub fn wait(mut self) -> Result<()> {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::new(ErrorKind::Command, format!("waiting for command: {e}")))?;
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        if status.success() {
+            return Ok(());
+        }
+        let tail: Vec<String> = self
+            .tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let how = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed by a signal".to_string(),
+        };
+        let mut msg = format!(
+            "command {:?} {how}; no snapshot was written",
+            self.argv.join(" ")
+        );
+        if !tail.is_empty() {
+            let mut t = tail.join(" | ");
+            if t.len() > 400 {
+                let mut cut = t.len() - 400;
+                while !t.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                t = format!("...{}", &t[cut..]);
+            }
+            msg.push_str(&format!(": {t}"));
+        }
+        Err(Error::new(ErrorKind::Command, msg))
+    }
+
+    /// Kills the command (when cairn itself fails first).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashing_reader_counts_and_hashes() {
+        let mut r = HashingReader::new(&b"abc"[..]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        let (n, h) = r.finish();
+        assert_eq!(n, 3);
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn failing_command_quotes_stderr() {
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "echo partial; echo 'pg_dump: error: connection failed' >&2; exit 3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (src, mut out) = CommandSource::spawn(&argv).unwrap();
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "partial\n");
+        let e = src.wait().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Command);
+        assert!(e.to_string().contains("status 3"), "{e}");
+        assert!(e.to_string().contains("connection failed"), "{e}");
+    }
+
+    #[test]
+    fn missing_program_is_a_command_error() {
+        let e = CommandSource::spawn(&["/nonexistent/prog".to_string()])
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::Command);
+    }
+}
