@@ -123,16 +123,10 @@ pub struct BlobId {
 
 impl BlobId {
     pub fn data(id: ChunkId) -> Self {
-        Self {
-            kind: BlobKind::Data,
-            id: id.0,
-        }
+        Self { kind: BlobKind::Data, id: id.0 }
     }
     pub fn tree(id: TreeId) -> Self {
-        Self {
-            kind: BlobKind::Tree,
-            id: id.0,
-        }
+        Self { kind: BlobKind::Tree, id: id.0 }
     }
 }
 

@@ -47,10 +47,7 @@ pub struct Saver<'scope> {
 
 /// Number of seal workers: one per core.
 pub fn worker_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 16)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 16)
 }
 
 impl<'scope> Saver<'scope> {
@@ -71,12 +68,7 @@ impl<'scope> Saver<'scope> {
                         BlobKind::Tree => ObjectType::TreeBlob,
                     };
                     let sealed = seal::seal(&key, ty, &j.data, Some(level));
-                    let b = SealedBlob {
-                        kind: j.kind,
-                        id: j.id,
-                        sealed,
-                        raw_length: j.data.len() as u32,
-                    };
+                    let b = SealedBlob { kind: j.kind, id: j.id, sealed, raw_length: j.data.len() as u32 };
                     if tx.send(b).is_err() {
                         return; // the packer stopped: its error is reported by finish()
                     }
@@ -115,10 +107,7 @@ impl<'scope> Saver<'scope> {
             BlobKind::Tree => self.stats.tree_blobs += 1,
         }
         self.stats.raw_added += data.len() as u64;
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::Io, "saver already finished"))?;
+        let jobs = self.jobs.as_ref().ok_or_else(|| Error::new(ErrorKind::Io, "saver already finished"))?;
         if jobs.send(Job { kind, id, data }).is_err() {
             // The pipeline stopped; finish() returns the real error.
             return Err(self.stop_with_error());
@@ -136,17 +125,11 @@ impl<'scope> Saver<'scope> {
     fn join(&mut self) -> Result<PackerResult> {
         self.jobs = None;
         for w in self.workers.drain(..) {
-            w.join()
-                .map_err(|_| Error::new(ErrorKind::Io, "a seal worker panicked"))?;
+            w.join().map_err(|_| Error::new(ErrorKind::Io, "a seal worker panicked"))?;
         }
         match self.packer.take() {
-            Some(p) => p
-                .join()
-                .map_err(|_| Error::new(ErrorKind::Io, "the packer panicked"))?,
-            None => Err(Error::new(
-                ErrorKind::Io,
-                "the save pipeline already stopped",
-            )),
+            Some(p) => p.join().map_err(|_| Error::new(ErrorKind::Io, "the packer panicked"))?,
+            None => Err(Error::new(ErrorKind::Io, "the save pipeline already stopped")),
         }
     }
 

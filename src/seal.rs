@@ -49,9 +49,7 @@ pub fn seal_with_nonce(
     level: Option<i32>,
     nonce: &[u8; NONCE_LEN],
 ) -> Vec<u8> {
-    let compressed = level
-        .and_then(|l| compress(plain, l))
-        .filter(|c| c.len() < plain.len());
+    let compressed = level.and_then(|l| compress(plain, l)).filter(|c| c.len() < plain.len());
     let (comp, payload) = match &compressed {
         Some(c) => (COMP_ZSTD, c.as_slice()),
         None => (COMP_RAW, plain),
@@ -70,16 +68,10 @@ pub fn seal_with_nonce(
 /// `max_len` bounds the plaintext (the index's raw length for blobs).
 pub fn open(key: &[u8; 32], ty: ObjectType, sealed: &[u8], max_len: usize) -> Result<Vec<u8>> {
     if sealed.len() < OVERHEAD {
-        return Err(Error::corrupt(format!(
-            "sealed {ty:?} is too short ({} bytes)",
-            sealed.len()
-        )));
+        return Err(Error::corrupt(format!("sealed {ty:?} is too short ({} bytes)", sealed.len())));
     }
     if sealed[0] != SEAL_VERSION {
-        return Err(Error::corrupt(format!(
-            "sealed {ty:?} has unknown version {}",
-            sealed[0]
-        )));
+        return Err(Error::corrupt(format!("sealed {ty:?} has unknown version {}", sealed[0])));
     }
     let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().expect("length checked");
     let tag_at = sealed.len() - TAG_LEN;
@@ -91,17 +83,13 @@ pub fn open(key: &[u8; 32], ty: ObjectType, sealed: &[u8], max_len: usize) -> Re
         COMP_RAW => {
             buf.remove(0);
             if buf.len() > max_len {
-                return Err(Error::corrupt(format!(
-                    "sealed {ty:?} is longer than expected"
-                )));
+                return Err(Error::corrupt(format!("sealed {ty:?} is longer than expected")));
             }
             Ok(buf)
         }
         COMP_ZSTD => zstd::bulk::decompress(&buf[1..], max_len)
             .map_err(|e| Error::corrupt(format!("sealed {ty:?} does not decompress: {e}"))),
-        c => Err(Error::corrupt(format!(
-            "sealed {ty:?} has unknown compression {c}"
-        ))),
+        c => Err(Error::corrupt(format!("sealed {ty:?} has unknown compression {c}"))),
     }
 }
 
@@ -146,9 +134,7 @@ mod tests {
     fn compressible_data_is_compressed_and_random_is_raw() {
         let text = vec![b'a'; 10_000];
         assert!(seal(&KEY, ObjectType::DataBlob, &text, Some(3)).len() < 200);
-        let noise: Vec<u8> = (0..10_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let noise: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let s = seal(&KEY, ObjectType::DataBlob, &noise, Some(3));
         assert!(s.len() <= noise.len() + OVERHEAD);
     }

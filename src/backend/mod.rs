@@ -10,10 +10,14 @@
 //!   a partial object. When `put` returns `Ok`, the object is durable: the
 //!   local backend fsyncs the file and its directory; S3 servers acknowledge
 //!   only stored objects.
-//! - Objects are immutable once written (names are content hashes), except
-//!   `config` at init and lock objects.
+//! - Objects are immutable once written: names are content hashes, and
+//!   `config` is written once, at init. A lock is refreshed by writing a new
+//!   lock object and deleting the old one.
 //! - A killed put leaves either nothing or the whole object. The local store
-//!   stages writes in `name#N` files, which listing ignores.
+//!   stages writes in `name#N` files, which listing ignores. (object_store
+//!   renames before cairn fsyncs, so after a *power loss* an object may be
+//!   incomplete under its final name; it then fails its SHA-256 name check,
+//!   and nothing references it yet: see format-spec/10-write-order.md.)
 //! - `list` may miss an object put very recently on eventually consistent
 //!   stores; the write order in format-spec/10-write-order.md makes that
 //!   harmless.
@@ -105,17 +109,12 @@ impl Backend {
         } else if !dir.is_dir() {
             return Err(Error::new(
                 ErrorKind::NoRepository,
-                format!(
-                    "no repository at {}: directory does not exist",
-                    dir.display()
-                ),
+                format!("no repository at {}: directory does not exist", dir.display()),
             ));
         }
-        let root = dir
-            .canonicalize()
-            .map_err(|e| Error::io(dir.display(), e))?;
-        let store = LocalFileSystem::new_with_prefix(&root)
-            .map_err(|e| map_err(true, &root.display().to_string(), e))?;
+        let root = dir.canonicalize().map_err(|e| Error::io(dir.display(), e))?;
+        let store =
+            LocalFileSystem::new_with_prefix(&root).map_err(|e| map_err(true, &root.display().to_string(), e))?;
         Ok(Self {
             store: Arc::new(store),
             runtime: runtime()?,
@@ -132,13 +131,7 @@ impl Backend {
 
     /// Any object store (S3 and others).
     pub fn from_store(store: Arc<dyn ObjectStore>, location: String) -> Result<Self> {
-        Ok(Self {
-            store,
-            runtime: runtime()?,
-            local_root: None,
-            location,
-            stats: Arc::default(),
-        })
+        Ok(Self { store, runtime: runtime()?, local_root: None, location, stats: Arc::default() })
     }
 
     /// Where the repository lives, for messages.
@@ -164,10 +157,7 @@ impl Backend {
         let stats = self.stats.clone();
         PendingPut(self.runtime.spawn(async move {
             let len = data.len() as u64;
-            store
-                .put(&path, PutPayload::from_bytes(data))
-                .await
-                .map_err(|e| map_err(local.is_some(), &name, e))?;
+            store.put(&path, PutPayload::from_bytes(data)).await.map_err(|e| map_err(local.is_some(), &name, e))?;
             stats.puts.fetch_add(1, Ordering::Relaxed);
             stats.bytes_written.fetch_add(len, Ordering::Relaxed);
             if let Some(root) = local {
@@ -187,9 +177,7 @@ impl Backend {
             .block_on(async { self.store.get(&path).await?.bytes().await })
             .map_err(|e| self.err(name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes_read
-            .fetch_add(b.len() as u64, Ordering::Relaxed);
+        self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
         Ok(b)
     }
 
@@ -197,19 +185,11 @@ impl Backend {
     pub fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
         let path = Path::from(name);
         let want = range.end - range.start;
-        let b = self
-            .runtime
-            .block_on(self.store.get_range(&path, range))
-            .map_err(|e| self.err(name, e))?;
+        let b = self.runtime.block_on(self.store.get_range(&path, range)).map_err(|e| self.err(name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes_read
-            .fetch_add(b.len() as u64, Ordering::Relaxed);
+        self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
         if b.len() as u64 != want {
-            return Err(Error::corrupt(format!(
-                "{name}: short read ({} of {want} bytes)",
-                b.len()
-            )));
+            return Err(Error::corrupt(format!("{name}: short read ({} of {want} bytes)", b.len())));
         }
         Ok(b)
     }
@@ -217,15 +197,10 @@ impl Backend {
     /// Several ranges of one object, in one call where the store allows.
     pub fn get_ranges(&self, name: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         let path = Path::from(name);
-        let out = self
-            .runtime
-            .block_on(self.store.get_ranges(&path, ranges))
-            .map_err(|e| self.err(name, e))?;
+        let out = self.runtime.block_on(self.store.get_ranges(&path, ranges)).map_err(|e| self.err(name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         for (b, r) in out.iter().zip(ranges) {
-            self.stats
-                .bytes_read
-                .fetch_add(b.len() as u64, Ordering::Relaxed);
+            self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
             if b.len() as u64 != r.end - r.start {
                 return Err(Error::corrupt(format!("{name}: short read")));
             }
@@ -236,10 +211,7 @@ impl Backend {
     /// Size of an object.
     pub fn size(&self, name: &str) -> Result<u64> {
         let path = Path::from(name);
-        let m = self
-            .runtime
-            .block_on(self.store.head(&path))
-            .map_err(|e| self.err(name, e))?;
+        let m = self.runtime.block_on(self.store.head(&path)).map_err(|e| self.err(name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         Ok(m.size)
     }
@@ -248,22 +220,15 @@ impl Backend {
     /// object's name relative to the repository root, and its size.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let path = Path::from(prefix);
-        let items: Vec<object_store::ObjectMeta> = self
-            .runtime
-            .block_on(self.store.list(Some(&path)).try_collect())
-            .map_err(|e| self.err(prefix, e))?;
+        let items: Vec<object_store::ObjectMeta> =
+            self.runtime.block_on(self.store.list(Some(&path)).try_collect()).map_err(|e| self.err(prefix, e))?;
         self.stats.lists.fetch_add(1, Ordering::Relaxed);
-        Ok(items
-            .into_iter()
-            .map(|m| (m.location.to_string(), m.size))
-            .collect())
+        Ok(items.into_iter().map(|m| (m.location.to_string(), m.size)).collect())
     }
 
     pub fn delete(&self, name: &str) -> Result<()> {
         let path = Path::from(name);
-        self.runtime
-            .block_on(self.store.delete(&path))
-            .map_err(|e| self.err(name, e))?;
+        self.runtime.block_on(self.store.delete(&path)).map_err(|e| self.err(name, e))?;
         self.stats.deletes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -286,7 +251,9 @@ fn sync_local(root: &FsPath, name: &str) -> Result<()> {
     let path = root.join(name);
     let f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
     f.sync_all().map_err(|e| Error::io(path.display(), e))?;
-    if let Some(dir) = path.parent() {
+    // The directory (its new entry), and its parent (for a new directory
+    // such as data/ab/).
+    for dir in path.ancestors().skip(1).take(2) {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }

@@ -10,9 +10,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexPack;
@@ -67,9 +65,7 @@ pub fn default_root() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d).join("cairn"));
     }
-    std::env::var_os("HOME")
-        .filter(|d| !d.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache").join("cairn"))
+    std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("cairn"))
 }
 
 pub struct IndexCache {
@@ -86,10 +82,7 @@ impl IndexCache {
         };
         let dir = root.join(repo.to_hex());
         if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!(
-                "warning: cache dir {} unusable ({e}); using memory",
-                dir.display()
-            );
+            eprintln!("warning: cache dir {} unusable ({e}); using memory", dir.display());
             return Self::in_memory();
         }
         let path = dir.join("index.redb");
@@ -105,10 +98,7 @@ impl IndexCache {
                 Database::create(&path)?
             }
         };
-        let c = Self {
-            db,
-            path: Some(path),
-        };
+        let c = Self { db, path: Some(path) };
         c.ensure_tables()?;
         Ok(c)
     }
@@ -156,19 +146,8 @@ impl IndexCache {
                 let mut n = 0u64;
                 for p in packs {
                     for e in &p.blobs {
-                        let loc = Location {
-                            pack: p.id,
-                            offset: e.offset,
-                            length: e.length,
-                            raw_length: e.raw_length,
-                        };
-                        blobs.insert(
-                            key(&BlobId {
-                                kind: e.kind,
-                                id: e.id,
-                            }),
-                            encode_loc(&loc),
-                        )?;
+                        let loc = Location { pack: p.id, offset: e.offset, length: e.length, raw_length: e.raw_length };
+                        blobs.insert(key(&BlobId { kind: e.kind, id: e.id }), encode_loc(&loc))?;
                         n += 1;
                     }
                 }
@@ -193,9 +172,7 @@ impl IndexCache {
     /// A snapshot of the cache for many fast lookups.
     pub fn reader(&self) -> Result<CacheReader> {
         let tx = self.db.begin_read()?;
-        Ok(CacheReader {
-            table: tx.open_table(BLOBS)?,
-        })
+        Ok(CacheReader { table: tx.open_table(BLOBS)? })
     }
 
     /// Number of blobs indexed.
@@ -215,8 +192,7 @@ impl IndexCache {
         for r in t.iter()? {
             let (k, v) = r?;
             let k = k.value();
-            let kind = BlobKind::from_u8(k[0])
-                .ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
+            let kind = BlobKind::from_u8(k[0]).ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
             let mut id = [0u8; 32];
             id.copy_from_slice(&k[1..]);
             f(BlobId { kind, id }, decode_loc(&v.value()))?;
@@ -248,13 +224,7 @@ mod tests {
     fn sample() -> Vec<IndexPack> {
         vec![IndexPack {
             id: PackId([9; 32]),
-            blobs: vec![PackEntry {
-                kind: BlobKind::Data,
-                id: [1; 32],
-                offset: 13,
-                length: 50,
-                raw_length: 40,
-            }],
+            blobs: vec![PackEntry { kind: BlobKind::Data, id: [1; 32], offset: 13, length: 50, raw_length: 40 }],
         }]
     }
 
@@ -266,28 +236,9 @@ mod tests {
             let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
             c.add_indexes(&[(IndexId([2; 32]), sample())]).unwrap();
             let r = c.reader().unwrap();
-            let loc = r
-                .get(&BlobId {
-                    kind: BlobKind::Data,
-                    id: [1; 32],
-                })
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                loc,
-                Location {
-                    pack: PackId([9; 32]),
-                    offset: 13,
-                    length: 50,
-                    raw_length: 40
-                }
-            );
-            assert!(!r
-                .contains(&BlobId {
-                    kind: BlobKind::Tree,
-                    id: [1; 32]
-                })
-                .unwrap());
+            let loc = r.get(&BlobId { kind: BlobKind::Data, id: [1; 32] }).unwrap().unwrap();
+            assert_eq!(loc, Location { pack: PackId([9; 32]), offset: 13, length: 50, raw_length: 40 });
+            assert!(!r.contains(&BlobId { kind: BlobKind::Tree, id: [1; 32] }).unwrap());
         }
         let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
         assert!(c.known_index_files().unwrap().contains(&IndexId([2; 32])));

@@ -74,14 +74,7 @@ impl Chunker {
         if buf.0.len() < cap {
             buf.0.resize(cap, 0);
         }
-        ChunkStream {
-            chunker: self,
-            reader,
-            buf: buf.0,
-            start: 0,
-            end: 0,
-            eof: false,
-        }
+        ChunkStream { chunker: self, reader, buf: buf.0, start: 0, end: 0, eof: false }
     }
 
     pub fn min_size(&self) -> usize {
@@ -161,18 +154,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn params(seed: u64) -> ChunkerParams {
-        ChunkerParams {
-            min_size: 1024,
-            avg_size: 4096,
-            max_size: 16384,
-            seed,
-        }
+        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, seed }
     }
 
     fn data(n: usize, salt: u32) -> Vec<u8> {
-        (0..n as u32)
-            .map(|i| ((i ^ salt).wrapping_mul(2654435761) >> 11) as u8)
-            .collect()
+        (0..n as u32).map(|i| ((i ^ salt).wrapping_mul(2654435761) >> 11) as u8).collect()
     }
 
     /// Reads in odd-sized pieces, as pipes do.
@@ -206,22 +192,12 @@ mod tests {
         let d = data(300_000, 1);
         let c = Chunker::new(&params(7)).unwrap();
         let ours: Vec<usize> = c.stream(&d[..]).map(|r| r.unwrap().len()).collect();
-        let theirs: Vec<usize> = fastcdc::v2020::StreamCDC::with_level_and_seed(
-            &d[..],
-            1024,
-            4096,
-            16384,
-            NORMALIZATION,
-            7,
-        )
-        .map(|r| r.unwrap().length)
-        .collect();
+        let theirs: Vec<usize> =
+            fastcdc::v2020::StreamCDC::with_level_and_seed(&d[..], 1024, 4096, 16384, NORMALIZATION, 7)
+                .map(|r| r.unwrap().length)
+                .collect();
         assert_eq!(ours, theirs);
-        let other: Vec<usize> = Chunker::new(&params(8))
-            .unwrap()
-            .stream(&d[..])
-            .map(|r| r.unwrap().len())
-            .collect();
+        let other: Vec<usize> = Chunker::new(&params(8)).unwrap().stream(&d[..]).map(|r| r.unwrap().len()).collect();
         assert_ne!(ours, other);
     }
 

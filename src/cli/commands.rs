@@ -77,11 +77,7 @@ pub struct FilterArgs {
 
 impl FilterArgs {
     fn filter(&self) -> SnapshotFilter {
-        SnapshotFilter {
-            hosts: self.hosts.clone(),
-            tags: self.tags.clone(),
-            paths: self.paths.clone(),
-        }
+        SnapshotFilter { hosts: self.hosts.clone(), tags: self.tags.clone(), paths: self.paths.clone() }
     }
 }
 
@@ -217,11 +213,7 @@ fn init(g: &Global) -> Result<i32> {
     let pw = g.password("enter password for new repository: ")?;
     let repo = Repository::init(backend, &pw, &InitOptions::default(), g.cache_mode())?;
     if !g.quiet {
-        println!(
-            "created cairn repository {} at {}",
-            repo.config.id.short(),
-            repo.backend.location()
-        );
+        println!("created cairn repository {} at {}", repo.config.id.short(), repo.backend.location());
         println!("Losing the password means losing the data: keep it safe.");
     }
     Ok(0)
@@ -239,33 +231,22 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d
-            .and_hms_opt(0, 0, 0)
-            .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
-        {
+        if let Some(t) = d.and_hms_opt(0, 0, 0).and_then(|t| t.and_local_timezone(chrono::Local).earliest()) {
             return Ok(t.fixed_offset());
         }
     }
-    Err(Error::invalid(format!(
-        "--time {s:?}: use RFC 3339 or \"YYYY-MM-DD HH:MM:SS\""
-    )))
+    Err(Error::invalid(format!("--time {s:?}: use RFC 3339 or \"YYYY-MM-DD HH:MM:SS\"")))
 }
 
 fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
     if a.stdin_filename.is_some() && !a.paths.is_empty() {
-        return Err(Error::invalid(
-            "give either paths or --stdin-filename, not both",
-        ));
+        return Err(Error::invalid("give either paths or --stdin-filename, not both"));
     }
     if a.stdin_from_command && a.command.is_empty() {
-        return Err(Error::invalid(
-            "--stdin-from-command needs the command after `--`",
-        ));
+        return Err(Error::invalid("--stdin-from-command needs the command after `--`"));
     }
     if !a.stdin_from_command && !a.command.is_empty() {
-        return Err(Error::invalid(
-            "a command after `--` needs --stdin-from-command",
-        ));
+        return Err(Error::invalid("a command after `--` needs --stdin-from-command"));
     }
     let repo = g.open()?;
     let parent = match &a.parent {
@@ -273,13 +254,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         None => None,
     };
     let opts = BackupOptions {
-        tags: a
-            .tag
-            .iter()
-            .flat_map(|t| t.split(','))
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect(),
+        tags: a.tag.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect(),
         host: a.host.clone(),
         time: a.time.as_deref().map(parse_time).transpose()?,
         excludes: a.exclude.clone(),
@@ -287,20 +262,13 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         one_file_system: a.one_file_system,
         force: a.force,
         parent,
-        progress: !g.quiet
-            && !a.json
-            && std::io::stdout().is_terminal()
-            && std::io::stderr().is_terminal(),
+        progress: !g.quiet && !a.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
     };
     let _lock = repo.lock(false, "backup")?;
     let start = std::time::Instant::now();
     let out = match &a.stdin_filename {
         Some(name) => {
-            let input = if a.stdin_from_command {
-                StreamInput::Command(a.command.clone())
-            } else {
-                StreamInput::Stdin
-            };
+            let input = if a.stdin_from_command { StreamInput::Command(a.command.clone()) } else { StreamInput::Stdin };
             backup::backup_stream(&repo, input, name, a.allow_empty, &opts)?
         }
         None => backup::backup_paths(&repo, &a.paths, &opts)?,
@@ -328,48 +296,26 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         });
         println!("{v}");
     } else if !g.quiet {
-        println!(
-            "Files:       {} new, {} changed, {} unchanged",
-            m.files_new, m.files_changed, m.files_unchanged
-        );
+        println!("Files:       {} new, {} changed, {} unchanged", m.files_new, m.files_changed, m.files_unchanged);
         if m.dirs > 0 {
             println!("Dirs:        {}", m.dirs);
         }
-        println!(
-            "Added:       {} stored ({} new blobs)",
-            bytes(m.data_added),
-            m.data_blobs + m.tree_blobs
-        );
-        let ratio = if m.data_added > 0 {
-            m.total_bytes_processed as f64 / m.data_added as f64
-        } else {
-            f64::INFINITY
-        };
+        println!("Added:       {} stored ({} new blobs)", bytes(m.data_added), m.data_blobs + m.tree_blobs);
+        let ratio = if m.data_added > 0 { m.total_bytes_processed as f64 / m.data_added as f64 } else { f64::INFINITY };
         println!(
             "Processed:   {} in {} files, {:.2}s; {} read per byte stored",
             bytes(m.total_bytes_processed),
             m.total_files_processed,
             start.elapsed().as_secs_f64(),
-            if ratio.is_finite() {
-                format!("{ratio:.1}x")
-            } else {
-                "all deduplicated,".to_string()
-            }
+            if ratio.is_finite() { format!("{ratio:.1}x") } else { "all deduplicated,".to_string() }
         );
         if let Some(st) = &s.stream {
-            println!(
-                "Stream:      {} ({} bytes, sha256 {})",
-                st.filename, st.size, st.sha256
-            );
+            println!("Stream:      {} ({} bytes, sha256 {})", st.filename, st.size, st.sha256);
         }
         println!(
             "snapshot {} saved{}",
             out.id.short(),
-            if s.partial {
-                " (partial: some files could not be read)"
-            } else {
-                ""
-            }
+            if s.partial { " (partial: some files could not be read)" } else { "" }
         );
     }
     g.report_stats(&repo);
@@ -380,14 +326,8 @@ fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
     let repo = g.open()?;
     let list = snapshots::list(&repo, &a.filter.filter())?;
     if a.json {
-        let v: Vec<_> = list
-            .iter()
-            .map(|(id, s)| snapshots::to_json(id, s))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string(&v).map_err(|e| Error::invalid(e.to_string()))?
-        );
+        let v: Vec<_> = list.iter().map(|(id, s)| snapshots::to_json(id, s)).collect();
+        println!("{}", serde_json::to_string(&v).map_err(|e| Error::invalid(e.to_string()))?);
     } else {
         let rows: Vec<Vec<String>> = list
             .iter()
@@ -399,11 +339,7 @@ fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
                     s.tags.join(","),
                     s.paths.join(" "),
                     bytes(s.summary.total_bytes_processed),
-                    if s.partial {
-                        "partial".into()
-                    } else {
-                        String::new()
-                    },
+                    if s.partial { "partial".into() } else { String::new() },
                 ]
             })
             .collect();
@@ -431,10 +367,7 @@ fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
             v["message_type"] = json!("node");
             v.to_string()
         } else if a.long {
-            format!(
-                "{:?} {:o} {:>6} {:>6} {:>12} {} {}",
-                e.kind, e.mode, e.uid, e.gid, e.size, e.mtime, e.path
-            )
+            format!("{:?} {:o} {:>6} {:>6} {:>12} {} {}", e.kind, e.mode, e.uid, e.gid, e.size, e.mtime, e.path)
         } else {
             e.path
         };
@@ -505,11 +438,7 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
 fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
     let repo = g.open()?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
-    let path = if a.path.is_absolute() {
-        a.path.clone()
-    } else {
-        Path::new("/").join(&a.path)
-    };
+    let path = if a.path.is_absolute() { a.path.clone() } else { Path::new("/").join(&a.path) };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     dump::dump(&repo, snap.tree, &path, &mut out)?;
     Ok(0)
@@ -517,10 +446,7 @@ fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
 
 fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
     let repo = g.open()?;
-    let need = || {
-        a.id.as_deref()
-            .ok_or_else(|| Error::invalid(format!("cat {} needs an id", a.what)))
-    };
+    let need = || a.id.as_deref().ok_or_else(|| Error::invalid(format!("cat {} needs an id", a.what)));
     let v = match a.what.as_str() {
         "config" => cat::config(&repo)?,
         "index" => cat::index(&repo, need()?)?,
@@ -529,16 +455,9 @@ fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
             let (_, s) = repo.find_snapshot(need()?)?;
             serde_json::to_value(&s).map_err(|e| Error::invalid(e.to_string()))?
         }
-        other => {
-            return Err(Error::invalid(format!(
-                "cat {other:?}: use config, index, snapshot or pack"
-            )))
-        }
+        other => return Err(Error::invalid(format!("cat {other:?}: use config, index, snapshot or pack"))),
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&v).map_err(|e| Error::invalid(e.to_string()))?
-    );
+    println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::invalid(e.to_string()))?);
     Ok(0)
 }
 
@@ -548,10 +467,7 @@ fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
         KeyCmd::List { json } => {
             let keys = repo.list_keys()?;
             if *json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&keys).map_err(|e| Error::invalid(e.to_string()))?
-                );
+                println!("{}", serde_json::to_string(&keys).map_err(|e| Error::invalid(e.to_string()))?);
             } else {
                 let rows: Vec<Vec<String>> = keys
                     .iter()
@@ -559,19 +475,14 @@ fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
                         vec![
                             format!("{}{}", if k.current { "*" } else { " " }, k.id.short()),
                             k.label.clone(),
-                            chrono::DateTime::from_timestamp(k.created, 0)
-                                .map(|t| t.to_rfc3339())
-                                .unwrap_or_default(),
+                            chrono::DateTime::from_timestamp(k.created, 0).map(|t| t.to_rfc3339()).unwrap_or_default(),
                         ]
                     })
                     .collect();
                 table(&[" ID", "Label", "Created"], &rows);
             }
         }
-        KeyCmd::Add {
-            new_password_file,
-            label,
-        } => {
+        KeyCmd::Add { new_password_file, label } => {
             let pw = super::password::read_new(new_password_file.as_deref())?;
             let id = repo.add_key(&pw, label.clone())?;
             println!("added key {}", id.short());
@@ -593,10 +504,7 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     let repo = g.open()?;
     let report = check::check(&repo, a.read_data)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?
-        );
+        println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);
     } else {
         for p in &report.problems {
             println!("error: {p}");
@@ -615,16 +523,8 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
                 report.snapshots,
                 report.trees,
                 report.packs,
-                if a.read_data {
-                    format!(", {} blobs read", report.blobs_read)
-                } else {
-                    String::new()
-                },
-                if report.problems.is_empty() {
-                    "no errors"
-                } else {
-                    "ERRORS FOUND"
-                }
+                if a.read_data { format!(", {} blobs read", report.blobs_read) } else { String::new() },
+                if report.problems.is_empty() { "no errors" } else { "ERRORS FOUND" }
             );
         }
     }
@@ -632,9 +532,6 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     if report.problems.is_empty() {
         Ok(0)
     } else {
-        Err(Error::corrupt(format!(
-            "check found {} problem(s)",
-            report.problems.len()
-        )))
+        Err(Error::corrupt(format!("check found {} problem(s)", report.problems.len())))
     }
 }

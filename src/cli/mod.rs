@@ -17,12 +17,7 @@ use cairn::{Error, Result};
 pub const EXIT_PARTIAL: i32 = 3;
 
 #[derive(Parser)]
-#[command(
-    name = "cairn",
-    version,
-    about = "Encrypted, deduplicating backups",
-    max_term_width = 100
-)]
+#[command(name = "cairn", version, about = "Encrypted, deduplicating backups", max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -33,24 +28,13 @@ pub struct Cli {
 #[derive(Args)]
 pub struct Global {
     /// Repository location (a local directory)
-    #[arg(
-        short = 'r',
-        long = "repo",
-        env = "CAIRN_REPOSITORY",
-        global = true,
-        value_name = "REPO"
-    )]
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true, value_name = "REPO")]
     pub repo: Option<String>,
     /// Read the password from a file (first line)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Run a shell command and use its output as the password
-    #[arg(
-        long,
-        env = "CAIRN_PASSWORD_COMMAND",
-        global = true,
-        value_name = "CMD"
-    )]
+    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true, value_name = "CMD")]
     pub password_command: Option<String>,
     /// Cache directory (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
@@ -102,15 +86,13 @@ impl Global {
     }
 
     fn backend(&self, create: bool) -> Result<Backend> {
-        let loc = self.repo.as_deref().ok_or_else(|| {
-            Error::invalid("no repository given: use -r/--repo or set CAIRN_REPOSITORY")
-        })?;
+        let loc = self
+            .repo
+            .as_deref()
+            .ok_or_else(|| Error::invalid("no repository given: use -r/--repo or set CAIRN_REPOSITORY"))?;
         let path = loc.strip_prefix("local:").unwrap_or(loc);
         if let Some((scheme, _)) = path.split_once(':') {
-            if matches!(
-                scheme,
-                "s3" | "sftp" | "rest" | "b2" | "azure" | "gs" | "swift" | "rclone"
-            ) {
+            if matches!(scheme, "s3" | "sftp" | "rest" | "b2" | "azure" | "gs" | "swift" | "rclone") {
                 return Err(Error::invalid(format!(
                     "repository scheme {scheme:?} is not supported yet; use a local directory"
                 )));

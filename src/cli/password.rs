@@ -28,8 +28,7 @@ fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
 
 pub fn read(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(f) = src.file {
-        let v =
-            std::fs::read(f).map_err(|e| Error::io(format!("password file {}", f.display()), e))?;
+        let v = std::fs::read(f).map_err(|e| Error::io(format!("password file {}", f.display()), e))?;
         return Ok(Zeroizing::new(trim_newline(v)));
     }
     if let Some(cmd) = src.command {
@@ -40,10 +39,7 @@ pub fn read(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
             .output()
             .map_err(|e| Error::new(ErrorKind::Command, format!("password command: {e}")))?;
         if !out.status.success() {
-            return Err(Error::new(
-                ErrorKind::Command,
-                format!("password command {cmd:?} failed ({})", out.status),
-            ));
+            return Err(Error::new(ErrorKind::Command, format!("password command {cmd:?} failed ({})", out.status)));
         }
         return Ok(Zeroizing::new(trim_newline(out.stdout)));
     }
@@ -51,35 +47,22 @@ pub fn read(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
         return Ok(Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(v)));
     }
     if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password(src.prompt)
-            .map_err(|e| Error::io("reading the password", e))?;
+        let p = rpassword::prompt_password(src.prompt).map_err(|e| Error::io("reading the password", e))?;
         return Ok(Zeroizing::new(p.into_bytes()));
     }
-    Err(Error::invalid(format!(
-        "no password given: set {} or use --password-file or --password-command",
-        src.env_var
-    )))
+    Err(Error::invalid(format!("no password given: set {} or use --password-file or --password-command", src.env_var)))
 }
 
 /// A new password, asked twice on a terminal.
 pub fn read_new(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
-    if file.is_none()
-        && std::env::var_os("CAIRN_NEW_PASSWORD").is_none()
-        && std::io::stdin().is_terminal()
-    {
-        let a = rpassword::prompt_password("new password: ")
-            .map_err(|e| Error::io("reading the password", e))?;
-        let b = rpassword::prompt_password("repeat new password: ")
-            .map_err(|e| Error::io("reading the password", e))?;
+    if file.is_none() && std::env::var_os("CAIRN_NEW_PASSWORD").is_none() && std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("new password: ").map_err(|e| Error::io("reading the password", e))?;
+        let b =
+            rpassword::prompt_password("repeat new password: ").map_err(|e| Error::io("reading the password", e))?;
         if a != b {
             return Err(Error::invalid("the passwords do not match"));
         }
         return Ok(Zeroizing::new(a.into_bytes()));
     }
-    read(&PasswordSource {
-        env_var: "CAIRN_NEW_PASSWORD",
-        file,
-        command: None,
-        prompt: "new password: ",
-    })
+    read(&PasswordSource { env_var: "CAIRN_NEW_PASSWORD", file, command: None, prompt: "new password: " })
 }

@@ -34,12 +34,7 @@ pub fn random_nonce() -> [u8; NONCE_LEN] {
 }
 
 /// Encrypts `buf` in place and returns the tag.
-pub fn encrypt_in_place(
-    key: &[u8; 32],
-    nonce: &[u8; NONCE_LEN],
-    ad: &[u8],
-    buf: &mut [u8],
-) -> [u8; TAG_LEN] {
+pub fn encrypt_in_place(key: &[u8; 32], nonce: &[u8; NONCE_LEN], ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
     let cipher = XChaCha20Poly1305::new(key.into());
     let tag = cipher
         .encrypt_in_place_detached(XNonce::from_slice(nonce), ad, buf)

@@ -9,18 +9,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::keyfile::{KdfParams, KeyFile};
 
 /// Default argon2id cost: 32 MiB, 3 passes, 1 lane.
-pub const DEFAULT_KDF: KdfParams = KdfParams {
-    m_cost_kib: 32 * 1024,
-    t_cost: 3,
-    p_cost: 1,
-};
+pub const DEFAULT_KDF: KdfParams = KdfParams { m_cost_kib: 32 * 1024, t_cost: 3, p_cost: 1 };
 
 /// Cheap parameters for tests, selected with `CAIRN_INSECURE_TEST_KDF=1`.
-pub const TEST_KDF: KdfParams = KdfParams {
-    m_cost_kib: 64,
-    t_cost: 1,
-    p_cost: 1,
-};
+pub const TEST_KDF: KdfParams = KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
 
 /// Parameters for new key files: [`DEFAULT_KDF`] unless the test override is set.
 pub fn params_for_new_keys() -> KdfParams {
@@ -55,14 +47,7 @@ pub fn wrap_with(
     label: String,
 ) -> Result<KeyFile> {
     let kek = derive_kek(password, &salt, &params)?;
-    let mut kf = KeyFile {
-        params,
-        salt,
-        created,
-        label,
-        nonce,
-        wrapped: [0u8; MASTER_KEY_LEN + TAG_LEN],
-    };
+    let mut kf = KeyFile { params, salt, created, label, nonce, wrapped: [0u8; MASTER_KEY_LEN + TAG_LEN] };
     let ad = kf.associated_data();
     let mut buf = Zeroizing::new(master.to_bytes());
     let tag = encrypt_in_place(&kek, &nonce, &ad, &mut buf[..]);
@@ -72,23 +57,10 @@ pub fn wrap_with(
 }
 
 /// Builds a key file with a random salt and nonce.
-pub fn wrap(
-    master: &MasterKey,
-    password: &[u8],
-    params: KdfParams,
-    label: String,
-) -> Result<KeyFile> {
+pub fn wrap(master: &MasterKey, password: &[u8], params: KdfParams, label: String) -> Result<KeyFile> {
     let mut salt = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut salt[..]);
-    wrap_with(
-        master,
-        password,
-        params,
-        salt,
-        random_nonce(),
-        chrono::Utc::now().timestamp(),
-        label,
-    )
+    wrap_with(master, password, params, salt, random_nonce(), chrono::Utc::now().timestamp(), label)
 }
 
 /// Opens a key file with `password`. A wrong password is

@@ -26,10 +26,7 @@ pub struct MasterKey {
 impl MasterKey {
     /// A fresh random key.
     pub fn generate() -> Self {
-        let mut k = Self {
-            enc: [0; 32],
-            id: [0; 32],
-        };
+        let mut k = Self { enc: [0; 32], id: [0; 32] };
         rand::Rng::fill(&mut rand::thread_rng(), &mut k.enc[..]);
         rand::Rng::fill(&mut rand::thread_rng(), &mut k.id[..]);
         k
@@ -43,10 +40,7 @@ impl MasterKey {
     }
 
     pub fn from_bytes(b: &[u8; MASTER_KEY_LEN]) -> Self {
-        let mut k = Self {
-            enc: [0; 32],
-            id: [0; 32],
-        };
+        let mut k = Self { enc: [0; 32], id: [0; 32] };
         k.enc.copy_from_slice(&b[..32]);
         k.id.copy_from_slice(&b[32..]);
         k

@@ -27,9 +27,7 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(Error::corrupt(format!(
-                "config: chunker parameters out of range: {self:?}"
-            )))
+            Err(Error::corrupt(format!("config: chunker parameters out of range: {self:?}")))
         }
     }
 }
@@ -52,8 +50,8 @@ impl Config {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let c: Config = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(format!("config does not decode: {e}")))?;
+        let c: Config =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("config does not decode: {e}")))?;
         if c.version != super::FORMAT_VERSION {
             return Err(Error::corrupt(format!(
                 "repository format version {} is not supported (this cairn reads {})",
@@ -63,9 +61,7 @@ impl Config {
         }
         c.chunker.validate()?;
         if !(1 << 20..=1 << 30).contains(&c.pack_size) || !(-7..=22).contains(&c.compression) {
-            return Err(Error::corrupt(
-                "config: pack size or compression level out of range",
-            ));
+            return Err(Error::corrupt("config: pack size or compression level out of range"));
         }
         Ok(c)
     }
@@ -80,12 +76,7 @@ mod tests {
         let c = Config {
             version: 1,
             id: RepoId([3; 32]),
-            chunker: ChunkerParams {
-                min_size: 1 << 17,
-                avg_size: 1 << 19,
-                max_size: 1 << 21,
-                seed: 5,
-            },
+            chunker: ChunkerParams { min_size: 1 << 17, avg_size: 1 << 19, max_size: 1 << 21, seed: 5 },
             pack_size: 16 << 20,
             compression: 3,
         };

@@ -65,19 +65,13 @@ impl KeyFile {
         }
         let version = r.u8()?;
         if version != VERSION {
-            return Err(Error::corrupt(format!(
-                "key file: unsupported version {version}"
-            )));
+            return Err(Error::corrupt(format!("key file: unsupported version {version}")));
         }
         let kdf = r.u8()?;
         if kdf != KDF_ARGON2ID {
             return Err(Error::corrupt(format!("key file: unknown kdf {kdf}")));
         }
-        let params = KdfParams {
-            m_cost_kib: r.u32()?,
-            t_cost: r.u32()?,
-            p_cost: r.u32()?,
-        };
+        let params = KdfParams { m_cost_kib: r.u32()?, t_cost: r.u32()?, p_cost: r.u32()? };
         // Refuse parameters that would exhaust memory or time when opened.
         if params.m_cost_kib > 4 * 1024 * 1024 || params.t_cost > 64 || params.p_cost > 64 {
             return Err(Error::corrupt("key file: argon2 parameters out of range"));
@@ -85,19 +79,12 @@ impl KeyFile {
         let salt = r.array()?;
         let created = r.i64()?;
         let len = r.u16()? as usize;
-        let label = String::from_utf8(r.bytes(len)?.to_vec())
-            .map_err(|_| Error::corrupt("key file: label is not UTF-8"))?;
+        let label =
+            String::from_utf8(r.bytes(len)?.to_vec()).map_err(|_| Error::corrupt("key file: label is not UTF-8"))?;
         let nonce = r.array()?;
         let wrapped = r.array()?;
         r.finish()?;
-        Ok(Self {
-            params,
-            salt,
-            created,
-            label,
-            nonce,
-            wrapped,
-        })
+        Ok(Self { params, salt, created, label, nonce, wrapped })
     }
 }
 

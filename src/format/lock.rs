@@ -1,4 +1,4 @@
-//! Lock objects (`locks/<random id>`): sealed JSON. See format-spec/08-locks.md.
+//! Lock objects (`locks/<SHA-256 of the stored bytes>`): sealed JSON. See format-spec/08-locks.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,6 @@ impl Lock {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(format!("lock does not decode: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("lock does not decode: {e}")))
     }
 }

@@ -43,15 +43,8 @@ impl PackEntry {
 
     pub fn decode_from(r: &mut Reader<'_>) -> Result<Self> {
         let k = r.u8()?;
-        let kind =
-            BlobKind::from_u8(k).ok_or_else(|| Error::corrupt(format!("unknown blob kind {k}")))?;
-        Ok(Self {
-            kind,
-            id: r.array()?,
-            offset: r.u32()?,
-            length: r.u32()?,
-            raw_length: r.u32()?,
-        })
+        let kind = BlobKind::from_u8(k).ok_or_else(|| Error::corrupt(format!("unknown blob kind {k}")))?;
+        Ok(Self { kind, id: r.array()?, offset: r.u32()?, length: r.u32()?, raw_length: r.u32()? })
     }
 
     /// End of the sealed blob within the pack.
@@ -103,9 +96,7 @@ pub fn decode_trailer(trailer: &[u8], pack_len: u64) -> Result<u32> {
     }
     let hlen = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
     if (hlen as u64) + (TRAILER_LEN + MAGIC.len()) as u64 > pack_len {
-        return Err(Error::corrupt(format!(
-            "pack header length {hlen} exceeds the pack"
-        )));
+        return Err(Error::corrupt(format!("pack header length {hlen} exceeds the pack")));
     }
     Ok(hlen)
 }
@@ -116,20 +107,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry() -> impl Strategy<Value = PackEntry> {
-        (
-            any::<bool>(),
-            proptest::array::uniform32(any::<u8>()),
-            any::<u32>(),
-            any::<u32>(),
-            any::<u32>(),
-        )
-            .prop_map(|(t, id, offset, length, raw_length)| PackEntry {
+        (any::<bool>(), proptest::array::uniform32(any::<u8>()), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+            |(t, id, offset, length, raw_length)| PackEntry {
                 kind: if t { BlobKind::Tree } else { BlobKind::Data },
                 id,
                 offset,
                 length,
                 raw_length,
-            })
+            },
+        )
     }
 
     proptest! {

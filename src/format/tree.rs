@@ -63,7 +63,6 @@ pub struct Node {
     pub group: String,
     /// Nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
-    pub atime_ns: i64,
     pub ctime_ns: i64,
     /// Logical size in bytes (files: content length; symlinks: target length).
     pub size: u64,
@@ -98,7 +97,10 @@ impl Node {
 
 fn put_str8(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    let n = b.len().min(255);
+    let mut n = b.len().min(255);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
     out.put_u8(n as u8);
     out.put(&b[..n]);
 }
@@ -113,7 +115,6 @@ fn encode_node(n: &Node, out: &mut Vec<u8>) {
     put_str8(out, &n.user);
     put_str8(out, &n.group);
     out.put_i64(n.mtime_ns);
-    out.put_i64(n.atime_ns);
     out.put_i64(n.ctime_ns);
     out.put_u64(n.size);
     out.put_u64(n.inode);
@@ -158,19 +159,14 @@ pub fn encode(nodes: &[Node]) -> Vec<u8> {
 
 fn get_str8(r: &mut Reader<'_>) -> Result<String> {
     let n = r.u8()? as usize;
-    String::from_utf8(r.bytes(n)?.to_vec())
-        .map_err(|_| Error::corrupt("tree: owner name is not UTF-8"))
+    String::from_utf8(r.bytes(n)?.to_vec()).map_err(|_| Error::corrupt("tree: owner name is not UTF-8"))
 }
 
 fn decode_node(r: &mut Reader<'_>) -> Result<Node> {
     let name_len = r.u16()? as usize;
     let name = r.bytes(name_len)?.to_vec();
-    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0)
-    {
-        return Err(Error::corrupt(format!(
-            "tree: invalid name {:?}",
-            String::from_utf8_lossy(&name)
-        )));
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0) {
+        return Err(Error::corrupt(format!("tree: invalid name {:?}", String::from_utf8_lossy(&name))));
     }
     let kind = NodeKind::from_u8(r.u8()?)?;
     let mode = r.u32()?;
@@ -179,7 +175,6 @@ fn decode_node(r: &mut Reader<'_>) -> Result<Node> {
     let user = get_str8(r)?;
     let group = get_str8(r)?;
     let mtime_ns = r.i64()?;
-    let atime_ns = r.i64()?;
     let ctime_ns = r.i64()?;
     let size = r.u64()?;
     let inode = r.u64()?;
@@ -220,7 +215,6 @@ fn decode_node(r: &mut Reader<'_>) -> Result<Node> {
         user,
         group,
         mtime_ns,
-        atime_ns,
         ctime_ns,
         size,
         inode,
@@ -260,67 +254,41 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub fn arb_node() -> impl Strategy<Value = Node> {
-        let name = proptest::collection::vec(
-            any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0),
-            1..40,
-        )
-        .prop_filter("not . or ..", |n| n != b"." && n != b"..");
+        let name = proptest::collection::vec(any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0), 1..40)
+            .prop_filter("not . or ..", |n| n != b"." && n != b"..");
         let content = prop_oneof![
-            proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..5).prop_map(
-                |v| (
-                    NodeKind::File,
-                    Content::File(v.into_iter().map(ChunkId).collect())
-                )
-            ),
-            proptest::array::uniform32(any::<u8>())
-                .prop_map(|t| (NodeKind::Dir, Content::Dir(TreeId(t)))),
-            proptest::collection::vec(any::<u8>(), 1..100)
-                .prop_map(|t| (NodeKind::Symlink, Content::Symlink(t))),
+            proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..5)
+                .prop_map(|v| (NodeKind::File, Content::File(v.into_iter().map(ChunkId).collect()))),
+            proptest::array::uniform32(any::<u8>()).prop_map(|t| (NodeKind::Dir, Content::Dir(TreeId(t)))),
+            proptest::collection::vec(any::<u8>(), 1..100).prop_map(|t| (NodeKind::Symlink, Content::Symlink(t))),
             any::<u64>().prop_map(|d| (NodeKind::CharDev, Content::Device(d))),
             any::<u64>().prop_map(|d| (NodeKind::BlockDev, Content::Device(d))),
             Just((NodeKind::Fifo, Content::None)),
             Just((NodeKind::Socket, Content::None)),
         ];
         let xattrs = proptest::collection::vec(
-            (
-                proptest::collection::vec(any::<u8>(), 1..20),
-                proptest::collection::vec(any::<u8>(), 0..50),
-            ),
+            (proptest::collection::vec(any::<u8>(), 1..20), proptest::collection::vec(any::<u8>(), 0..50)),
             0..3,
         );
-        (
-            name,
-            content,
-            any::<(u32, u32, u32, i64, i64, i64, u64, u64, u64, u32)>(),
-            "[a-z]{0,8}",
-            xattrs,
+        (name, content, any::<(u32, u32, u32, i64, i64, u64, u64, u64, u32)>(), "[a-z]{0,8}", xattrs).prop_map(
+            |(name, (kind, content), (mode, uid, gid, m, c, size, inode, device, nlink), user, xattrs)| Node {
+                name,
+                kind,
+                mode,
+                uid,
+                gid,
+                group: user.clone(),
+                user,
+                mtime_ns: m,
+                ctime_ns: c,
+                size,
+                inode,
+                device,
+                nlink,
+                content,
+                xattrs,
+            },
         )
-            .prop_map(
-                |(
-                    name,
-                    (kind, content),
-                    (mode, uid, gid, m, a, c, size, inode, device, nlink),
-                    user,
-                    xattrs,
-                )| Node {
-                    name,
-                    kind,
-                    mode,
-                    uid,
-                    gid,
-                    group: user.clone(),
-                    user,
-                    mtime_ns: m,
-                    atime_ns: a,
-                    ctime_ns: c,
-                    size,
-                    inode,
-                    device,
-                    nlink,
-                    content,
-                    xattrs,
-                },
-            )
     }
 
     proptest! {

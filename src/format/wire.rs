@@ -55,10 +55,7 @@ impl<'a> Reader<'a> {
     pub fn count(&mut self, min_item: usize) -> Result<usize> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item.max(1)) > self.remaining() {
-            return Err(Error::corrupt(format!(
-                "{} has an impossible count {n}",
-                self.what
-            )));
+            return Err(Error::corrupt(format!("{} has an impossible count {n}", self.what)));
         }
         Ok(n)
     }
@@ -74,11 +71,7 @@ impl<'a> Reader<'a> {
     /// Fails unless every byte was consumed.
     pub fn finish(&self) -> Result<()> {
         if self.remaining() != 0 {
-            return Err(Error::corrupt(format!(
-                "{} has {} trailing bytes",
-                self.what,
-                self.remaining()
-            )));
+            return Err(Error::corrupt(format!("{} has {} trailing bytes", self.what, self.remaining())));
         }
         Ok(())
     }

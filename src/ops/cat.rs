@@ -47,18 +47,10 @@ fn unique(repo: &Repository, folder: &str, prefix: &str) -> Result<[u8; 32]> {
     if p.is_empty() {
         return Err(Error::invalid(format!("give an id from {folder}/")));
     }
-    let m: Vec<[u8; 32]> = repo
-        .list_ids(folder)?
-        .into_iter()
-        .filter(|id| hex::encode(id).starts_with(&p))
-        .collect();
+    let m: Vec<[u8; 32]> = repo.list_ids(folder)?.into_iter().filter(|id| hex::encode(id).starts_with(&p)).collect();
     match m.as_slice() {
         [one] => Ok(*one),
-        [] => Err(Error::not_found(format!(
-            "no object in {folder}/ matches {prefix:?}"
-        ))),
-        _ => Err(Error::invalid(format!(
-            "{prefix:?} matches several objects in {folder}/"
-        ))),
+        [] => Err(Error::not_found(format!("no object in {folder}/ matches {prefix:?}"))),
+        _ => Err(Error::invalid(format!("{prefix:?} matches several objects in {folder}/"))),
     }
 }

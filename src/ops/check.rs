@@ -40,9 +40,8 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     // Packs present.
     let mut sizes: HashMap<PackId, u64> = HashMap::new();
     for (name, size) in repo.backend.list("data")? {
-        let base = name.rsplit('/').next().unwrap_or("");
-        match PackId::from_hex(base) {
-            Ok(id) if name == pack::object_name(&id) => {
+        match crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")).map(PackId) {
+            Some(id) if name == pack::object_name(&id) => {
                 sizes.insert(id, size);
             }
             _ => r.notes.push(format!("{name} is not a pack name; ignored")),
@@ -63,10 +62,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
         };
         for p in packs {
             let Some(&size) = sizes.get(&p.id) else {
-                r.problems.push(format!(
-                    "index/{id} names pack {} which does not exist",
-                    p.id
-                ));
+                r.problems.push(format!("index/{id} names pack {} which does not exist", p.id));
                 continue;
             };
             for e in &p.blobs {
@@ -77,22 +73,14 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
                         p.id
                     ));
                 }
-                where_
-                    .entry(BlobId {
-                        kind: e.kind,
-                        id: e.id,
-                    })
-                    .or_default()
-                    .push(p.id);
+                where_.entry(BlobId { kind: e.kind, id: e.id }).or_default().push(p.id);
             }
             expected.entry(p.id).or_default().extend(p.blobs);
         }
     }
     for id in sizes.keys() {
         if !expected.contains_key(id) {
-            r.notes.push(format!(
-                "pack {id} is not in any index (left by an interrupted backup; harmless)"
-            ));
+            r.notes.push(format!("pack {id} is not in any index (left by an interrupted backup; harmless)"));
         }
     }
     // Snapshots and the trees they reach.
@@ -115,22 +103,14 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
             }
             r.trees += 1;
             if !where_.contains_key(&BlobId::tree(t)) {
-                r.problems.push(format!(
-                    "tree {t} ({}, snapshot {}) is not in the index",
-                    path.display(),
-                    sid.short()
-                ));
+                r.problems.push(format!("tree {t} ({}, snapshot {}) is not in the index", path.display(), sid.short()));
                 missing.insert(BlobId::tree(t));
                 continue;
             }
             let nodes = match repo.load_tree(&t) {
                 Ok(n) => n,
                 Err(e) => {
-                    r.problems.push(format!(
-                        "tree {t} ({}, snapshot {}): {e}",
-                        path.display(),
-                        sid.short()
-                    ));
+                    r.problems.push(format!("tree {t} ({}, snapshot {}): {e}", path.display(), sid.short()));
                     missing.insert(BlobId::tree(t));
                     continue;
                 }
@@ -164,8 +144,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(id) = ids.get(i) else { return };
-                    let (probs, bad, n) =
-                        read_pack(repo, id, expected.get(id).map(Vec::as_slice).unwrap_or(&[]));
+                    let (probs, bad, n) = read_pack(repo, id, expected.get(id).map(Vec::as_slice).unwrap_or(&[]));
                     let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                     o.0.extend(probs);
                     o.1.extend(bad);
@@ -184,11 +163,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
         for b in &damaged {
             let copies = where_.get(b).map(Vec::len).unwrap_or(0);
             if copies > 1 {
-                r.notes.push(format!(
-                    "blob {} has {} other copies in other packs",
-                    hex::encode(b.id),
-                    copies - 1
-                ));
+                r.notes.push(format!("blob {} has {} other copies in other packs", hex::encode(b.id), copies - 1));
             }
         }
         for (sid, s) in &snaps {
@@ -201,19 +176,10 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
 }
 
 /// Reads one pack whole and checks it against its name, its header and the index.
-fn read_pack(
-    repo: &Repository,
-    id: &PackId,
-    expected: &[PackEntry],
-) -> (Vec<String>, Vec<BlobId>, u64) {
+fn read_pack(repo: &Repository, id: &PackId, expected: &[PackEntry]) -> (Vec<String>, Vec<BlobId>, u64) {
     let mut probs = Vec::new();
     let mut bad = Vec::new();
-    let all_bad = |bad: &mut Vec<BlobId>| {
-        bad.extend(expected.iter().map(|e| BlobId {
-            kind: e.kind,
-            id: e.id,
-        }))
-    };
+    let all_bad = |bad: &mut Vec<BlobId>| bad.extend(expected.iter().map(|e| BlobId { kind: e.kind, id: e.id }));
     let bytes = match repo.backend.get(&pack::object_name(id)) {
         Ok(b) => b,
         Err(e) => {
@@ -223,20 +189,12 @@ fn read_pack(
         }
     };
     if content_id(&bytes) != id.0 {
-        probs.push(format!(
-            "pack {id} is damaged: its content does not match its name"
-        ));
+        probs.push(format!("pack {id} is damaged: its content does not match its name"));
     }
     match pack::header_from_bytes(&repo.key.enc, id, &bytes) {
         Ok(header) => {
-            let mut h: Vec<(u8, [u8; 32], u32)> = header
-                .iter()
-                .map(|e| (e.kind as u8, e.id, e.offset))
-                .collect();
-            let mut x: Vec<(u8, [u8; 32], u32)> = expected
-                .iter()
-                .map(|e| (e.kind as u8, e.id, e.offset))
-                .collect();
+            let mut h: Vec<(u8, [u8; 32], u32)> = header.iter().map(|e| (e.kind as u8, e.id, e.offset)).collect();
+            let mut x: Vec<(u8, [u8; 32], u32)> = expected.iter().map(|e| (e.kind as u8, e.id, e.offset)).collect();
             h.sort();
             x.sort();
             x.dedup();
@@ -250,16 +208,9 @@ fn read_pack(
     for e in expected {
         n += 1;
         if let Err(err) = pack::blob_from_pack_bytes(&repo.key, &bytes, e) {
-            let kind = if e.kind == BlobKind::Tree {
-                "tree"
-            } else {
-                "chunk"
-            };
+            let kind = if e.kind == BlobKind::Tree { "tree" } else { "chunk" };
             probs.push(format!("pack {id}: {kind} {}: {err}", hex::encode(e.id)));
-            bad.push(BlobId {
-                kind: e.kind,
-                id: e.id,
-            });
+            bad.push(BlobId { kind: e.kind, id: e.id });
         }
     }
     (probs, bad, n)
@@ -275,11 +226,7 @@ fn affected(
     out: &mut Vec<String>,
 ) {
     if lost.contains(&BlobId::tree(tree)) {
-        out.push(format!(
-            "snapshot {}: {} (directory listing lost)",
-            sid.short(),
-            path.display()
-        ));
+        out.push(format!("snapshot {}: {} (directory listing lost)", sid.short(), path.display()));
         return;
     }
     let Ok(nodes) = repo.load_tree(&tree) else {

@@ -19,11 +19,7 @@ pub fn dump(repo: &Repository, root: TreeId, path: &Path, out: &mut dyn Write) -
     let (node, _) = resolve(repo, root, path)?;
     let node = node.ok_or_else(|| Error::invalid("give the path of a file to dump"))?;
     if node.kind != NodeKind::File {
-        return Err(Error::invalid(format!(
-            "{} is not a regular file ({:?})",
-            path.display(),
-            node.kind
-        )));
+        return Err(Error::invalid(format!("{} is not a regular file ({:?})", path.display(), node.kind)));
     }
     let chunks = node.chunks();
     let workers = crate::saver::worker_count().clamp(2, WINDOW);
@@ -44,8 +40,7 @@ pub fn dump(repo: &Repository, root: TreeId, path: &Path, out: &mut dyn Write) -
             let data = r
                 .ok_or_else(|| Error::corrupt("missing chunk result"))?
                 .map_err(|e| e.context(format!("{}", path.display())))?;
-            out.write_all(&data)
-                .map_err(|e| Error::io("writing output", e))?;
+            out.write_all(&data).map_err(|e| Error::io("writing output", e))?;
             written += data.len() as u64;
         }
     }

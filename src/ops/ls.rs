@@ -45,21 +45,14 @@ fn entry(path: &Path, n: &Node) -> Entry {
         gid: n.gid,
         mtime,
         link_target: match &n.content {
-            crate::format::tree::Content::Symlink(t) => {
-                Some(String::from_utf8_lossy(t).into_owned())
-            }
+            crate::format::tree::Content::Symlink(t) => Some(String::from_utf8_lossy(t).into_owned()),
             _ => None,
         },
     }
 }
 
 /// Calls `f` for every entry under `sub` (the whole snapshot for `/`).
-pub fn walk(
-    repo: &Repository,
-    root: TreeId,
-    sub: &Path,
-    f: &mut dyn FnMut(Entry) -> Result<()>,
-) -> Result<()> {
+pub fn walk(repo: &Repository, root: TreeId, sub: &Path, f: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
     let (node, tree) = resolve(repo, root, sub)?;
     if let Some(n) = &node {
         f(entry(sub, n))?;
@@ -70,12 +63,7 @@ pub fn walk(
     list_dir(repo, &PathBuf::from("/").join(sub), tree, f)
 }
 
-fn list_dir(
-    repo: &Repository,
-    dir: &Path,
-    tree: TreeId,
-    f: &mut dyn FnMut(Entry) -> Result<()>,
-) -> Result<()> {
+fn list_dir(repo: &Repository, dir: &Path, tree: TreeId, f: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
     for n in repo.load_tree(&tree)? {
         let p = dir.join(OsStr::from_bytes(&n.name));
         f(entry(&p, &n))?;

@@ -60,10 +60,7 @@ fn matches(set: &(GlobSet, GlobSet), path: &Path) -> bool {
 
 impl Filter {
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self> {
-        Ok(Self {
-            include: build(include)?,
-            exclude: build(exclude)?,
-        })
+        Ok(Self { include: build(include)?, exclude: build(exclude)? })
     }
 
     fn excluded(&self, path: &Path) -> bool {
@@ -110,20 +107,9 @@ pub struct RestorePlan {
 impl RestorePlan {
     /// Builds the plan for `tree` (the directory at `sub` in the snapshot)
     /// into `target`.
-    pub fn build(
-        repo: &Repository,
-        root: TreeId,
-        sub: &Path,
-        target: &Path,
-        filter: &Filter,
-    ) -> Result<Self> {
-        let mut b = Builder {
-            repo,
-            plan: RestorePlan::default(),
-            filter,
-            links: HashMap::new(),
-            reader: repo.cache.reader()?,
-        };
+    pub fn build(repo: &Repository, root: TreeId, sub: &Path, target: &Path, filter: &Filter) -> Result<Self> {
+        let mut b =
+            Builder { repo, plan: RestorePlan::default(), filter, links: HashMap::new(), reader: repo.cache.reader()? };
         match resolve(repo, root, sub)? {
             (Some(node), _) if node.kind != NodeKind::Dir => {
                 let dest = target.join(OsStr::from_bytes(&node.name));
@@ -169,9 +155,7 @@ impl Builder<'_> {
             let inc = inside || self.filter.included(&sp);
             match node.kind {
                 NodeKind::Dir => {
-                    let sub = node
-                        .subtree()
-                        .ok_or_else(|| Error::corrupt("directory without a tree"))?;
+                    let sub = node.subtree().ok_or_else(|| Error::corrupt("directory without a tree"))?;
                     let at = self.plan.dirs.len();
                     self.plan.dirs.push((dp.clone(), node));
                     if self.dir(sub, &sp, &dp, inc)? || inc {
@@ -198,11 +182,7 @@ impl Builder<'_> {
         let idx = self.plan.files.len();
         if node.nlink > 1 && node.inode != 0 {
             if let Some(&first) = self.links.get(&(node.device, node.inode)) {
-                self.plan.files.push(FilePlan {
-                    path,
-                    node,
-                    link_to: Some(first),
-                });
+                self.plan.files.push(FilePlan { path, node, link_to: Some(first) });
                 return Ok(());
             }
             self.links.insert((node.device, node.inode), idx);
@@ -210,9 +190,10 @@ impl Builder<'_> {
         let mut offset = 0u64;
         for c in node.chunks() {
             let blob = BlobId::data(*c);
-            let loc: Location = self.reader.get(&blob)?.ok_or_else(|| {
-                Error::corrupt(format!("{}: chunk {c} is not in the index", path.display()))
-            })?;
+            let loc: Location = self
+                .reader
+                .get(&blob)?
+                .ok_or_else(|| Error::corrupt(format!("{}: chunk {c} is not in the index", path.display())))?;
             let reads = self.plan.packs.entry(loc.pack).or_default();
             // The same chunk twice in one pack list: add a target to it.
             match reads.iter_mut().rev().take(8).find(|r| r.entry.id == c.0) {
@@ -238,11 +219,7 @@ impl Builder<'_> {
             )));
         }
         self.plan.total_bytes += node.size;
-        self.plan.files.push(FilePlan {
-            path,
-            node,
-            link_to: None,
-        });
+        self.plan.files.push(FilePlan { path, node, link_to: None });
         Ok(())
     }
 }
@@ -276,8 +253,7 @@ pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Res
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
         }
         let file = std::fs::File::create(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
-        file.set_len(f.node.size)
-            .map_err(|e| Error::io(f.path.display(), e))?;
+        file.set_len(f.node.size).map_err(|e| Error::io(f.path.display(), e))?;
     }
     // Data: packs in parallel, one worker per core.
     let packs: Vec<(&PackId, &Vec<BlobRead>)> = plan.packs.iter().collect();
@@ -316,14 +292,12 @@ pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Res
         }
         if let Some(first) = f.link_to {
             let _ = std::fs::remove_file(&f.path);
-            std::fs::hard_link(&plan.files[first].path, &f.path)
-                .map_err(|e| Error::io(f.path.display(), e))?;
+            std::fs::hard_link(&plan.files[first].path, &f.path).map_err(|e| Error::io(f.path.display(), e))?;
         } else {
             report.bytes += f.node.size;
-            report.warnings.extend(
-                target::apply_metadata(&f.path, &f.node, opts)
-                    .map_err(|e| Error::io(f.path.display(), e))?,
-            );
+            report
+                .warnings
+                .extend(target::apply_metadata(&f.path, &f.node, opts).map_err(|e| Error::io(f.path.display(), e))?);
         }
         report.files += 1;
     }
@@ -331,9 +305,7 @@ pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Res
         let _ = std::fs::remove_file(p);
         match target::create_special(p, n) {
             Ok(()) => {
-                report.warnings.extend(
-                    target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?,
-                );
+                report.warnings.extend(target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?);
                 report.specials += 1;
             }
             Err(e) => report.warnings.push(format!("{}: {e}", p.display())),
@@ -341,9 +313,7 @@ pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Res
     }
     // Directories last, deepest first, so their times stick.
     for (p, n) in plan.dirs.iter().rev() {
-        report
-            .warnings
-            .extend(target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?);
+        report.warnings.extend(target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?);
         report.dirs += 1;
     }
     Ok(report)
@@ -393,11 +363,7 @@ fn restore_pack(
                 match pack::open_blob(&repo.key, &r.entry, sealed) {
                     Ok(plain) => {
                         for (file, off) in &r.targets {
-                            if failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .contains_key(file)
-                            {
+                            if failed.lock().unwrap_or_else(|p| p.into_inner()).contains_key(file) {
                                 continue;
                             }
                             let path = &plan.files[*file].path;

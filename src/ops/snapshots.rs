@@ -20,26 +20,20 @@ pub struct SnapshotFilter {
 
 impl SnapshotFilter {
     pub fn matches(&self, s: &Snapshot) -> bool {
-        let host = self.hosts.is_empty() || self.hosts.iter().any(|h| *h == s.hostname);
+        let host = self.hosts.is_empty() || self.hosts.contains(&s.hostname);
         let tags = self.tags.is_empty()
-            || self.tags.iter().any(|set| {
-                set.split(',')
-                    .filter(|t| !t.is_empty())
-                    .all(|t| s.tags.iter().any(|x| x == t))
-            });
-        let paths =
-            self.paths.is_empty() || self.paths.iter().all(|p| s.paths.iter().any(|x| x == p));
+            || self
+                .tags
+                .iter()
+                .any(|set| set.split(',').filter(|t| !t.is_empty()).all(|t| s.tags.iter().any(|x| x == t)));
+        let paths = self.paths.is_empty() || self.paths.iter().all(|p| s.paths.iter().any(|x| x == p));
         host && tags && paths
     }
 }
 
 /// Matching snapshots, oldest first.
 pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    Ok(repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, s)| filter.matches(s))
-        .collect())
+    Ok(repo.snapshots()?.into_iter().filter(|(_, s)| filter.matches(s)).collect())
 }
 
 /// A snapshot as `snapshots --json` prints it.
@@ -86,9 +80,7 @@ mod tests {
 
     #[test]
     fn tag_filter_semantics() {
-        let t = chrono::DateTime::from_timestamp(0, 0)
-            .unwrap()
-            .fixed_offset();
+        let t = chrono::DateTime::from_timestamp(0, 0).unwrap().fixed_offset();
         let s = Snapshot {
             version: 1,
             time: t,
@@ -106,24 +98,13 @@ mod tests {
             backup_end: t,
             program_version: String::new(),
         };
-        let f = |tags: &[&str]| SnapshotFilter {
-            tags: tags.iter().map(|x| x.to_string()).collect(),
-            ..Default::default()
-        };
+        let f =
+            |tags: &[&str]| SnapshotFilter { tags: tags.iter().map(|x| x.to_string()).collect(), ..Default::default() };
         assert!(f(&["db"]).matches(&s));
         assert!(f(&["db,nightly"]).matches(&s));
         assert!(!f(&["db,weekly"]).matches(&s));
         assert!(f(&["db,weekly", "nightly"]).matches(&s));
-        assert!(SnapshotFilter {
-            hosts: vec!["h".into()],
-            paths: vec!["/a".into()],
-            ..Default::default()
-        }
-        .matches(&s));
-        assert!(!SnapshotFilter {
-            hosts: vec!["x".into()],
-            ..Default::default()
-        }
-        .matches(&s));
+        assert!(SnapshotFilter { hosts: vec!["h".into()], paths: vec!["/a".into()], ..Default::default() }.matches(&s));
+        assert!(!SnapshotFilter { hosts: vec!["x".into()], ..Default::default() }.matches(&s));
     }
 }

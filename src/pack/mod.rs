@@ -30,25 +30,15 @@ impl PackWriter {
     pub fn new(capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity);
         buf.extend_from_slice(fmt::MAGIC);
-        Self {
-            buf,
-            entries: Vec::new(),
-        }
+        Self { buf, entries: Vec::new() }
     }
 
     /// Appends one sealed blob.
     pub fn add(&mut self, kind: BlobKind, id: [u8; 32], sealed: &[u8], raw_length: u32) {
-        self.buf
-            .extend_from_slice(&fmt::encode_frame(kind, sealed.len() as u32));
+        self.buf.extend_from_slice(&fmt::encode_frame(kind, sealed.len() as u32));
         let offset = self.buf.len() as u32;
         self.buf.extend_from_slice(sealed);
-        self.entries.push(PackEntry {
-            kind,
-            id,
-            offset,
-            length: sealed.len() as u32,
-            raw_length,
-        });
+        self.entries.push(PackEntry { kind, id, offset, length: sealed.len() as u32, raw_length });
     }
 
     /// Bytes so far.
@@ -74,14 +64,9 @@ impl PackWriter {
         let header = fmt::encode_header(&self.entries);
         let sealed = seal::seal_with_nonce(key, ObjectType::PackHeader, &header, Some(1), nonce);
         self.buf.extend_from_slice(&sealed);
-        self.buf
-            .extend_from_slice(&fmt::encode_trailer(sealed.len() as u32));
+        self.buf.extend_from_slice(&fmt::encode_trailer(sealed.len() as u32));
         let id = PackId(Sha256::digest(&self.buf).into());
-        FinishedPack {
-            id,
-            bytes: Bytes::from(self.buf),
-            entries: self.entries,
-        }
+        FinishedPack { id, bytes: Bytes::from(self.buf), entries: self.entries }
     }
 }
 
@@ -100,27 +85,21 @@ pub fn read_header(backend: &Backend, key: &[u8; 32], id: &PackId) -> Result<Vec
     let name = object_name(id);
     let size = backend.size(&name)?;
     if size < (fmt::MAGIC.len() + fmt::TRAILER_LEN) as u64 {
-        return Err(Error::corrupt(format!(
-            "pack {id} is too short ({size} bytes)"
-        )));
+        return Err(Error::corrupt(format!("pack {id} is too short ({size} bytes)")));
     }
     let trailer = backend.get_range(&name, size - fmt::TRAILER_LEN as u64..size)?;
     let hlen = fmt::decode_trailer(&trailer, size).context(format!("pack {id}"))? as u64;
     if hlen > MAX_HEADER {
-        return Err(Error::corrupt(format!(
-            "pack {id}: header length {hlen} is implausible"
-        )));
+        return Err(Error::corrupt(format!("pack {id}: header length {hlen} is implausible")));
     }
     let start = size - fmt::TRAILER_LEN as u64 - hlen;
     let sealed = backend.get_range(&name, start..start + hlen)?;
-    let plain = seal::open(key, ObjectType::PackHeader, &sealed, MAX_HEADER as usize)
-        .context(format!("pack {id} header"))?;
+    let plain =
+        seal::open(key, ObjectType::PackHeader, &sealed, MAX_HEADER as usize).context(format!("pack {id} header"))?;
     let entries = fmt::decode_header(&plain).context(format!("pack {id}"))?;
     for e in &entries {
         if e.end() > start {
-            return Err(Error::corrupt(format!(
-                "pack {id}: header points past the blobs"
-            )));
+            return Err(Error::corrupt(format!("pack {id}: header points past the blobs")));
         }
     }
     Ok(entries)
@@ -129,42 +108,24 @@ pub fn read_header(backend: &Backend, key: &[u8; 32], id: &PackId) -> Result<Vec
 /// Opens the header of a pack held whole in memory.
 pub fn header_from_bytes(key: &[u8; 32], id: &PackId, bytes: &[u8]) -> Result<Vec<PackEntry>> {
     let size = bytes.len() as u64;
-    if size < (fmt::MAGIC.len() + fmt::TRAILER_LEN) as u64
-        || &bytes[..fmt::MAGIC.len()] != fmt::MAGIC
-    {
-        return Err(Error::corrupt(format!(
-            "pack {id} does not start with the pack magic"
-        )));
+    if size < (fmt::MAGIC.len() + fmt::TRAILER_LEN) as u64 || &bytes[..fmt::MAGIC.len()] != fmt::MAGIC {
+        return Err(Error::corrupt(format!("pack {id} does not start with the pack magic")));
     }
-    let hlen = fmt::decode_trailer(&bytes[bytes.len() - fmt::TRAILER_LEN..], size)
-        .context(format!("pack {id}"))? as usize;
+    let hlen =
+        fmt::decode_trailer(&bytes[bytes.len() - fmt::TRAILER_LEN..], size).context(format!("pack {id}"))? as usize;
     let start = bytes.len() - fmt::TRAILER_LEN - hlen;
-    let plain = seal::open(
-        key,
-        ObjectType::PackHeader,
-        &bytes[start..start + hlen],
-        MAX_HEADER as usize,
-    )
-    .context(format!("pack {id} header"))?;
+    let plain = seal::open(key, ObjectType::PackHeader, &bytes[start..start + hlen], MAX_HEADER as usize)
+        .context(format!("pack {id} header"))?;
     let entries = fmt::decode_header(&plain).context(format!("pack {id}"))?;
-    if entries
-        .iter()
-        .any(|e| e.end() > start as u64 || (e.offset as usize) < fmt::MAGIC.len() + fmt::FRAME_LEN)
-    {
-        return Err(Error::corrupt(format!(
-            "pack {id}: header points outside the blobs"
-        )));
+    if entries.iter().any(|e| e.end() > start as u64 || (e.offset as usize) < fmt::MAGIC.len() + fmt::FRAME_LEN) {
+        return Err(Error::corrupt(format!("pack {id}: header points outside the blobs")));
     }
     Ok(entries)
 }
 
 /// Opens one blob's sealed bytes and checks that the plaintext hashes to
 /// its id. Anything else is corrupt: wrong bytes are never returned.
-pub fn open_blob(
-    key: &crate::crypto::MasterKey,
-    entry: &PackEntry,
-    sealed: &[u8],
-) -> Result<Vec<u8>> {
+pub fn open_blob(key: &crate::crypto::MasterKey, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     let ty = match entry.kind {
         BlobKind::Data => ObjectType::DataBlob,
         BlobKind::Tree => ObjectType::TreeBlob,
@@ -180,11 +141,7 @@ pub fn open_blob(
 }
 
 /// Finds one blob in a whole pack's bytes (used by tests and salvage).
-pub fn blob_from_pack_bytes(
-    key: &crate::crypto::MasterKey,
-    pack: &[u8],
-    entry: &PackEntry,
-) -> Result<Vec<u8>> {
+pub fn blob_from_pack_bytes(key: &crate::crypto::MasterKey, pack: &[u8], entry: &PackEntry) -> Result<Vec<u8>> {
     let sealed = pack
         .get(entry.offset as usize..entry.end() as usize)
         .ok_or_else(|| Error::corrupt("blob lies outside the pack"))?;

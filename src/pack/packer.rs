@@ -51,13 +51,7 @@ impl Packer<'_> {
         self.result.packs += 1;
         self.result.bytes += p.bytes.len() as u64;
         let put = self.repo.backend.spawn_put(&object_name(&p.id), p.bytes);
-        self.in_flight.push_back((
-            put,
-            IndexPack {
-                id: p.id,
-                blobs: p.entries,
-            },
-        ));
+        self.in_flight.push_back((put, IndexPack { id: p.id, blobs: p.entries }));
         while self.in_flight.len() > MAX_IN_FLIGHT {
             self.complete_one()?;
         }
@@ -87,12 +81,7 @@ impl Packer<'_> {
 /// Runs the packer until `rx` closes, then stores the last packs and index.
 pub fn run(repo: &Repository, rx: Receiver<SealedBlob>) -> Result<PackerResult> {
     let target = repo.config.pack_size as usize;
-    let mut p = Packer {
-        repo,
-        in_flight: VecDeque::new(),
-        stored: Vec::new(),
-        result: PackerResult::default(),
-    };
+    let mut p = Packer { repo, in_flight: VecDeque::new(), stored: Vec::new(), result: PackerResult::default() };
     let mut data: Option<PackWriter> = None;
     let mut tree: Option<PackWriter> = None;
     let res = (|| {

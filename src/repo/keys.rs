@@ -21,15 +21,12 @@ pub fn store_key(backend: &Backend, kf: &KeyFile) -> Result<KeyId> {
 pub fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, Result<KeyFile>)>> {
     let mut out = Vec::new();
     for (name, _) in backend.list("keys")? {
-        let base = name.rsplit('/').next().unwrap_or("");
-        let Ok(id) = KeyId::from_hex(base) else {
+        let Some(id) = super::parse_object_name(name.rsplit('/').next().unwrap_or("")).map(KeyId) else {
             continue;
         };
         let kf = backend.get(&name).and_then(|b| {
             if content_id(&b) != id.0 {
-                return Err(Error::corrupt(format!(
-                    "{name} is damaged: its content does not match its name"
-                )));
+                return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
             }
             KeyFile::decode(&b)
         });
@@ -39,26 +36,28 @@ pub fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, Result<KeyFile>)>
     Ok(out)
 }
 
-/// Tries every key file with the password.
-pub fn find_key(backend: &Backend, password: &[u8]) -> Result<(KeyId, MasterKey)> {
+/// Tries every key file with the password; the first whose master key
+/// `accept`s (authenticates the config) wins. A key file left behind by an
+/// interrupted `init` therefore cannot make a repository unopenable.
+pub fn find_key<T>(
+    backend: &Backend,
+    password: &[u8],
+    mut accept: impl FnMut(&MasterKey) -> Result<T>,
+) -> Result<(KeyId, MasterKey, T)> {
     let keys = list_key_files(backend)?;
     if keys.is_empty() {
-        return Err(Error::new(
-            ErrorKind::NoRepository,
-            format!("no key files in {}", backend.location()),
-        ));
+        return Err(Error::new(ErrorKind::NoRepository, format!("no key files in {}", backend.location())));
     }
-    for (id, kf) in &keys {
-        if let Ok(kf) = kf {
-            if let Ok(mk) = kdf::unwrap(kf, password) {
-                return Ok((*id, mk));
+    let mut last = None;
+    for (id, kf) in keys.iter().filter_map(|(id, kf)| kf.as_ref().ok().map(|kf| (id, kf))) {
+        if let Ok(mk) = kdf::unwrap(kf, password) {
+            match accept(&mk) {
+                Ok(t) => return Ok((*id, mk, t)),
+                Err(e) => last = Some(e),
             }
         }
     }
-    Err(Error::new(
-        ErrorKind::WrongPassword,
-        "wrong password: no key file opens with it",
-    ))
+    Err(last.unwrap_or_else(|| Error::new(ErrorKind::WrongPassword, "wrong password: no key file opens with it")))
 }
 
 /// One row of `key list`.
@@ -83,13 +82,7 @@ impl Repository {
                     created: kf.created,
                     kdf: Some(kf.params),
                 },
-                Err(e) => KeyInfo {
-                    id,
-                    current: false,
-                    label: format!("(damaged: {e})"),
-                    created: 0,
-                    kdf: None,
-                },
+                Err(e) => KeyInfo { id, current: false, label: format!("(damaged: {e})"), created: 0, kdf: None },
             })
             .collect())
     }
@@ -99,12 +92,10 @@ impl Repository {
         if password.is_empty() {
             return Err(Error::invalid("refusing an empty password"));
         }
-        let kf = kdf::wrap(
-            &self.key,
-            password,
-            kdf::params_for_new_keys(),
-            label.unwrap_or_else(user_label),
-        )?;
+        if label.as_ref().is_some_and(|l| l.len() > 255) {
+            return Err(Error::invalid("a key label is at most 255 bytes"));
+        }
+        let kf = kdf::wrap(&self.key, password, kdf::params_for_new_keys(), label.unwrap_or_else(user_label))?;
         store_key(&self.backend, &kf)
     }
 
@@ -122,9 +113,7 @@ impl Repository {
             _ => return Err(Error::invalid(format!("{prefix:?} matches several keys"))),
         };
         if id == self.key_id {
-            return Err(Error::invalid(
-                "refusing to remove the key in use; open with another password first",
-            ));
+            return Err(Error::invalid("refusing to remove the key in use; open with another password first"));
         }
         self.backend.delete(&format!("keys/{id}"))?;
         Ok(id)

@@ -22,9 +22,7 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 pub const STALE_AFTER: Duration = Duration::from_secs(1800);
 
 fn this_host() -> String {
-    hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Whether a lock can be ignored.
@@ -32,12 +30,7 @@ pub fn is_stale(lock: &Lock, now: DateTime<Utc>) -> bool {
     let Ok(t) = DateTime::parse_from_rfc3339(&lock.time) else {
         return true;
     };
-    if now
-        .signed_duration_since(t.with_timezone(&Utc))
-        .to_std()
-        .unwrap_or_default()
-        > STALE_AFTER
-    {
+    if now.signed_duration_since(t.with_timezone(&Utc)).to_std().unwrap_or_default() > STALE_AFTER {
         return true;
     }
     lock.hostname == this_host() && !process_alive(lock.pid)
@@ -87,9 +80,7 @@ impl Repository {
         Ok(self
             .list_locks()?
             .into_iter()
-            .filter(|(name, l)| {
-                Some(name.as_str()) != own && (exclusive || l.exclusive) && !is_stale(l, now)
-            })
+            .filter(|(name, l)| Some(name.as_str()) != own && (exclusive || l.exclusive) && !is_stale(l, now))
             .map(|(_, l)| l)
             .next())
     }
@@ -136,9 +127,7 @@ impl Repository {
             // The flag is checked under the mutex before every wait, so a
             // release cannot be missed.
             while let Some(old) = guard.clone() {
-                let (g, timeout) = cv
-                    .wait_timeout(guard, REFRESH)
-                    .unwrap_or_else(|p| p.into_inner());
+                let (g, timeout) = cv.wait_timeout(guard, REFRESH).unwrap_or_else(|p| p.into_inner());
                 guard = g;
                 if guard.is_none() || !timeout.timed_out() {
                     continue;
@@ -150,11 +139,7 @@ impl Repository {
                 }
             }
         });
-        Ok(LockGuard {
-            state,
-            thread: Some(thread),
-            backend: self.backend.clone(),
-        })
+        Ok(LockGuard { state, thread: Some(thread), backend: self.backend.clone() })
     }
 
     /// Removes stale locks (all locks with `all`). Returns how many.
@@ -193,26 +178,15 @@ mod tests {
     #[test]
     fn exclusive_blocks_and_release_frees() {
         std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
-        let r = Repository::init(
-            Backend::memory().unwrap(),
-            b"pw",
-            &InitOptions::default(),
-            CacheMode::Memory,
-        )
-        .unwrap();
+        let r =
+            Repository::init(Backend::memory().unwrap(), b"pw", &InitOptions::default(), CacheMode::Memory).unwrap();
         let a = r.lock(false, "backup").unwrap();
         let b = r.lock(false, "backup").unwrap();
-        assert_eq!(
-            r.lock(true, "prune").err().unwrap().kind(),
-            ErrorKind::Locked
-        );
+        assert_eq!(r.lock(true, "prune").err().unwrap().kind(), ErrorKind::Locked);
         drop(a);
         drop(b);
         let x = r.lock(true, "prune").unwrap();
-        assert_eq!(
-            r.lock(false, "backup").err().unwrap().kind(),
-            ErrorKind::Locked
-        );
+        assert_eq!(r.lock(false, "backup").err().unwrap().kind(), ErrorKind::Locked);
         drop(x);
         assert!(r.list_locks().unwrap().is_empty());
     }

@@ -62,22 +62,13 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        Self {
-            chunker: None,
-            pack_size: 16 << 20,
-            compression: 3,
-        }
+        Self { chunker: None, pack_size: 16 << 20, compression: 3 }
     }
 }
 
 /// Default chunker sizes: min 128 KiB, average 512 KiB, max 2 MiB.
 pub fn default_chunker() -> ChunkerParams {
-    ChunkerParams {
-        min_size: 128 << 10,
-        avg_size: 512 << 10,
-        max_size: 2 << 20,
-        seed: rand::random(),
-    }
+    ChunkerParams { min_size: 128 << 10, avg_size: 512 << 10, max_size: 2 << 20, seed: rand::random() }
 }
 
 /// An opened repository.
@@ -89,36 +80,32 @@ pub struct Repository {
     key_id: KeyId,
 }
 
+/// An object name: exactly 64 lower-case hex digits.
+pub fn parse_object_name(base: &str) -> Option<[u8; 32]> {
+    if base.len() != 64 || !base.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(base, &mut id).ok()?;
+    Some(id)
+}
+
 /// SHA-256 name of stored bytes.
 pub fn content_id(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
 fn user_label() -> String {
-    let host = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     format!("{user}@{host}")
 }
 
 impl Repository {
     /// Creates a repository: key file first, `config` last.
-    pub fn init(
-        backend: Backend,
-        password: &[u8],
-        opts: &InitOptions,
-        cache: CacheMode,
-    ) -> Result<Self> {
+    pub fn init(backend: Backend, password: &[u8], opts: &InitOptions, cache: CacheMode) -> Result<Self> {
         match backend.get("config") {
-            Ok(_) => {
-                return Err(Error::invalid(format!(
-                    "a repository already exists at {}",
-                    backend.location()
-                )))
-            }
+            Ok(_) => return Err(Error::invalid(format!("a repository already exists at {}", backend.location()))),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -140,13 +127,7 @@ impl Repository {
         backend.put("config", Bytes::from(sealed))?;
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
         cache.clear()?;
-        Ok(Self {
-            backend,
-            key,
-            config,
-            cache,
-            key_id,
-        })
+        Ok(Self { backend, key, config, cache, key_id })
     }
 
     /// Opens a repository with a password and syncs the cache.
@@ -161,18 +142,12 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let (key_id, key) = keys::find_key(&backend, password)?;
-        let plain = seal::open(&key.enc, ObjectType::Config, &sealed_config, MAX_OBJECT)
-            .context("config")?;
+        let (key_id, key, plain) = keys::find_key(&backend, password, |k| {
+            seal::open(&k.enc, ObjectType::Config, &sealed_config, MAX_OBJECT).context("config")
+        })?;
         let config = Config::decode(&plain)?;
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
-        let repo = Self {
-            backend,
-            key,
-            config,
-            cache,
-            key_id,
-        };
+        let repo = Self { backend, key, config, cache, key_id };
         repo.sync_cache()?;
         Ok(repo)
     }
@@ -186,10 +161,7 @@ impl Repository {
     pub fn save_object(&self, folder: &str, ty: ObjectType, plain: &[u8]) -> Result<[u8; 32]> {
         let sealed = seal::seal(&self.key.enc, ty, plain, Some(self.config.compression));
         let id = content_id(&sealed);
-        self.backend.put(
-            &format!("{folder}/{}", hex::encode(id)),
-            Bytes::from(sealed),
-        )?;
+        self.backend.put(&format!("{folder}/{}", hex::encode(id)), Bytes::from(sealed))?;
         Ok(id)
     }
 
@@ -204,20 +176,17 @@ impl Repository {
             }
         })?;
         if &content_id(&bytes) != id {
-            return Err(Error::corrupt(format!(
-                "{name} is damaged: its content does not match its name"
-            )));
+            return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
         }
         seal::open(&self.key.enc, ty, &bytes, MAX_OBJECT).context(&name)
     }
 
-    /// Ids of all objects in a folder whose names are valid ids.
+    /// Ids of all objects in a folder whose names are valid: exactly 64
+    /// lower-case hex digits. Anything else is ignored.
     pub fn list_ids(&self, folder: &str) -> Result<Vec<[u8; 32]>> {
         let mut out = Vec::new();
         for (name, _) in self.backend.list(folder)? {
-            let base = name.rsplit('/').next().unwrap_or("");
-            let mut id = [0u8; 32];
-            if hex::decode_to_slice(base, &mut id).is_ok() {
+            if let Some(id) = parse_object_name(name.rsplit('/').next().unwrap_or("")) {
                 out.push(id);
             }
         }
@@ -282,28 +251,18 @@ impl Repository {
             BlobKind::Data => "chunk",
             BlobKind::Tree => "tree",
         };
-        let loc = self.locate(blob)?.ok_or_else(|| {
-            Error::corrupt(format!(
-                "{what} {} is not in the index",
-                hex::encode(blob.id)
-            ))
-        })?;
+        let loc = self
+            .locate(blob)?
+            .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?;
         match self.read_blob_at(blob, &loc) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.rebuild_cache()?;
-                let loc = self.locate(blob)?.ok_or_else(|| {
-                    Error::corrupt(format!(
-                        "{what} {} is not in the index",
-                        hex::encode(blob.id)
-                    ))
-                })?;
+                let loc = self
+                    .locate(blob)?
+                    .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?;
                 self.read_blob_at(blob, &loc).map_err(|e| {
                     if e.kind() == ErrorKind::NotFound {
-                        Error::corrupt(format!(
-                            "pack {} holding {what} {} is missing",
-                            loc.pack,
-                            hex::encode(blob.id)
-                        ))
+                        Error::corrupt(format!("pack {} holding {what} {} is missing", loc.pack, hex::encode(blob.id)))
                     } else {
                         e
                     }
@@ -315,10 +274,9 @@ impl Repository {
 
     /// Reads a blob from a known location.
     pub fn read_blob_at(&self, blob: &BlobId, loc: &Location) -> Result<Vec<u8>> {
-        let sealed = self.backend.get_range(
-            &pack::object_name(&loc.pack),
-            loc.offset as u64..loc.offset as u64 + loc.length as u64,
-        )?;
+        let sealed = self
+            .backend
+            .get_range(&pack::object_name(&loc.pack), loc.offset as u64..loc.offset as u64 + loc.length as u64)?;
         let entry = crate::format::pack::PackEntry {
             kind: blob.kind,
             id: blob.id,
@@ -326,13 +284,8 @@ impl Repository {
             length: loc.length,
             raw_length: loc.raw_length,
         };
-        pack::open_blob(&self.key, &entry, &sealed).map_err(|e| {
-            e.context(format!(
-                "blob {} in pack {}",
-                hex::encode(blob.id),
-                loc.pack
-            ))
-        })
+        pack::open_blob(&self.key, &entry, &sealed)
+            .map_err(|e| e.context(format!("blob {} in pack {}", hex::encode(blob.id), loc.pack)))
     }
 
     pub fn load_tree(&self, id: &TreeId) -> Result<Vec<Node>> {
@@ -343,11 +296,7 @@ impl Repository {
     // ----- snapshots
 
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.save_object(
-            "snapshots",
-            ObjectType::Snapshot,
-            &s.encode(),
-        )?))
+        Ok(SnapshotId(self.save_object("snapshots", ObjectType::Snapshot, &s.encode())?))
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
@@ -369,32 +318,21 @@ impl Repository {
     /// Resolves `latest` or a unique id prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
-            return self
-                .snapshots()?
-                .pop()
-                .ok_or_else(|| Error::not_found("the repository has no snapshots"));
+            return self.snapshots()?.pop().ok_or_else(|| Error::not_found("the repository has no snapshots"));
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid(format!(
-                "{spec:?} is not a snapshot id or 'latest'"
-            )));
+            return Err(Error::invalid(format!("{spec:?} is not a snapshot id or 'latest'")));
         }
         let spec = spec.to_ascii_lowercase();
-        let matches: Vec<[u8; 32]> = self
-            .list_ids("snapshots")?
-            .into_iter()
-            .filter(|id| hex::encode(id).starts_with(&spec))
-            .collect();
+        let matches: Vec<[u8; 32]> =
+            self.list_ids("snapshots")?.into_iter().filter(|id| hex::encode(id).starts_with(&spec)).collect();
         match matches.as_slice() {
             [] => Err(Error::not_found(format!("no snapshot matches {spec:?}"))),
             [one] => {
                 let id = SnapshotId(*one);
                 Ok((id, self.load_snapshot(&id)?))
             }
-            _ => Err(Error::invalid(format!(
-                "{spec:?} matches {} snapshots; give more of the id",
-                matches.len()
-            ))),
+            _ => Err(Error::invalid(format!("{spec:?} matches {} snapshots; give more of the id", matches.len()))),
         }
     }
 }
@@ -405,63 +343,40 @@ mod tests {
 
     fn memory_repo() -> Repository {
         std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
-        Repository::init(
-            Backend::memory().unwrap(),
-            b"pw",
-            &InitOptions::default(),
-            CacheMode::Memory,
-        )
-        .unwrap()
+        Repository::init(Backend::memory().unwrap(), b"pw", &InitOptions::default(), CacheMode::Memory).unwrap()
     }
 
     #[test]
     fn objects_are_named_by_hash_and_verified() {
         let r = memory_repo();
-        let id = r
-            .save_object("snapshots", ObjectType::Snapshot, b"{}")
-            .unwrap();
-        assert_eq!(
-            r.load_object("snapshots", &id, ObjectType::Snapshot)
-                .unwrap(),
-            b"{}"
-        );
+        let id = r.save_object("snapshots", ObjectType::Snapshot, b"{}").unwrap();
+        assert_eq!(r.load_object("snapshots", &id, ObjectType::Snapshot).unwrap(), b"{}");
         // The wrong type does not open.
         assert!(r.load_object("snapshots", &id, ObjectType::Index).is_err());
-        let missing = r
-            .load_object("snapshots", &[0; 32], ObjectType::Snapshot)
-            .unwrap_err();
+        let missing = r.load_object("snapshots", &[0; 32], ObjectType::Snapshot).unwrap_err();
         assert_eq!(missing.kind(), ErrorKind::NotFound);
     }
 
     #[test]
     fn init_twice_is_refused() {
         let r = memory_repo();
-        let e = Repository::init(r.backend, b"pw", &InitOptions::default(), CacheMode::Memory)
-            .err()
-            .unwrap();
+        let e = Repository::init(r.backend, b"pw", &InitOptions::default(), CacheMode::Memory).err().unwrap();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
     }
 
     #[test]
     fn open_wrong_password_and_missing_repo() {
         let r = memory_repo();
-        let e = Repository::open(r.backend, b"nope", CacheMode::Memory)
-            .err()
-            .unwrap();
+        let e = Repository::open(r.backend, b"nope", CacheMode::Memory).err().unwrap();
         assert_eq!(e.kind(), ErrorKind::WrongPassword);
-        let e = Repository::open(Backend::memory().unwrap(), b"pw", CacheMode::Memory)
-            .err()
-            .unwrap();
+        let e = Repository::open(Backend::memory().unwrap(), b"pw", CacheMode::Memory).err().unwrap();
         assert_eq!(e.kind(), ErrorKind::NoRepository);
     }
 
     #[test]
     fn cache_rebuilds_when_an_index_disappears() {
         let r = memory_repo();
-        let p = IndexPack {
-            id: crate::id::PackId([1; 32]),
-            blobs: vec![],
-        };
+        let p = IndexPack { id: crate::id::PackId([1; 32]), blobs: vec![] };
         let a = r.save_index(vec![p.clone()]).unwrap();
         let b = r.save_index(vec![p]).unwrap();
         r.backend.delete(&format!("index/{a}")).unwrap();

@@ -32,14 +32,8 @@ impl Excludes {
     pub fn new(patterns: &[String], files: &[std::path::PathBuf]) -> Result<Self> {
         let mut all: Vec<String> = patterns.to_vec();
         for f in files {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| Error::io(format!("exclude file {}", f.display()), e))?;
-            all.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(String::from),
-            );
+            let text = std::fs::read_to_string(f).map_err(|e| Error::io(format!("exclude file {}", f.display()), e))?;
+            all.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
         }
         let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
         let (mut n_names, mut n_paths) = (0, 0);
@@ -52,21 +46,10 @@ impl Excludes {
                 n_names += 1;
             }
         }
-        let build = |b: GlobSetBuilder| {
-            b.build()
-                .map_err(|e| Error::invalid(format!("bad exclude pattern: {e}")))
-        };
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::invalid(format!("bad exclude pattern: {e}")));
         Ok(Self {
-            names: if n_names > 0 {
-                Some(build(names)?)
-            } else {
-                None
-            },
-            paths: if n_paths > 0 {
-                Some(build(paths)?)
-            } else {
-                None
-            },
+            names: if n_names > 0 { Some(build(names)?) } else { None },
+            paths: if n_paths > 0 { Some(build(paths)?) } else { None },
             patterns: all,
         })
     }
@@ -93,15 +76,7 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        let e = Excludes::new(
-            &[
-                "*.tmp".into(),
-                "/data/cache/**".into(),
-                "/home/*/.cache".into(),
-            ],
-            &[],
-        )
-        .unwrap();
+        let e = Excludes::new(&["*.tmp".into(), "/data/cache/**".into(), "/home/*/.cache".into()], &[]).unwrap();
         assert!(e.is_excluded(Path::new("/a/b/x.tmp")));
         assert!(!e.is_excluded(Path::new("/a/b/x.tmpl")));
         assert!(e.is_excluded(Path::new("/data/cache/a/b")));

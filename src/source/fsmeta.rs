@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -33,18 +33,12 @@ impl OwnerNames {
 
     /// The name of user `uid`, or `""` if there is none.
     pub fn user(&mut self, uid: u32) -> String {
-        self.users
-            .entry(uid)
-            .or_insert_with(|| lookup_user(uid))
-            .clone()
+        self.users.entry(uid).or_insert_with(|| lookup_user(uid)).clone()
     }
 
     /// The name of group `gid`, or `""` if there is none.
     pub fn group(&mut self, gid: u32) -> String {
-        self.groups
-            .entry(gid)
-            .or_insert_with(|| lookup_group(gid))
-            .clone()
+        self.groups.entry(gid).or_insert_with(|| lookup_group(gid)).clone()
     }
 }
 
@@ -191,11 +185,7 @@ pub fn node_from_metadata(
     } else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
-                "{}: unknown file type (mode {:o})",
-                path.display(),
-                meta.mode()
-            ),
+            format!("{}: unknown file type (mode {:o})", path.display(), meta.mode()),
         ));
     };
     let xattrs = read_xattrs(path)?;
@@ -210,7 +200,6 @@ pub fn node_from_metadata(
         user: owners.user(uid),
         group: owners.group(gid),
         mtime_ns: to_ns(meta.mtime(), meta.mtime_nsec()),
-        atime_ns: to_ns(meta.atime(), meta.atime_nsec()),
         ctime_ns: to_ns(meta.ctime(), meta.ctime_nsec()),
         size,
         inode: meta.ino(),
@@ -225,6 +214,7 @@ pub fn node_from_metadata(
 mod tests {
     use super::*;
     use std::ffi::{CString, OsStr};
+    use std::os::unix::ffi::OsStrExt;
 
     fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -285,7 +275,6 @@ mod tests {
         assert_eq!(n.size, 11);
         assert_eq!(n.content, Content::File(vec![]));
         assert_eq!(n.mtime_ns, 1_600_000_000_123_456_789);
-        assert_eq!(n.atime_ns, 1_600_000_000_123_456_789);
         assert!(n.ctime_ns > 0);
         assert_eq!(n.nlink, 1);
         let meta = std::fs::symlink_metadata(&f).unwrap();
@@ -371,12 +360,7 @@ mod tests {
         xattr::set(&f, "user.z", b"\x00\xff").unwrap();
         let mut o = OwnerNames::new();
         let n = read(&f, &mut o);
-        let user: Vec<_> = n
-            .xattrs
-            .iter()
-            .filter(|(k, _)| k.starts_with(b"user."))
-            .cloned()
-            .collect();
+        let user: Vec<_> = n.xattrs.iter().filter(|(k, _)| k.starts_with(b"user.")).cloned().collect();
         assert_eq!(
             user,
             vec![

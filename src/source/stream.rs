@@ -24,11 +24,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            len: 0,
-        }
+        Self { inner, hasher: Sha256::new(), len: 0 }
     }
 
     /// Bytes read and their SHA-256 (hex).
@@ -60,9 +56,8 @@ pub struct CommandSource {
 impl CommandSource {
     /// Starts `argv`. Its stderr is copied to ours as it comes.
     pub fn spawn(argv: &[String]) -> Result<(Self, ChildStdout)> {
-        let (prog, args) = argv
-            .split_first()
-            .ok_or_else(|| Error::invalid("--stdin-from-command needs a command after --"))?;
+        let (prog, args) =
+            argv.split_first().ok_or_else(|| Error::invalid("--stdin-from-command needs a command after --"))?;
         let mut child = Command::new(prog)
             .args(args)
             .stdin(Stdio::null())
@@ -70,14 +65,8 @@ impl CommandSource {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::new(ErrorKind::Command, format!("cannot run {prog:?}: {e}")))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::Command, "no stdout pipe"))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::Command, "no stderr pipe"))?;
+        let stdout = child.stdout.take().ok_or_else(|| Error::new(ErrorKind::Command, "no stdout pipe"))?;
+        let stderr = child.stderr.take().ok_or_else(|| Error::new(ErrorKind::Command, "no stderr pipe"))?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let t = tail.clone();
         let stderr_thread = std::thread::spawn(move || {
@@ -94,45 +83,26 @@ impl CommandSource {
                 }
             }
         });
-        Ok((
-            Self {
-                child,
-                argv: argv.to_vec(),
-                tail,
-                stderr_thread: Some(stderr_thread),
-            },
-            stdout,
-        ))
+        Ok((Self { child, argv: argv.to_vec(), tail, stderr_thread: Some(stderr_thread) }, stdout))
     }
 
     /// Waits for the command; a non-zero exit is an error quoting the end of
     /// its stderr.
     pub fn wait(mut self) -> Result<()> {
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| Error::new(ErrorKind::Command, format!("waiting for command: {e}")))?;
+        let status =
+            self.child.wait().map_err(|e| Error::new(ErrorKind::Command, format!("waiting for command: {e}")))?;
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
         }
         if status.success() {
             return Ok(());
         }
-        let tail: Vec<String> = self
-            .tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let tail: Vec<String> = self.tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         let how = match status.code() {
             Some(c) => format!("exited with status {c}"),
             None => "was killed by a signal".to_string(),
         };
-        let mut msg = format!(
-            "command {:?} {how}; no snapshot was written",
-            self.argv.join(" ")
-        );
+        let mut msg = format!("command {:?} {how}; no snapshot was written", self.argv.join(" "));
         if !tail.is_empty() {
             let mut t = tail.join(" | ");
             if t.len() > 400 {
@@ -165,22 +135,15 @@ mod tests {
         r.read_to_end(&mut out).unwrap();
         let (n, h) = r.finish();
         assert_eq!(n, 3);
-        assert_eq!(
-            h,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
     fn failing_command_quotes_stderr() {
-        let argv: Vec<String> = [
-            "sh",
-            "-c",
-            "echo partial; echo 'pg_dump: error: connection failed' >&2; exit 3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let argv: Vec<String> = ["sh", "-c", "echo partial; echo 'pg_dump: error: connection failed' >&2; exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (src, mut out) = CommandSource::spawn(&argv).unwrap();
         let mut s = String::new();
         out.read_to_string(&mut s).unwrap();
@@ -193,9 +156,7 @@ mod tests {
 
     #[test]
     fn missing_program_is_a_command_error() {
-        let e = CommandSource::spawn(&["/nonexistent/prog".to_string()])
-            .err()
-            .unwrap();
+        let e = CommandSource::spawn(&["/nonexistent/prog".to_string()]).err().unwrap();
         assert_eq!(e.kind(), ErrorKind::Command);
     }
 }

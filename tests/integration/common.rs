@@ -24,9 +24,7 @@ impl Repo {
 
     /// A location for a repository, not yet initialized.
     pub fn uninit() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Self { dir: tempfile::tempdir().expect("tempdir") }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -94,10 +92,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn dir_size(dir: &Path) -> u64 {
     let mut files = Vec::new();
     walk(dir, &mut files);
-    files
-        .iter()
-        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum()
+    files.iter().map(|f| f.metadata().map(|m| m.len()).unwrap_or(0)).sum()
 }
 
 /// Deterministic pseudo-random bytes.

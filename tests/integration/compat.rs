@@ -29,11 +29,7 @@ const STORED: &str = include_str!("../../format-spec/vectors.json");
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/format-spec/vectors.json");
 
 const PASSWORD: &str = "cairn test vector";
-const KDF: KdfParams = KdfParams {
-    m_cost_kib: 64,
-    t_cost: 1,
-    p_cost: 1,
-};
+const KDF: KdfParams = KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
 const KEY_SALT: [u8; 32] = [0x11; 32];
 const KEY_NONCE: [u8; 24] = [0x22; 24];
 const KEY_CREATED: i64 = 1_700_000_000;
@@ -41,12 +37,8 @@ const KEY_LABEL: &str = "vector@cairn";
 const SEAL_NONCE: [u8; 24] = [0x33; 24];
 const HEADER_NONCE: [u8; 24] = [0x44; 24];
 const HELLO: &[u8] = b"hello, cairn";
-const CHUNKER: ChunkerParams = ChunkerParams {
-    min_size: 4096,
-    avg_size: 16384,
-    max_size: 65536,
-    seed: 0x0123_4567_89ab_cdef,
-};
+const CHUNKER: ChunkerParams =
+    ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536, seed: 0x0123_4567_89ab_cdef };
 const CHUNKER_INPUT_LEN: u32 = 1 << 20;
 /// The zstd this crate links (zstd-sys 2.1.2+zstd.1.5.7); only recorded, to
 /// explain a failure of the zstd-dependent vectors.
@@ -67,9 +59,7 @@ fn a4096() -> Vec<u8> {
 
 /// The chunker input: byte i = (i * 2654435761 >> 13) as u8, u32 arithmetic.
 fn chunker_input() -> Vec<u8> {
-    (0..CHUNKER_INPUT_LEN)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
+    (0..CHUNKER_INPUT_LEN).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
 
 /// A second chunker input that is not periodic: xorshift64 from
@@ -102,7 +92,6 @@ fn tree_nodes(mk: &MasterKey) -> Vec<Node> {
             user: "alice".into(),
             group: "users".into(),
             mtime_ns: 1_700_000_000_123_456_789,
-            atime_ns: 1_700_000_100_000_000_000,
             ctime_ns: 1_700_000_000_500_000_000,
             size: HELLO.len() as u64,
             inode: 4242,
@@ -120,7 +109,6 @@ fn tree_nodes(mk: &MasterKey) -> Vec<Node> {
             user: "alice".into(),
             group: "users".into(),
             mtime_ns: 1_700_000_200_000_000_000,
-            atime_ns: 1_700_000_200_000_000_000,
             ctime_ns: 1_700_000_200_000_000_000,
             size: 9,
             inode: 4243,
@@ -146,7 +134,7 @@ fn node_json(n: &Node) -> Value {
         "kind_code": n.kind as u8,
         "mode": format!("{:o}", n.mode),
         "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group,
-        "mtime_ns": n.mtime_ns, "atime_ns": n.atime_ns, "ctime_ns": n.ctime_ns,
+        "mtime_ns": n.mtime_ns, "ctime_ns": n.ctime_ns,
         "size": n.size, "inode": n.inode, "device": n.device, "nlink": n.nlink,
         "content": content,
         "xattrs": n.xattrs.iter().map(|(k, v)| json!([String::from_utf8_lossy(k), String::from_utf8_lossy(v)])).collect::<Vec<_>>(),
@@ -159,29 +147,14 @@ fn build() -> Value {
     let mk = master();
 
     // 1. Key file.
-    let kf = wrap_with(
-        &mk,
-        PASSWORD.as_bytes(),
-        KDF,
-        KEY_SALT,
-        KEY_NONCE,
-        KEY_CREATED,
-        KEY_LABEL.into(),
-    )
-    .expect("wrap_with");
+    let kf = wrap_with(&mk, PASSWORD.as_bytes(), KDF, KEY_SALT, KEY_NONCE, KEY_CREATED, KEY_LABEL.into())
+        .expect("wrap_with");
     let kf_bytes = kf.encode();
     let back = KeyFile::decode(&kf_bytes).expect("key file decodes");
     assert_eq!(back, kf, "key file does not round-trip");
     let opened = unwrap(&back, PASSWORD.as_bytes()).expect("unwrap with the password");
-    assert_eq!(
-        opened.to_bytes(),
-        mk.to_bytes(),
-        "unwrap returned another master key"
-    );
-    assert!(
-        unwrap(&back, b"not the password").is_err(),
-        "a wrong password opened the key file"
-    );
+    assert_eq!(opened.to_bytes(), mk.to_bytes(), "unwrap returned another master key");
+    assert!(unwrap(&back, b"not the password").is_err(), "a wrong password opened the key file");
     let kek = derive_kek(PASSWORD.as_bytes(), &KEY_SALT, &KDF).expect("argon2id");
 
     // 2. Chunk ids.
@@ -192,8 +165,7 @@ fn build() -> Value {
 
     // 3. Sealed blobs.
     let a = a4096();
-    let sealed_hello =
-        seal::seal_with_nonce(&mk.enc, ObjectType::DataBlob, HELLO, None, &SEAL_NONCE);
+    let sealed_hello = seal::seal_with_nonce(&mk.enc, ObjectType::DataBlob, HELLO, None, &SEAL_NONCE);
     let sealed_a = seal::seal_with_nonce(&mk.enc, ObjectType::DataBlob, &a, Some(3), &SEAL_NONCE);
     for (s, plain) in [(&sealed_hello, HELLO), (&sealed_a, &a[..])] {
         let o = seal::open(&mk.enc, ObjectType::DataBlob, s, plain.len()).expect("seal::open");
@@ -204,11 +176,7 @@ fn build() -> Value {
     // and of a noisy one that exercises the cut-point search.
     let chunker = Chunker::new(&CHUNKER).expect("chunker parameters");
     let chunk_vectors: Vec<Value> = [
-        (
-            "periodic",
-            "1048576 bytes; byte i = ((i * 2654435761) mod 2^32) >> 13, low 8 bits",
-            chunker_input(),
-        ),
+        ("periodic", "1048576 bytes; byte i = ((i * 2654435761) mod 2^32) >> 13, low 8 bits", chunker_input()),
         (
             "xorshift",
             "1048576 bytes of xorshift64 (x ^= x << 13; x ^= x >> 7; x ^= x << 17) \
@@ -218,15 +186,8 @@ fn build() -> Value {
     ]
     .into_iter()
     .map(|(name, desc, input)| {
-        let lengths: Vec<usize> = chunker
-            .stream(&input[..])
-            .map(|c| c.expect("chunking a slice").len())
-            .collect();
-        assert_eq!(
-            lengths.iter().sum::<usize>(),
-            input.len(),
-            "chunks do not cover the input"
-        );
+        let lengths: Vec<usize> = chunker.stream(&input[..]).map(|c| c.expect("chunking a slice").len()).collect();
+        assert_eq!(lengths.iter().sum::<usize>(), input.len(), "chunks do not cover the input");
         json!({
             "name": name,
             "input_desc": desc,
@@ -240,64 +201,29 @@ fn build() -> Value {
     // 5. Tree.
     let nodes = tree_nodes(&mk);
     let tree_bytes = tree::encode(&nodes);
-    assert_eq!(
-        tree::decode(&tree_bytes).expect("tree decodes"),
-        nodes,
-        "tree does not round-trip"
-    );
+    assert_eq!(tree::decode(&tree_bytes).expect("tree decodes"), nodes, "tree does not round-trip");
 
     // 6. Pack.
     let mut w = PackWriter::new(1024);
-    w.add(
-        BlobKind::Data,
-        mk.blob_id(HELLO),
-        &sealed_hello,
-        HELLO.len() as u32,
-    );
+    w.add(BlobKind::Data, mk.blob_id(HELLO), &sealed_hello, HELLO.len() as u32);
     w.add(BlobKind::Data, mk.blob_id(&a), &sealed_a, a.len() as u32);
     let pack = w.finish_with_nonce(&mk.enc, &HEADER_NONCE);
-    assert_eq!(
-        pack.id.to_hex(),
-        sha256_hex(&pack.bytes),
-        "pack id is not the SHA-256 of its bytes"
-    );
+    assert_eq!(pack.id.to_hex(), sha256_hex(&pack.bytes), "pack id is not the SHA-256 of its bytes");
     // Read it back the way format-spec/05-packs.md says: trailer, header, blobs.
     let len = pack.bytes.len();
-    let hlen =
-        decode_trailer(&pack.bytes[len - TRAILER_LEN..], len as u64).expect("trailer") as usize;
+    let hlen = decode_trailer(&pack.bytes[len - TRAILER_LEN..], len as u64).expect("trailer") as usize;
     let header_at = len - TRAILER_LEN - hlen;
-    let header = seal::open(
-        &mk.enc,
-        ObjectType::PackHeader,
-        &pack.bytes[header_at..len - TRAILER_LEN],
-        1 << 20,
-    )
-    .expect("pack header opens");
+    let header = seal::open(&mk.enc, ObjectType::PackHeader, &pack.bytes[header_at..len - TRAILER_LEN], 1 << 20)
+        .expect("pack header opens");
     let entries = decode_header(&header).expect("pack header decodes");
-    assert_eq!(
-        entries, pack.entries,
-        "pack header does not list what was added"
-    );
-    assert_eq!(
-        blob_from_pack_bytes(&mk, &pack.bytes, &entries[0]).expect("blob 0"),
-        HELLO
-    );
-    assert_eq!(
-        blob_from_pack_bytes(&mk, &pack.bytes, &entries[1]).expect("blob 1"),
-        a
-    );
+    assert_eq!(entries, pack.entries, "pack header does not list what was added");
+    assert_eq!(blob_from_pack_bytes(&mk, &pack.bytes, &entries[0]).expect("blob 0"), HELLO);
+    assert_eq!(blob_from_pack_bytes(&mk, &pack.bytes, &entries[1]).expect("blob 1"), a);
 
     // 7. Index.
-    let ip = vec![IndexPack {
-        id: pack.id,
-        blobs: pack.entries.clone(),
-    }];
+    let ip = vec![IndexPack { id: pack.id, blobs: pack.entries.clone() }];
     let index_plain = index::encode(&ip);
-    assert_eq!(
-        index::decode(&index_plain).expect("index decodes"),
-        ip,
-        "index does not round-trip"
-    );
+    assert_eq!(index::decode(&index_plain).expect("index decodes"), ip, "index does not round-trip");
 
     json!({
         "format_version": cairn::format::FORMAT_VERSION,
@@ -424,12 +350,7 @@ fn format_vectors() {
         "tree.nodes",
         "pack.header_nonce",
     ] {
-        check(
-            &stored,
-            &built,
-            p,
-            "the test's fixed inputs no longer match the file",
-        );
+        check(&stored, &built, p, "the test's fixed inputs no longer match the file");
     }
 
     // Outputs that do not involve zstd.
@@ -451,18 +372,9 @@ fn format_vectors() {
     // The zstd-compressed blob. zstd's output is deterministic for one zstd
     // version but may change between versions, which is not a format change:
     // any zstd frame that decompresses is valid.
-    let stored_a = hex::decode(
-        get(&stored, "sealed.1.sealed")
-            .as_str()
-            .expect("hex string"),
-    )
-    .expect("hex");
-    let still_opens =
-        seal::open(&mk.enc, ObjectType::DataBlob, &stored_a, 4096).is_ok_and(|p| p == a4096());
-    assert!(
-        still_opens,
-        "the stored zstd vector `sealed.1.sealed` no longer opens to its input: {FORMAT_CHANGED}"
-    );
+    let stored_a = hex::decode(get(&stored, "sealed.1.sealed").as_str().expect("hex string")).expect("hex");
+    let still_opens = seal::open(&mk.enc, ObjectType::DataBlob, &stored_a, 4096).is_ok_and(|p| p == a4096());
+    assert!(still_opens, "the stored zstd vector `sealed.1.sealed` no longer opens to its input: {FORMAT_CHANGED}");
     let zstd_note = format!(
         "the stored vector still opens to the same 4096 bytes, so this is most likely a zstd \
          library version change (vectors were generated with zstd {ZSTD_AT_GENERATION}), not a \
@@ -473,17 +385,8 @@ fn format_vectors() {
 
     // The pack holds the zstd blob and a header sealed with zstd level 1;
     // the index names the pack by its hash.
-    let pack_note = format!(
-        "if `sealed.1.sealed` matched, {FORMAT_CHANGED}; a zstd change would have failed earlier"
-    );
-    for p in [
-        "pack.entries",
-        "pack.header_plaintext",
-        "pack.bytes",
-        "pack.id",
-        "pack.object_name",
-        "index.plaintext",
-    ] {
+    let pack_note = format!("if `sealed.1.sealed` matched, {FORMAT_CHANGED}; a zstd change would have failed earlier");
+    for p in ["pack.entries", "pack.header_plaintext", "pack.bytes", "pack.id", "pack.object_name", "index.plaintext"] {
         check(&stored, &built, p, &pack_note);
     }
 }

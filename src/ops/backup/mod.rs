@@ -47,24 +47,16 @@ pub struct BackupOutcome {
 
 pub fn hostname_or(host: &Option<String>) -> String {
     host.clone().unwrap_or_else(|| {
-        hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown".into())
+        hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
     })
 }
 
 fn username() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_default()
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default()
 }
 
 /// The latest snapshot of the same host and the same set of paths.
-pub fn find_parent(
-    repo: &Repository,
-    host: &str,
-    paths: &[String],
-) -> Result<Option<(SnapshotId, Snapshot)>> {
+pub fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
     let mut want: Vec<&String> = paths.iter().collect();
     want.sort();
     Ok(repo.snapshots()?.into_iter().rev().find(|(_, s)| {

@@ -34,22 +34,13 @@ impl Progress {
             b.enable_steady_tick(Duration::from_millis(250));
             b
         });
-        Self {
-            bar,
-            files: 0,
-            bytes: 0,
-            totals,
-        }
+        Self { bar, files: 0, bytes: 0, totals }
     }
 
     pub fn file_done(&mut self) {
         self.files += 1;
         if let Some(b) = &self.bar {
-            let total = self
-                .totals
-                .as_ref()
-                .map(|t| t.files.load(Ordering::Relaxed))
-                .unwrap_or(0);
+            let total = self.totals.as_ref().map(|t| t.files.load(Ordering::Relaxed)).unwrap_or(0);
             if total > 0 {
                 b.set_message(format!("{}/{} files", self.files, total));
             } else {

@@ -26,16 +26,8 @@ pub enum StreamInput {
 }
 
 fn check_filename(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.contains('/')
-        || name.contains('\0')
-        || name.len() > 255
-    {
-        return Err(Error::invalid(format!(
-            "--stdin-filename {name:?} must be a plain file name"
-        )));
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') || name.len() > 255 {
+        return Err(Error::invalid(format!("--stdin-filename {name:?} must be a plain file name")));
     }
     Ok(())
 }
@@ -67,10 +59,7 @@ pub fn backup_stream(
         let mut saver = Saver::start(scope, repo)?;
         let mut stream = chunker.stream(HashingReader::new(reader));
         let mut chunks = Vec::new();
-        while let Some(c) = stream
-            .next_chunk()
-            .map_err(|e| Error::io("reading the stream", e))?
-        {
+        while let Some(c) = stream.next_chunk().map_err(|e| Error::io("reading the stream", e))? {
             let id = repo.key.blob_id(&c);
             progress.bytes(c.len() as u64);
             saver.save(BlobKind::Data, id, c)?;
@@ -120,22 +109,8 @@ pub fn backup_stream(
             StreamInput::Stdin => None,
         },
     };
-    let (id, snapshot) = write_snapshot(
-        repo,
-        opts,
-        paths,
-        Vec::new(),
-        tree,
-        parent,
-        summary,
-        start,
-        Some(stream),
-    )?;
-    Ok(BackupOutcome {
-        id,
-        snapshot,
-        stored,
-    })
+    let (id, snapshot) = write_snapshot(repo, opts, paths, Vec::new(), tree, parent, summary, start, Some(stream))?;
+    Ok(BackupOutcome { id, snapshot, stored })
 }
 
 /// The single file node of a stream snapshot.
@@ -150,7 +125,6 @@ fn stream_node(filename: &str, size: u64, chunks: Vec<ChunkId>) -> Node {
         user: String::new(),
         group: String::new(),
         mtime_ns: now,
-        atime_ns: now,
         ctime_ns: now,
         size,
         inode: 0,

@@ -78,16 +78,15 @@ struct Archiver<'r, 's> {
     force: bool,
     owners: OwnerNames,
     /// (device, inode) of multiply-linked files already read.
-    hardlinks: HashMap<(u64, u64), Vec<ChunkId>>,
+    hardlinks: HashMap<(u64, u64), (Vec<ChunkId>, u64)>,
+    /// Bytes chunked of the file being read.
+    file_bytes: u64,
     summary: Summary,
     progress: Progress,
 }
 
 fn find<'a>(nodes: &'a [Node], name: &[u8]) -> Option<&'a Node> {
-    nodes
-        .binary_search_by(|n| n.name.as_slice().cmp(name))
-        .ok()
-        .map(|i| &nodes[i])
+    nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &nodes[i])
 }
 
 impl Archiver<'_, '_> {
@@ -118,8 +117,7 @@ impl Archiver<'_, '_> {
         let mut nodes = Vec::with_capacity(trie.children.len());
         for (name, child) in &trie.children {
             let full = path.join(OsStr::from_bytes(name));
-            let meta =
-                std::fs::symlink_metadata(&full).map_err(|e| Error::io(full.display(), e))?;
+            let meta = std::fs::symlink_metadata(&full).map_err(|e| Error::io(full.display(), e))?;
             let prev = find(&old, name);
             let node = if child.target {
                 let dev = meta.dev();
@@ -128,10 +126,7 @@ impl Archiver<'_, '_> {
                 let mut node = node_from_metadata(name.clone(), &full, &meta, &mut self.owners)
                     .map_err(|e| Error::io(full.display(), e))?;
                 if node.kind != NodeKind::Dir {
-                    return Err(Error::invalid(format!(
-                        "{} is not a directory",
-                        full.display()
-                    )));
+                    return Err(Error::invalid(format!("{} is not a directory", full.display())));
                 }
                 let sub = self.save_virtual(child, &full, prev.and_then(Node::subtree))?;
                 node.content = Content::Dir(sub);
@@ -183,12 +178,7 @@ impl Archiver<'_, '_> {
     }
 
     /// A directory's entries; `None` if it cannot be listed (recorded).
-    fn save_dir(
-        &mut self,
-        path: &Path,
-        parent: Option<TreeId>,
-        root_dev: u64,
-    ) -> Result<Option<TreeId>> {
+    fn save_dir(&mut self, path: &Path, parent: Option<TreeId>, root_dev: u64) -> Result<Option<TreeId>> {
         let rd = match std::fs::read_dir(path) {
             Ok(rd) => rd,
             Err(e) => {
@@ -220,9 +210,7 @@ impl Archiver<'_, '_> {
                 }
             };
             let prev = find(&old, name.as_bytes());
-            if let Some(n) =
-                self.save_entry(&full, name.as_bytes().to_vec(), &meta, prev, root_dev)?
-            {
+            if let Some(n) = self.save_entry(&full, name.as_bytes().to_vec(), &meta, prev, root_dev)? {
                 nodes.push(n);
             }
         }
@@ -248,16 +236,21 @@ impl Archiver<'_, '_> {
         }
         let link_key = (node.device, node.inode);
         if node.nlink > 1 {
-            if let Some(chunks) = self.hardlinks.get(&link_key) {
+            if let Some((chunks, size)) = self.hardlinks.get(&link_key) {
                 node.content = Content::File(chunks.clone());
+                node.size = *size;
                 self.count_read(prev.is_some());
                 return Ok(true);
             }
         }
+        self.file_bytes = 0;
         match self.read_file(path, node.size) {
             Ok(chunks) => {
+                // The size is what was read, which restore will write, even
+                // if the file changed while it was being read.
+                node.size = self.file_bytes;
                 if node.nlink > 1 {
-                    self.hardlinks.insert(link_key, chunks.clone());
+                    self.hardlinks.insert(link_key, (chunks.clone(), node.size));
                 }
                 node.content = Content::File(chunks);
                 self.count_read(prev.is_some());
@@ -288,10 +281,7 @@ impl Archiver<'_, '_> {
         if size as usize <= self.chunker.min_size() {
             // Small file: one read, one chunk (if it has not grown meanwhile).
             let mut data = Vec::with_capacity(size as usize + 1);
-            (&mut f)
-                .take(self.chunker.min_size() as u64 + 1)
-                .read_to_end(&mut data)
-                .map_err(io)?;
+            (&mut f).take(self.chunker.min_size() as u64 + 1).read_to_end(&mut data).map_err(io)?;
             if data.len() <= self.chunker.min_size() {
                 if !data.is_empty() {
                     chunks.push(self.save_chunk(data)?);
@@ -320,6 +310,7 @@ impl Archiver<'_, '_> {
 
     fn save_chunk(&mut self, data: Vec<u8>) -> Result<ChunkId> {
         let id = self.repo.key.blob_id(&data);
+        self.file_bytes += data.len() as u64;
         self.progress.bytes(data.len() as u64);
         self.saver.save(BlobKind::Data, id, data)?;
         Ok(ChunkId(id))
@@ -327,11 +318,7 @@ impl Archiver<'_, '_> {
 }
 
 fn open_noatime(path: &Path) -> std::io::Result<File> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
         r => r,
     }
@@ -366,11 +353,7 @@ fn scan(roots: Vec<PathBuf>, totals: Arc<Totals>) {
 }
 
 /// Backs up `paths` into a new snapshot.
-pub fn backup_paths(
-    repo: &Repository,
-    paths: &[PathBuf],
-    opts: &BackupOptions,
-) -> Result<BackupOutcome> {
+pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) -> Result<BackupOutcome> {
     if paths.is_empty() {
         return Err(Error::invalid("nothing to back up: give at least one path"));
     }
@@ -379,10 +362,7 @@ pub fn backup_paths(
     for p in paths {
         let a = absolute(p)?;
         if let Err(e) = std::fs::symlink_metadata(&a) {
-            return Err(Error::invalid(format!(
-                "cannot back up {}: {e}",
-                p.display()
-            )));
+            return Err(Error::invalid(format!("cannot back up {}: {e}", p.display())));
         }
         abs.push(a);
     }
@@ -392,10 +372,7 @@ pub fn backup_paths(
     for a in &abs {
         trie.insert(a);
     }
-    let path_strings: Vec<String> = abs
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    let path_strings: Vec<String> = abs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     let host = hostname_or(&opts.host);
     let parent = match &opts.parent {
         Some(id) => Some((*id, repo.load_snapshot(id)?)),
@@ -422,6 +399,7 @@ pub fn backup_paths(
             force: opts.force,
             owners: OwnerNames::new(),
             hardlinks: HashMap::new(),
+            file_bytes: 0,
             summary: Summary::default(),
             progress: Progress::new(opts.progress, totals),
         };
@@ -435,22 +413,9 @@ pub fn backup_paths(
         Ok((root, summary, stored))
     })?;
     summary.data_added = stored.bytes;
-    let (id, snapshot) = write_snapshot(
-        repo,
-        opts,
-        path_strings,
-        exclude_patterns,
-        root,
-        parent.map(|p| p.0),
-        summary,
-        start,
-        None,
-    )?;
-    Ok(BackupOutcome {
-        id,
-        snapshot,
-        stored,
-    })
+    let (id, snapshot) =
+        write_snapshot(repo, opts, path_strings, exclude_patterns, root, parent.map(|p| p.0), summary, start, None)?;
+    Ok(BackupOutcome { id, snapshot, stored })
 }
 
 #[cfg(test)]
@@ -470,9 +435,6 @@ mod tests {
 
     #[test]
     fn absolute_normalizes() {
-        assert_eq!(
-            absolute(Path::new("/x/./y/../z")).unwrap(),
-            PathBuf::from("/x/z")
-        );
+        assert_eq!(absolute(Path::new("/x/./y/../z")).unwrap(), PathBuf::from("/x/z"));
     }
 }
