@@ -21,6 +21,11 @@ const BLOBS: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs")
 /// Index objects absorbed, with their entry counts.
 const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
 
+/// redb's page cache. Lookups are by random key, so a large cache buys
+/// little; a small one keeps peak memory flat (the OS page cache still
+/// holds the file).
+const CACHE_BYTES: usize = 8 << 20;
+
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -86,7 +91,7 @@ impl IndexCache {
             return Self::in_memory();
         }
         let path = dir.join("index.redb");
-        let db = match Database::create(&path) {
+        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 // Another cairn process uses it: work from memory.
@@ -95,7 +100,7 @@ impl IndexCache {
             Err(_) => {
                 // Damaged: the cache is only a copy, so start again.
                 let _ = std::fs::remove_file(&path);
-                Database::create(&path)?
+                Database::builder().set_cache_size(CACHE_BYTES).create(&path)?
             }
         };
         let c = Self { db, path: Some(path) };
@@ -104,7 +109,9 @@ impl IndexCache {
     }
 
     pub fn in_memory() -> Result<Self> {
-        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(redb::backends::InMemoryBackend::new())?;
         let c = Self { db, path: None };
         c.ensure_tables()?;
         Ok(c)

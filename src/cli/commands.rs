@@ -389,8 +389,8 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let (snap_spec, sub) = split_spec(&a.snapshot);
     let (id, snap) = repo.find_snapshot(snap_spec)?;
     let filter = Filter::new(&a.include, &a.exclude)?;
-    let plan = RestorePlan::build(&repo, snap.tree, &sub, &a.target, &filter)?;
     if a.dry_run {
+        let plan = RestorePlan::build(&repo, snap.tree, &sub, &a.target, &filter)?;
         println!(
             "would restore snapshot {} into {}: {} dirs, {} files, {} other entries, {} from {} blobs in {} packs",
             id.short(),
@@ -407,7 +407,7 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let report = restore::execute(&repo, &plan, &MetaOptions::default())?;
+    let report = restore::run(&repo, snap.tree, &sub, &a.target, &filter, &MetaOptions::default())?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

@@ -79,8 +79,9 @@ impl Filter {
 pub struct FilePlan {
     pub path: PathBuf,
     pub node: Node,
-    /// Index of an earlier file this one is a hard link of.
-    pub link_to: Option<usize>,
+    /// An earlier file (possibly of an earlier batch) this one is a hard
+    /// link of.
+    pub link_to: Option<PathBuf>,
 }
 
 /// One blob to read, and where its bytes go.
@@ -108,21 +109,8 @@ impl RestorePlan {
     /// Builds the plan for `tree` (the directory at `sub` in the snapshot)
     /// into `target`.
     pub fn build(repo: &Repository, root: TreeId, sub: &Path, target: &Path, filter: &Filter) -> Result<Self> {
-        let mut b =
-            Builder { repo, plan: RestorePlan::default(), filter, links: HashMap::new(), reader: repo.cache.reader()? };
-        match resolve(repo, root, sub)? {
-            (Some(node), _) if node.kind != NodeKind::Dir => {
-                let dest = target.join(OsStr::from_bytes(&node.name));
-                if node.kind == NodeKind::File {
-                    b.file(dest, node)?;
-                } else {
-                    b.plan.specials.push((dest, node));
-                }
-            }
-            (_, tree) => {
-                b.dir(tree, sub, target, false)?;
-            }
-        }
+        let mut b = Builder::new(repo, filter, None)?;
+        b.walk(root, sub, target)?;
         Ok(b.plan)
     }
 
@@ -131,11 +119,83 @@ impl RestorePlan {
     }
 }
 
+/// Files per batch when restoring: bounds the plan's memory whatever the
+/// snapshot's size. Files of a batch are near each other in the tree, as
+/// their blobs are in the packs, so batching costs few extra requests.
+pub const BATCH_FILES: usize = 16_384;
+
+/// Restores `sub` of the snapshot tree `root` into `target`, planning and
+/// executing in batches of [`BATCH_FILES`] files.
+pub fn run(
+    repo: &Repository,
+    root: TreeId,
+    sub: &Path,
+    target: &Path,
+    filter: &Filter,
+    opts: &MetaOptions,
+) -> Result<RestoreReport> {
+    let mut b = Builder::new(repo, filter, Some(Batch { opts, report: RestoreReport::default() }))?;
+    b.walk(root, sub, target)?;
+    b.flush()?;
+    let mut batch = b.batch.take().ok_or_else(|| Error::invalid("restore batch state lost"))?;
+    finish(&b.plan, opts, &mut batch.report)?;
+    Ok(batch.report)
+}
+
+struct Batch<'o> {
+    opts: &'o MetaOptions,
+    report: RestoreReport,
+}
+
+impl<'a> Builder<'a> {
+    fn new(repo: &'a Repository, filter: &'a Filter, batch: Option<Batch<'a>>) -> Result<Self> {
+        Ok(Builder {
+            repo,
+            plan: RestorePlan::default(),
+            filter,
+            links: HashMap::new(),
+            reader: repo.cache.reader()?,
+            batch,
+            failed_links: Default::default(),
+        })
+    }
+
+    /// Executes the files planned so far and forgets them.
+    fn flush(&mut self) -> Result<()> {
+        if let Some(b) = &mut self.batch {
+            execute_files(self.repo, &self.plan, b.opts, &mut b.report, &mut self.failed_links)?;
+            self.plan.files.clear();
+            self.plan.packs.clear();
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, root: TreeId, sub: &Path, target: &Path) -> Result<()> {
+        match resolve(self.repo, root, sub)? {
+            (Some(node), _) if node.kind != NodeKind::Dir => {
+                let dest = target.join(OsStr::from_bytes(&node.name));
+                if node.kind == NodeKind::File {
+                    self.file(dest, node)?;
+                } else {
+                    self.plan.specials.push((dest, node));
+                }
+            }
+            (_, tree) => {
+                self.dir(tree, sub, target, false)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Builder<'a> {
     repo: &'a Repository,
+    batch: Option<Batch<'a>>,
+    /// Paths whose data failed, so hard links to them are not made.
+    failed_links: std::collections::HashSet<PathBuf>,
     plan: RestorePlan,
     filter: &'a Filter,
-    links: HashMap<(u64, u64), usize>,
+    links: HashMap<(u64, u64), PathBuf>,
     reader: crate::cache::CacheReader,
 }
 
@@ -178,14 +238,18 @@ impl Builder<'_> {
         Ok(any)
     }
 
-    fn file(&mut self, path: PathBuf, node: Node) -> Result<()> {
+    fn file(&mut self, path: PathBuf, mut node: Node) -> Result<()> {
+        if self.batch.is_some() && self.plan.files.len() >= BATCH_FILES {
+            self.flush()?;
+        }
         let idx = self.plan.files.len();
         if node.nlink > 1 && node.inode != 0 {
-            if let Some(&first) = self.links.get(&(node.device, node.inode)) {
-                self.plan.files.push(FilePlan { path, node, link_to: Some(first) });
+            if let Some(first) = self.links.get(&(node.device, node.inode)) {
+                let link_to = Some(first.clone());
+                self.plan.files.push(FilePlan { path, node: strip(node), link_to });
                 return Ok(());
             }
-            self.links.insert((node.device, node.inode), idx);
+            self.links.insert((node.device, node.inode), path.clone());
         }
         let mut offset = 0u64;
         for c in node.chunks() {
@@ -219,9 +283,18 @@ impl Builder<'_> {
             )));
         }
         self.plan.total_bytes += node.size;
+        node = strip(node);
         self.plan.files.push(FilePlan { path, node, link_to: None });
         Ok(())
     }
+}
+
+/// Drops what a planned file no longer needs (its name is in its path, its
+/// chunks in the pack reads), to keep the plan small.
+fn strip(mut node: Node) -> Node {
+    node.name = Vec::new();
+    node.content = crate::format::tree::Content::File(Vec::new());
+    node
 }
 
 /// What a restore did.
@@ -238,16 +311,26 @@ pub struct RestoreReport {
 }
 
 /// Largest span read in one request.
-const MAX_SPAN: u64 = 8 << 20;
+const MAX_SPAN: u64 = 4 << 20;
 /// Gap between blobs still read through rather than split.
 const MAX_GAP: u64 = 256 << 10;
 
-/// Executes a plan.
+/// Executes a whole plan.
 pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Result<RestoreReport> {
     let mut report = RestoreReport::default();
-    for (p, _) in &plan.dirs {
-        std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e))?;
-    }
+    execute_files(repo, plan, opts, &mut report, &mut Default::default())?;
+    finish(plan, opts, &mut report)?;
+    Ok(report)
+}
+
+/// Writes the plan's files: data, then metadata and hard links.
+fn execute_files(
+    repo: &Repository,
+    plan: &RestorePlan,
+    opts: &MetaOptions,
+    report: &mut RestoreReport,
+    failed_paths: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
     for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
         if let Some(parent) = f.path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
@@ -284,15 +367,18 @@ pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Res
         let p = &plan.files[*idx].path;
         let _ = std::fs::remove_file(p);
         report.failed.push(format!("{}: {why}", p.display()));
+        failed_paths.insert(p.clone());
     }
     for (i, f) in plan.files.iter().enumerate() {
-        let source = f.link_to.unwrap_or(i);
-        if failed.contains_key(&source) {
+        if failed.contains_key(&i) || f.link_to.as_ref().is_some_and(|p| failed_paths.contains(p)) {
             continue;
         }
-        if let Some(first) = f.link_to {
+        if let Some(first) = &f.link_to {
             let _ = std::fs::remove_file(&f.path);
-            std::fs::hard_link(&plan.files[first].path, &f.path).map_err(|e| Error::io(f.path.display(), e))?;
+            if let Some(parent) = f.path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+            }
+            std::fs::hard_link(first, &f.path).map_err(|e| Error::io(f.path.display(), e))?;
         } else {
             report.bytes += f.node.size;
             report
@@ -301,7 +387,19 @@ pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Res
         }
         report.files += 1;
     }
+    Ok(())
+}
+
+/// Creates special entries and applies directory metadata, deepest first
+/// so that directory times stick.
+fn finish(plan: &RestorePlan, opts: &MetaOptions, report: &mut RestoreReport) -> Result<()> {
+    for (p, _) in &plan.dirs {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e))?;
+    }
     for (p, n) in &plan.specials {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        }
         let _ = std::fs::remove_file(p);
         match target::create_special(p, n) {
             Ok(()) => {
@@ -316,7 +414,7 @@ pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Res
         report.warnings.extend(target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?);
         report.dirs += 1;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Reads one pack's blobs in a few spans and writes them out.
