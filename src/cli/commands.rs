@@ -248,6 +248,9 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
     if !a.stdin_from_command && !a.command.is_empty() {
         return Err(Error::invalid("a command after `--` needs --stdin-from-command"));
     }
+    if a.stdin_filename.is_none() {
+        limit_heap_growth();
+    }
     let repo = g.open()?;
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p)?.0),
@@ -320,6 +323,20 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
     }
     g.report_stats(&repo);
     Ok(if s.partial { EXIT_PARTIAL } else { 0 })
+}
+
+/// Chunks of 128 KiB-2 MiB cross threads (reader -> seal workers -> packer),
+/// and glibc's adaptive mmap threshold then keeps freed ones in its arenas:
+/// measured on a 2 GiB tree backup, peak RSS 102 MB with it, 58 MB with a
+/// fixed 256 KiB threshold, at the same speed. (Restore is faster with the
+/// adaptive threshold, and its memory is bounded by batching; streams are
+/// faster with it too and stay near 40 MB either way.)
+fn limit_heap_growth() {
+    // SAFETY: mallopt only sets an allocator tunable; it is called before
+    // the pipeline threads start, with a valid parameter and value.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }
 
 fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {

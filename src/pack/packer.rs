@@ -26,7 +26,7 @@ pub struct SealedBlob {
 
 /// Packs stored in the background at once, at most. Bounds memory to a few
 /// packs whatever the input's size.
-pub const MAX_IN_FLIGHT: usize = 2;
+pub const MAX_IN_FLIGHT: usize = 1;
 /// An index object is written after this many packs (and at the end).
 pub const PACKS_PER_INDEX: usize = 64;
 
@@ -90,7 +90,7 @@ pub fn run(repo: &Repository, rx: Receiver<SealedBlob>) -> Result<PackerResult> 
                 BlobKind::Data => &mut data,
                 BlobKind::Tree => &mut tree,
             };
-            let w = slot.get_or_insert_with(|| PackWriter::new(target + (64 << 10)));
+            let w = slot.get_or_insert_with(|| PackWriter::new(target + (4 << 20)));
             w.add(b.kind, b.id, &b.sealed, b.raw_length);
             if w.len() >= target {
                 let full = slot.take().expect("just used");
