@@ -18,13 +18,16 @@ use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
 
 /// (kind, blob id) -> (pack id, offset, sealed length, raw length).
 const BLOBS: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs");
+/// Tree id -> `raw length u32 LE` + the sealed tree blob, as stored in its
+/// pack. Opened and verified against the id like any blob read.
+const TREES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("trees");
 /// Index objects absorbed, with their entry counts.
 const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
 
 /// redb's page cache. Lookups are by random key, so a large cache buys
 /// little; a small one keeps peak memory flat (the OS page cache still
 /// holds the file).
-const CACHE_BYTES: usize = 8 << 20;
+const CACHE_BYTES: usize = 24 << 20;
 
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +106,7 @@ impl IndexCache {
                 Database::builder().set_cache_size(CACHE_BYTES).create(&path)?
             }
         };
+        advise_willneed(&path);
         let c = Self { db, path: Some(path) };
         c.ensure_tables()?;
         Ok(c)
@@ -126,6 +130,45 @@ impl IndexCache {
         let tx = self.db.begin_write()?;
         tx.open_table(BLOBS)?;
         tx.open_table(INDEX_FILES)?;
+        tx.open_table(TREES)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A cached sealed tree blob and its raw length.
+    pub fn tree(&self, id: &[u8; 32]) -> Result<Option<(u32, Vec<u8>)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TREES)?;
+        let Some(v) = t.get(id)? else { return Ok(None) };
+        let v = v.value();
+        if v.len() < 4 {
+            return Ok(None);
+        }
+        Ok(Some((u32::from_le_bytes([v[0], v[1], v[2], v[3]]), v[4..].to_vec())))
+    }
+
+    /// Caches sealed tree blobs: (id, raw length, sealed bytes).
+    pub fn put_trees<'a>(&self, items: impl IntoIterator<Item = ([u8; 32], u32, &'a [u8])>) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Eventual);
+        {
+            let mut t = tx.open_table(TREES)?;
+            let mut buf = Vec::new();
+            for (id, raw, sealed) in items {
+                buf.clear();
+                buf.extend_from_slice(&raw.to_le_bytes());
+                buf.extend_from_slice(sealed);
+                t.insert(id, buf.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets one cached tree (found damaged).
+    pub fn forget_tree(&self, id: &[u8; 32]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(TREES)?.remove(id)?;
         tx.commit()?;
         Ok(())
     }
@@ -170,8 +213,10 @@ impl IndexCache {
         let tx = self.db.begin_write()?;
         tx.delete_table(BLOBS)?;
         tx.delete_table(INDEX_FILES)?;
+        tx.delete_table(TREES)?;
         tx.open_table(BLOBS)?;
         tx.open_table(INDEX_FILES)?;
+        tx.open_table(TREES)?;
         tx.commit()?;
         Ok(())
     }
@@ -205,6 +250,20 @@ impl IndexCache {
             f(BlobId { kind, id }, decode_loc(&v.value()))?;
         }
         Ok(())
+    }
+}
+
+/// Asks the kernel to read the cache file ahead, in the background: lookups
+/// are random, and one sequential read beats thousands of random ones on a
+/// cold page cache.
+fn advise_willneed(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(f) = std::fs::File::open(path) {
+        // SAFETY: posix_fadvise only takes a valid open descriptor (f lives
+        // across the call) and plain integers; it is advisory.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
     }
 }
 

@@ -28,8 +28,10 @@ fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
 
 pub fn read(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(f) = src.file {
-        let v = std::fs::read(f).map_err(|e| Error::io(format!("password file {}", f.display()), e))?;
-        return Ok(Zeroizing::new(trim_newline(v)));
+        let v = Zeroizing::new(std::fs::read(f).map_err(|e| Error::io(format!("password file {}", f.display()), e))?);
+        // The first line, as --help says (restic's behaviour).
+        let first = v.split(|&b| b == b'\n').next().unwrap_or_default();
+        return Ok(Zeroizing::new(trim_newline(first.to_vec())));
     }
     if let Some(cmd) = src.command {
         let out = Command::new("sh")

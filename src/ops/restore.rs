@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -24,6 +24,7 @@ use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, BlobKind, PackId, TreeId};
 use crate::pack;
 use crate::repo::Repository;
+use crate::target::dirs::SafeDirs;
 use crate::target::{self, MetaOptions};
 
 /// Which paths to restore. Patterns match the snapshot path (`/srv/db/x`)
@@ -103,13 +104,29 @@ pub struct RestorePlan {
     /// Blobs to read, grouped by pack.
     pub packs: BTreeMap<PackId, Vec<BlobRead>>,
     pub total_bytes: u64,
+    /// The directory restored into.
+    pub target: PathBuf,
+}
+
+/// What execution carries from one batch to the next.
+struct WriteState {
+    /// Directories made safe (never symlinks) under the target.
+    dirs: SafeDirs,
+    /// Files whose data failed, so hard links to them are not made.
+    failed: std::collections::HashSet<PathBuf>,
+}
+
+impl WriteState {
+    fn new(target: &Path) -> Self {
+        Self { dirs: SafeDirs::new(target), failed: Default::default() }
+    }
 }
 
 impl RestorePlan {
     /// Builds the plan for `tree` (the directory at `sub` in the snapshot)
     /// into `target`.
     pub fn build(repo: &Repository, root: TreeId, sub: &Path, target: &Path, filter: &Filter) -> Result<Self> {
-        let mut b = Builder::new(repo, filter, None)?;
+        let mut b = Builder::new(repo, filter, None, target)?;
         b.walk(root, sub, target)?;
         Ok(b.plan)
     }
@@ -134,36 +151,37 @@ pub fn run(
     filter: &Filter,
     opts: &MetaOptions,
 ) -> Result<RestoreReport> {
-    let mut b = Builder::new(repo, filter, Some(Batch { opts, report: RestoreReport::default() }))?;
+    let batch = Batch { opts, report: RestoreReport::default(), state: WriteState::new(target) };
+    let mut b = Builder::new(repo, filter, Some(batch), target)?;
     b.walk(root, sub, target)?;
     b.flush()?;
     let mut batch = b.batch.take().ok_or_else(|| Error::invalid("restore batch state lost"))?;
-    finish(&b.plan, opts, &mut batch.report)?;
+    finish(&b.plan, opts, &mut batch.report, &mut batch.state)?;
     Ok(batch.report)
 }
 
 struct Batch<'o> {
     opts: &'o MetaOptions,
     report: RestoreReport,
+    state: WriteState,
 }
 
 impl<'a> Builder<'a> {
-    fn new(repo: &'a Repository, filter: &'a Filter, batch: Option<Batch<'a>>) -> Result<Self> {
+    fn new(repo: &'a Repository, filter: &'a Filter, batch: Option<Batch<'a>>, target: &Path) -> Result<Self> {
         Ok(Builder {
             repo,
-            plan: RestorePlan::default(),
+            plan: RestorePlan { target: target.to_path_buf(), ..Default::default() },
             filter,
             links: HashMap::new(),
             reader: repo.cache.reader()?,
             batch,
-            failed_links: Default::default(),
         })
     }
 
     /// Executes the files planned so far and forgets them.
     fn flush(&mut self) -> Result<()> {
         if let Some(b) = &mut self.batch {
-            execute_files(self.repo, &self.plan, b.opts, &mut b.report, &mut self.failed_links)?;
+            execute_files(self.repo, &self.plan, b.opts, &mut b.report, &mut b.state)?;
             self.plan.files.clear();
             self.plan.packs.clear();
         }
@@ -191,8 +209,6 @@ impl<'a> Builder<'a> {
 struct Builder<'a> {
     repo: &'a Repository,
     batch: Option<Batch<'a>>,
-    /// Paths whose data failed, so hard links to them are not made.
-    failed_links: std::collections::HashSet<PathBuf>,
     plan: RestorePlan,
     filter: &'a Filter,
     links: HashMap<(u64, u64), PathBuf>,
@@ -318,8 +334,9 @@ const MAX_GAP: u64 = 256 << 10;
 /// Executes a whole plan.
 pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Result<RestoreReport> {
     let mut report = RestoreReport::default();
-    execute_files(repo, plan, opts, &mut report, &mut Default::default())?;
-    finish(plan, opts, &mut report)?;
+    let mut state = WriteState::new(&plan.target);
+    execute_files(repo, plan, opts, &mut report, &mut state)?;
+    finish(plan, opts, &mut report, &mut state)?;
     Ok(report)
 }
 
@@ -329,14 +346,20 @@ fn execute_files(
     plan: &RestorePlan,
     opts: &MetaOptions,
     report: &mut RestoreReport,
-    failed_paths: &mut std::collections::HashSet<PathBuf>,
+    state: &mut WriteState,
 ) -> Result<()> {
+    let io = |p: &Path, e| Error::io(p.display(), e);
     for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
-        if let Some(parent) = f.path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-        }
-        let file = std::fs::File::create(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
-        file.set_len(f.node.size).map_err(|e| Error::io(f.path.display(), e))?;
+        // Whatever is at the path (a symlink, an old file) is replaced, not
+        // written through.
+        state.dirs.prepare_entry(&f.path).map_err(|e| io(&f.path, e))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&f.path)
+            .map_err(|e| io(&f.path, e))?;
+        file.set_len(f.node.size).map_err(|e| io(&f.path, e))?;
     }
     // Data: packs in parallel, one worker per core.
     let packs: Vec<(&PackId, &Vec<BlobRead>)> = plan.packs.iter().collect();
@@ -367,18 +390,15 @@ fn execute_files(
         let p = &plan.files[*idx].path;
         let _ = std::fs::remove_file(p);
         report.failed.push(format!("{}: {why}", p.display()));
-        failed_paths.insert(p.clone());
+        state.failed.insert(p.clone());
     }
     for (i, f) in plan.files.iter().enumerate() {
-        if failed.contains_key(&i) || f.link_to.as_ref().is_some_and(|p| failed_paths.contains(p)) {
+        if failed.contains_key(&i) || f.link_to.as_ref().is_some_and(|p| state.failed.contains(p)) {
             continue;
         }
         if let Some(first) = &f.link_to {
-            let _ = std::fs::remove_file(&f.path);
-            if let Some(parent) = f.path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-            }
-            std::fs::hard_link(first, &f.path).map_err(|e| Error::io(f.path.display(), e))?;
+            state.dirs.prepare_entry(&f.path).map_err(|e| io(&f.path, e))?;
+            std::fs::hard_link(first, &f.path).map_err(|e| io(&f.path, e))?;
         } else {
             report.bytes += f.node.size;
             report
@@ -392,15 +412,15 @@ fn execute_files(
 
 /// Creates special entries and applies directory metadata, deepest first
 /// so that directory times stick.
-fn finish(plan: &RestorePlan, opts: &MetaOptions, report: &mut RestoreReport) -> Result<()> {
+fn finish(plan: &RestorePlan, opts: &MetaOptions, report: &mut RestoreReport, state: &mut WriteState) -> Result<()> {
     for (p, _) in &plan.dirs {
-        std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e))?;
+        state.dirs.ensure(p).map_err(|e| Error::io(p.display(), e))?;
     }
     for (p, n) in &plan.specials {
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        if let Err(e) = state.dirs.prepare_entry(p) {
+            report.warnings.push(format!("{}: {e}", p.display()));
+            continue;
         }
-        let _ = std::fs::remove_file(p);
         match target::create_special(p, n) {
             Ok(()) => {
                 report.warnings.extend(target::apply_metadata(p, n, opts).map_err(|e| Error::io(p.display(), e))?);
@@ -467,6 +487,7 @@ fn restore_pack(
                             let path = &plan.files[*file].path;
                             let res = std::fs::OpenOptions::new()
                                 .write(true)
+                                .custom_flags(libc::O_NOFOLLOW)
                                 .open(path)
                                 .and_then(|f| f.write_all_at(&plain, *off));
                             if let Err(e) = res {

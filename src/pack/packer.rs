@@ -40,7 +40,7 @@ pub struct PackerResult {
 
 struct Packer<'a> {
     repo: &'a Repository,
-    in_flight: VecDeque<(PendingPut, IndexPack)>,
+    in_flight: VecDeque<(PendingPut, IndexPack, bytes::Bytes)>,
     stored: Vec<IndexPack>,
     result: PackerResult,
 }
@@ -50,8 +50,8 @@ impl Packer<'_> {
         let p = w.finish(&self.repo.key.enc);
         self.result.packs += 1;
         self.result.bytes += p.bytes.len() as u64;
-        let put = self.repo.backend.spawn_put(&object_name(&p.id), p.bytes);
-        self.in_flight.push_back((put, IndexPack { id: p.id, blobs: p.entries }));
+        let put = self.repo.backend.spawn_put(&object_name(&p.id), p.bytes.clone());
+        self.in_flight.push_back((put, IndexPack { id: p.id, blobs: p.entries }, p.bytes));
         while self.in_flight.len() > MAX_IN_FLIGHT {
             self.complete_one()?;
         }
@@ -62,8 +62,17 @@ impl Packer<'_> {
     }
 
     fn complete_one(&mut self) -> Result<()> {
-        if let Some((put, ip)) = self.in_flight.pop_front() {
+        if let Some((put, ip, bytes)) = self.in_flight.pop_front() {
             put.wait()?;
+            // Trees just stored go to the local tree cache, so the next
+            // backup reads its parent's trees without a request.
+            let trees = ip.blobs.iter().filter(|e| e.kind == BlobKind::Tree);
+            let items: Vec<_> = trees
+                .filter_map(|e| bytes.get(e.offset as usize..e.end() as usize).map(|s| (e.id, e.raw_length, s)))
+                .collect();
+            if !items.is_empty() {
+                self.repo.cache.put_trees(items)?;
+            }
             self.stored.push(ip);
         }
         Ok(())
@@ -106,7 +115,7 @@ pub fn run(repo: &Repository, rx: Receiver<SealedBlob>) -> Result<PackerResult> 
         p.write_index()
     })();
     // On error, wait for puts already started so none is cut off mid-way.
-    for (put, _) in p.in_flight.drain(..) {
+    for (put, _, _) in p.in_flight.drain(..) {
         let _ = put.wait();
     }
     res.map(|()| p.result)

@@ -288,9 +288,48 @@ impl Repository {
             .map_err(|e| e.context(format!("blob {} in pack {}", hex::encode(blob.id), loc.pack)))
     }
 
+    /// Loads a tree: from the local tree cache when it has it (verified like
+    /// any blob), else by fetching its whole tree pack once and caching every
+    /// tree in it, so walking a snapshot costs one request per tree pack.
     pub fn load_tree(&self, id: &TreeId) -> Result<Vec<Node>> {
-        let plain = self.read_blob(&BlobId::tree(*id))?;
+        let plain = self.read_tree_blob(id)?;
         tree::decode(&plain).context(format!("tree {id}"))
+    }
+
+    fn read_tree_blob(&self, id: &TreeId) -> Result<Vec<u8>> {
+        let blob = BlobId::tree(*id);
+        let entry = |raw_length, length| crate::format::pack::PackEntry {
+            kind: BlobKind::Tree,
+            id: id.0,
+            offset: 0,
+            length,
+            raw_length,
+        };
+        if let Some((raw, sealed)) = self.cache.tree(&id.0)? {
+            match pack::open_blob(&self.key, &entry(raw, sealed.len() as u32), &sealed) {
+                Ok(plain) => return Ok(plain),
+                Err(_) => self.cache.forget_tree(&id.0)?, // never trusted: fall through
+            }
+        }
+        if let Some(loc) = self.locate(&blob)? {
+            if let Ok(bytes) = self.backend.get(&pack::object_name(&loc.pack)) {
+                if let Ok(header) = pack::header_from_bytes(&self.key.enc, &loc.pack, &bytes) {
+                    let trees = header.iter().filter(|e| e.kind == BlobKind::Tree);
+                    let items = trees.filter_map(|e| {
+                        bytes.get(e.offset as usize..e.end() as usize).map(|s| (e.id, e.raw_length, s))
+                    });
+                    self.cache.put_trees(items)?;
+                    if let Some((raw, sealed)) = self.cache.tree(&id.0)? {
+                        if let Ok(plain) = pack::open_blob(&self.key, &entry(raw, sealed.len() as u32), &sealed) {
+                            return Ok(plain);
+                        }
+                        self.cache.forget_tree(&id.0)?;
+                    }
+                }
+            }
+        }
+        // The direct path, with its own error reporting and cache rebuild.
+        self.read_blob(&blob)
     }
 
     // ----- snapshots

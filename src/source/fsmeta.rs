@@ -165,13 +165,34 @@ pub fn node_from_metadata(
     meta: &std::fs::Metadata,
     owners: &mut OwnerNames,
 ) -> io::Result<Node> {
+    node_from_metadata_since(name, path, meta, owners, None)
+}
+
+/// As [`node_from_metadata`], but reuses the previous snapshot's extended
+/// attributes and symlink target when the entry's inode, kind and ctime are
+/// unchanged: changing either updates the ctime, so re-reading them (one
+/// `llistxattr` per entry) would only find the same values.
+pub fn node_from_metadata_since(
+    name: Vec<u8>,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    owners: &mut OwnerNames,
+    prev: Option<&Node>,
+) -> io::Result<Node> {
+    let ctime_ns = to_ns(meta.ctime(), meta.ctime_nsec());
     let ft = meta.file_type();
+    let same = prev.filter(|p| {
+        p.inode == meta.ino() && p.device == meta.dev() && p.ctime_ns == ctime_ns && p.mode == meta.mode() & 0o7777
+    });
     let (kind, content, size) = if ft.is_file() {
         (NodeKind::File, Content::File(Vec::new()), meta.size())
     } else if ft.is_dir() {
         (NodeKind::Dir, Content::Dir(TreeId::default()), 0)
     } else if ft.is_symlink() {
-        let target = std::fs::read_link(path)?.into_os_string().into_vec();
+        let target = match same.map(|p| &p.content) {
+            Some(Content::Symlink(t)) => t.clone(),
+            _ => std::fs::read_link(path)?.into_os_string().into_vec(),
+        };
         let len = target.len() as u64;
         (NodeKind::Symlink, Content::Symlink(target), len)
     } else if ft.is_fifo() {
@@ -188,7 +209,10 @@ pub fn node_from_metadata(
             format!("{}: unknown file type (mode {:o})", path.display(), meta.mode()),
         ));
     };
-    let xattrs = read_xattrs(path)?;
+    let xattrs = match same.filter(|p| p.kind == kind) {
+        Some(p) => p.xattrs.clone(),
+        None => read_xattrs(path)?,
+    };
     let uid = meta.uid();
     let gid = meta.gid();
     Ok(Node {
@@ -200,7 +224,7 @@ pub fn node_from_metadata(
         user: owners.user(uid),
         group: owners.group(gid),
         mtime_ns: to_ns(meta.mtime(), meta.mtime_nsec()),
-        ctime_ns: to_ns(meta.ctime(), meta.ctime_nsec()),
+        ctime_ns,
         size,
         inode: meta.ino(),
         device: meta.dev(),

@@ -1,3 +1,4 @@
 pub mod exclude;
 pub mod fsmeta;
+pub mod prefetch;
 pub mod stream;

@@ -1,6 +1,8 @@
 //! Restore side of the filesystem: creating special entries and applying a
 //! [`Node`]'s metadata (ownership, mode, xattrs, times) to a restored entry.
 
+pub mod dirs;
+
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;

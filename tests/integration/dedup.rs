@@ -1,1 +1,118 @@
-//! (filled in below)
+//! Deduplication and incremental backups: what is stored twice, and what is
+//! read again.
+
+use std::path::Path;
+
+use filetime::FileTime;
+use serde_json::Value;
+
+use crate::common::{noise, Repo};
+
+const MIB: u64 = 1 << 20;
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 test path")
+}
+
+#[test]
+fn same_20mib_again_as_another_file_or_a_stream_adds_under_one_percent() {
+    let repo = Repo::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = noise(20 << 20, 10);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::create_dir_all(two.join("elsewhere")).unwrap();
+    std::fs::write(one.join("a.bin"), &data).unwrap();
+    std::fs::write(two.join("elsewhere/copy.bin"), &data).unwrap();
+
+    let empty = repo.size();
+    let first = repo.backup_json(&[p(&one)], None);
+    let after_first = repo.size();
+    assert!(after_first - empty >= 20 * MIB, "noise was stored in {} bytes", after_first - empty);
+    assert_eq!(first["files_new"], 1);
+
+    // Another path: no parent, so the file is read and chunked again.
+    let second = repo.backup_json(&[p(&two)], None);
+    assert_eq!(second["files_new"], 1, "{second}");
+    let after_second = repo.size();
+    let grown = after_second - after_first;
+    assert!(grown < 20 * MIB / 100, "the same 20 MiB as a second file added {grown} bytes");
+    assert!(second["data_added"].as_u64().unwrap() < 20 * MIB / 100, "{second}");
+
+    // And as a stream.
+    let third = repo.backup_json(&["--stdin-filename", "same.bin"], Some(&data));
+    let grown = repo.size() - after_second;
+    assert!(grown < 20 * MIB / 100, "the same 20 MiB as a stream added {grown} bytes");
+    assert!(third["data_added"].as_u64().unwrap() < 20 * MIB / 100, "{third}");
+    assert_eq!(third["total_bytes_processed"], 20 * MIB);
+}
+
+fn counts(v: &Value) -> (u64, u64, u64) {
+    (v["files_new"].as_u64().unwrap(), v["files_changed"].as_u64().unwrap(), v["files_unchanged"].as_u64().unwrap())
+}
+
+#[test]
+fn incremental_backup_reads_only_changed_files_including_same_size_and_mtime() {
+    let repo = Repo::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for i in 0..50 {
+        let dir = src.join(format!("d{}", i % 5));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i:02}")), noise(2000 + i * 37, i as u64)).unwrap();
+    }
+    let s1 = repo.backup_json(&[p(&src)], None);
+    assert_eq!(counts(&s1), (50, 0, 0), "{s1}");
+
+    // Append to one file.
+    let changed = src.join("d3/f13");
+    let mut content = std::fs::read(&changed).unwrap();
+    content.extend_from_slice(b"appended");
+    std::fs::write(&changed, &content).unwrap();
+    let s2 = repo.backup_json(&[p(&src)], None);
+    assert_eq!(counts(&s2), (0, 1, 49), "{s2}");
+    let snaps = repo.snapshots();
+    assert_eq!(snaps[1]["parent"], s1["snapshot_id"], "the second backup does not name the first as its parent");
+    assert_eq!(repo.dump("latest", &format!("{}/d3/f13", p(&src))), content);
+
+    // Nothing changed.
+    let s3 = repo.backup_json(&[p(&src)], None);
+    assert_eq!(counts(&s3), (0, 0, 50), "{s3}");
+    let added = s3["data_added"].as_u64().unwrap();
+    assert!(added < 10 << 10, "an unchanged tree added {added} bytes");
+
+    // Same size, same mtime, other bytes: the ctime (and inode metadata)
+    // change gives it away.
+    let sneaky = src.join("d1/f21");
+    let meta = std::fs::metadata(&sneaky).unwrap();
+    let mtime = FileTime::from_last_modification_time(&meta);
+    let mut bytes = std::fs::read(&sneaky).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&sneaky, &bytes).unwrap();
+    filetime::set_file_mtime(&sneaky, mtime).unwrap();
+    let again = std::fs::metadata(&sneaky).unwrap();
+    assert_eq!((again.len(), FileTime::from_last_modification_time(&again)), (meta.len(), mtime));
+    let s4 = repo.backup_json(&[p(&src)], None);
+    assert_eq!(counts(&s4), (0, 1, 49), "{s4}");
+    assert_eq!(repo.dump("latest", &format!("{}/d1/f21", p(&src))), bytes, "the snapshot kept the old content");
+}
+
+#[test]
+fn one_byte_inserted_into_16mib_file_stores_only_a_few_new_chunks() {
+    let repo = Repo::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.bin");
+    let mut data = noise(16 << 20, 11);
+    std::fs::write(&file, &data).unwrap();
+    repo.backup_json(&[p(tmp.path())], None);
+    let before = repo.size();
+
+    data.insert(data.len() / 2, 0x42);
+    std::fs::write(&file, &data).unwrap();
+    let s = repo.backup_json(&[p(tmp.path())], None);
+    assert_eq!(s["files_changed"], 1, "{s}");
+    let grown = repo.size() - before;
+    assert!(grown < 16 * MIB / 4, "inserting one byte added {grown} bytes (of a 16 MiB file)");
+    assert!(grown > 0, "the changed chunk was not stored");
+    assert!(repo.dump("latest", p(&file)) == data, "dump of the changed file differs");
+}

@@ -27,7 +27,7 @@ use crate::id::{BlobKind, ChunkId, TreeId};
 use crate::repo::Repository;
 use crate::saver::Saver;
 use crate::source::exclude::Excludes;
-use crate::source::fsmeta::{node_from_metadata, OwnerNames};
+use crate::source::fsmeta::{node_from_metadata, node_from_metadata_since, OwnerNames};
 
 /// Absolute, lexically normalized path (symlinks are not resolved).
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -146,7 +146,7 @@ impl Archiver<'_, '_> {
         prev: Option<&Node>,
         root_dev: u64,
     ) -> Result<Option<Node>> {
-        let mut node = match node_from_metadata(name, path, meta, &mut self.owners) {
+        let mut node = match node_from_metadata_since(name, path, meta, &mut self.owners, prev) {
             Ok(n) => n,
             Err(e) => {
                 self.error(path, e);
@@ -385,6 +385,7 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
         std::thread::spawn(move || scan(roots, t2));
         t
     });
+    let _prefetch = crate::source::prefetch::Prefetch::start(abs.clone());
     let chunker = Arc::new(Chunker::new(&repo.config.chunker)?);
     let exclude_patterns = excludes.patterns().to_vec();
     let (root, mut summary, stored) = std::thread::scope(|scope| -> Result<_> {
