@@ -21,6 +21,22 @@ const COMP_ZSTD: u8 = 1;
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// Creating a decompression context costs more than opening a small
+    /// tree blob: keep one per thread.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn decompress(data: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress(data, max_len),
+            None => zstd::bulk::decompress(data, max_len),
+        }
+    })
 }
 
 fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
@@ -87,7 +103,7 @@ pub fn open(key: &[u8; 32], ty: ObjectType, sealed: &[u8], max_len: usize) -> Re
             }
             Ok(buf)
         }
-        COMP_ZSTD => zstd::bulk::decompress(&buf[1..], max_len)
+        COMP_ZSTD => decompress(&buf[1..], max_len)
             .map_err(|e| Error::corrupt(format!("sealed {ty:?} does not decompress: {e}"))),
         c => Err(Error::corrupt(format!("sealed {ty:?} has unknown compression {c}"))),
     }

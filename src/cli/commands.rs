@@ -248,9 +248,15 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
     if !a.stdin_from_command && !a.command.is_empty() {
         return Err(Error::invalid("a command after `--` needs --stdin-from-command"));
     }
-    if a.stdin_filename.is_none() {
-        limit_heap_growth();
-    }
+    // Warm the inode cache while the repository opens (KDF, cache sync).
+    let _prefetch = match &a.stdin_filename {
+        None => {
+            limit_heap_growth();
+            let roots = a.paths.iter().filter_map(|p| std::path::absolute(p).ok()).collect();
+            Some(cairn::source::prefetch::Prefetch::start(roots))
+        }
+        Some(_) => None,
+    };
     let repo = g.open()?;
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p)?.0),
@@ -266,6 +272,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         force: a.force,
         parent,
         progress: !g.quiet && !a.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+        no_prefetch: _prefetch.is_some(),
     };
     let _lock = repo.lock(false, "backup")?;
     let start = std::time::Instant::now();

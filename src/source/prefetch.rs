@@ -64,10 +64,10 @@ fn worker(s: &Shared) {
                 if s.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let p = e.path();
-                if let Ok(m) = std::fs::symlink_metadata(&p) {
+                // fstatat on the open directory: no full path walk.
+                if let Ok(m) = e.metadata() {
                     if m.is_dir() {
-                        subdirs.push(p);
+                        subdirs.push(e.path());
                     }
                 }
             }

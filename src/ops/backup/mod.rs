@@ -35,6 +35,9 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Show a progress bar (the CLI sets it when on a terminal).
     pub progress: bool,
+    /// Don't start the metadata prefetch: the caller started it already
+    /// (the CLI does, before opening the repository, for a head start).
+    pub no_prefetch: bool,
 }
 
 /// What a backup did.

@@ -46,7 +46,12 @@ pub fn backup_stream(
     let paths = vec![format!("/{filename}")];
     let parent = find_parent(repo, &host, &paths)?.map(|p| p.0);
     let (command, reader): (Option<CommandSource>, Box<dyn Read>) = match &input {
-        StreamInput::Stdin => (None, Box::new(std::io::stdin().lock())),
+        StreamInput::Stdin => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                return Err(Error::invalid("stdin is a terminal: pipe the data in (or use --stdin-from-command)"));
+            }
+            (None, Box::new(std::io::stdin().lock()))
+        }
         StreamInput::Command(argv) => {
             let (src, out) = CommandSource::spawn(argv)?;
             (Some(src), Box::new(out))

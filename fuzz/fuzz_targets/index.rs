@@ -1,0 +1,9 @@
+//! Index decoder: never panics; what decodes re-encodes to the same bytes.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(packs) = cairn::format::index::decode(data) {
+        assert_eq!(cairn::format::index::encode(&packs), data);
+    }
+});
