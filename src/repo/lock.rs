@@ -92,14 +92,13 @@ impl Repository {
             Error::new(
                 ErrorKind::Locked,
                 format!(
-                    "repository is locked {} by {} (pid {} on {}, since {}); if that process is gone, run `cairn unlock`",
-                    if l.exclusive { "exclusively" } else { "" },
+                    "repository is locked{} by {} (pid {} on {}, since {}); if that process is gone, run `cairn unlock`",
+                    if l.exclusive { " exclusively" } else { "" },
                     l.operation,
                     l.pid,
                     l.hostname,
                     l.time
-                )
-                .replace("locked  by", "locked by"),
+                ),
             )
         };
         if let Some(l) = self.conflict(exclusive, None)? {

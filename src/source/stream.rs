@@ -42,6 +42,85 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Reads and hashes on a thread of its own, handing blocks to the consumer:
+/// the stream's SHA-256 and the read syscalls then overlap with chunking
+/// and chunk hashing instead of running on the same core.
+pub struct ThreadedHashingReader {
+    rx: crossbeam_channel::Receiver<std::io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    pos: usize,
+    thread: Option<std::thread::JoinHandle<(u64, String)>>,
+}
+
+/// Size of a block handed over, and blocks in flight.
+const BLOCK: usize = 1 << 20;
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+impl ThreadedHashingReader {
+    pub fn new<R: Read + Send + 'static>(inner: R) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(BLOCKS_IN_FLIGHT);
+        let thread = std::thread::spawn(move || {
+            let mut r = HashingReader::new(inner);
+            loop {
+                let mut buf = vec![0u8; BLOCK];
+                let mut n = 0;
+                // Fill the block (pipes return little at a time).
+                let res = loop {
+                    match r.read(&mut buf[n..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(k) => {
+                            n += k;
+                            if n == BLOCK {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(n);
+                let done = n == 0;
+                let msg = match res {
+                    Ok(()) if done => break,
+                    Ok(()) => Ok(buf),
+                    Err(e) => Err(e),
+                };
+                let failed = msg.is_err();
+                if tx.send(msg).is_err() || failed {
+                    break;
+                }
+            }
+            r.finish()
+        });
+        Self { rx, block: Vec::new(), pos: 0, thread: Some(thread) }
+    }
+
+    /// Bytes read and their SHA-256 (hex); call after reading to the end.
+    pub fn finish(mut self) -> (u64, String) {
+        drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Read for ThreadedHashingReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.block.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => {
+                    self.block = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the reader thread ended: end of stream
+            }
+        }
+        let n = out.len().min(self.block.len() - self.pos);
+        out[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Lines of stderr kept for the error message.
 const TAIL_LINES: usize = 5;
 
@@ -136,6 +215,25 @@ mod tests {
         let (n, h) = r.finish();
         assert_eq!(n, 3);
         assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn threaded_reader_matches_the_plain_one() {
+        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i.wrapping_mul(2654435761) >> 9) as u8).collect();
+        let mut r = ThreadedHashingReader::new(std::io::Cursor::new(data.clone()));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7777];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, data);
+        let mut plain = HashingReader::new(&data[..]);
+        std::io::copy(&mut plain, &mut std::io::sink()).unwrap();
+        assert_eq!(r.finish(), plain.finish());
     }
 
     #[test]

@@ -63,17 +63,10 @@ fn chunker_input() -> Vec<u8> {
 }
 
 /// A second chunker input that is not periodic: xorshift64 from
-/// 0x9e3779b97f4a7c15, one byte per step, byte = bits 24..32 of the state.
+/// xorshift64 (13, 7, 17) from 0x9e3779b97f4a7c15, one byte per step,
+/// byte = bits 24..32 of the state (vectors.md): `common::noise` with seed 1.
 fn chunker_noise() -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..CHUNKER_INPUT_LEN)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    crate::common::noise(CHUNKER_INPUT_LEN, 1)
 }
 
 fn sha256_hex(b: &[u8]) -> String {

@@ -17,7 +17,7 @@ use crate::format::tree::{self, Content, Node, NodeKind};
 use crate::id::{BlobKind, ChunkId, TreeId};
 use crate::repo::Repository;
 use crate::saver::Saver;
-use crate::source::stream::{CommandSource, HashingReader};
+use crate::source::stream::{CommandSource, ThreadedHashingReader};
 
 /// Where the stream comes from.
 pub enum StreamInput {
@@ -45,12 +45,12 @@ pub fn backup_stream(
     let host = hostname_or(&opts.host);
     let paths = vec![format!("/{filename}")];
     let parent = find_parent(repo, &host, &paths)?.map(|p| p.0);
-    let (command, reader): (Option<CommandSource>, Box<dyn Read>) = match &input {
+    let (command, reader): (Option<CommandSource>, Box<dyn Read + Send>) = match &input {
         StreamInput::Stdin => {
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 return Err(Error::invalid("stdin is a terminal: pipe the data in (or use --stdin-from-command)"));
             }
-            (None, Box::new(std::io::stdin().lock()))
+            (None, Box::new(std::io::stdin()))
         }
         StreamInput::Command(argv) => {
             let (src, out) = CommandSource::spawn(argv)?;
@@ -62,7 +62,7 @@ pub fn backup_stream(
     let mut command = command;
     let result = std::thread::scope(|scope| -> Result<_> {
         let mut saver = Saver::start(scope, repo)?;
-        let mut stream = chunker.stream(HashingReader::new(reader));
+        let mut stream = chunker.stream(ThreadedHashingReader::new(reader));
         let mut chunks = Vec::new();
         while let Some(c) = stream.next_chunk().map_err(|e| Error::io("reading the stream", e))? {
             let id = repo.key.blob_id(&c);
