@@ -66,7 +66,7 @@ fn chunker_input() -> Vec<u8> {
 /// xorshift64 (13, 7, 17) from 0x9e3779b97f4a7c15, one byte per step,
 /// byte = bits 24..32 of the state (vectors.md): `common::noise` with seed 1.
 fn chunker_noise() -> Vec<u8> {
-    crate::common::noise(CHUNKER_INPUT_LEN, 1)
+    crate::common::noise(CHUNKER_INPUT_LEN as usize, 1)
 }
 
 fn sha256_hex(b: &[u8]) -> String {
