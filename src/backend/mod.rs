@@ -21,6 +21,12 @@
 //! - `list` may miss an object put very recently on eventually consistent
 //!   stores; the write order in format-spec/10-write-order.md makes that
 //!   harmless.
+//! - S3 (see [`s3`]): puts are atomic and durable when acknowledged;
+//!   cairn needs read-after-write and list-after-write consistency (which
+//!   AWS, Ceph RGW, MinIO and Garage give), and needs no conditional write:
+//!   see format-spec/11-backends.md.
+
+pub mod s3;
 
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
@@ -32,7 +38,9 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+
+pub use s3::{S3Location, S3Options};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -61,6 +69,31 @@ impl Stats {
     }
 }
 
+/// Objects larger than this go up as multipart uploads (S3 only).
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Part size of a multipart upload.
+pub const MULTIPART_PART: usize = 8 << 20;
+
+/// Options for opening a backend (`-o key=value` on the command line).
+#[derive(Clone, Debug, Default)]
+pub struct BackendOptions {
+    pub s3: S3Options,
+}
+
+impl BackendOptions {
+    /// Applies one `KEY=VALUE` option.
+    pub fn set(&mut self, kv: &str) -> Result<()> {
+        let (k, v) = kv.split_once('=').ok_or_else(|| Error::invalid(format!("option {kv:?}: expected KEY=VALUE")))?;
+        if self.s3.set(k.trim(), v.trim())? {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "unknown option {k:?} (known: s3.connections, s3.max-retries, s3.retry-timeout, s3.timeout, s3.region)"
+            )))
+        }
+    }
+}
+
 /// A repository's storage. Cloning is cheap and shares the runtime.
 #[derive(Clone)]
 pub struct Backend {
@@ -69,6 +102,10 @@ pub struct Backend {
     /// For the local backend: the directory, to fsync after puts.
     local_root: Option<PathBuf>,
     location: String,
+    /// Puts that may run at once (packs in flight).
+    connections: usize,
+    /// Whether large puts use multipart uploads.
+    multipart: bool,
     pub stats: Arc<Stats>,
 }
 
@@ -87,7 +124,14 @@ fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
 
 fn map_err(local: bool, what: &str, e: object_store::Error) -> Error {
     use object_store::Error as E;
+    let text = e.to_string();
+    // S3 names the real cause in its XML error code.
+    if text.contains("NoSuchBucket") {
+        return Error::with_source(ErrorKind::NoRepository, format!("{what}: the bucket does not exist"), e);
+    }
+    let denied = ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403 Forbidden"];
     let kind = match &e {
+        _ if denied.iter().any(|d| text.contains(d)) => ErrorKind::Io,
         E::NotFound { .. } => ErrorKind::NotFound,
         E::AlreadyExists { .. } | E::Precondition { .. } => ErrorKind::Corrupt,
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => ErrorKind::Io,
@@ -96,9 +140,30 @@ fn map_err(local: bool, what: &str, e: object_store::Error) -> Error {
     };
     let msg = match kind {
         ErrorKind::NotFound => format!("{what}: object not found"),
-        _ => format!("{what}: {e}"),
+        ErrorKind::Io if denied.iter().any(|d| text.contains(d)) || matches!(e, E::PermissionDenied { .. }) => {
+            let code = denied.iter().find(|d| text.contains(*d)).copied().unwrap_or("PermissionDenied");
+            format!("{what}: access denied ({code}); check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)")
+        }
+        ErrorKind::Transient => {
+            format!("{what}: the storage server did not answer successfully, even after retries: {}", one_line(&text))
+        }
+        _ => format!("{what}: {}", one_line(&text)),
     };
     Error::with_source(kind, msg, e)
+}
+
+/// Error texts from HTTP clients span lines; errors here are one line.
+fn one_line(s: &str) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 400 {
+        let mut end = 400;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    } else {
+        s
+    }
 }
 
 impl Backend {
@@ -120,8 +185,31 @@ impl Backend {
             runtime: runtime()?,
             location: root.display().to_string(),
             local_root: Some(root),
+            connections: 1,
+            multipart: false,
             stats: Arc::default(),
         })
+    }
+
+    /// Opens the repository at `url`: `s3:…` (see [`s3`]) or a local
+    /// directory (optionally written `local:DIR`).
+    pub fn open(url: &str, create: bool, opts: &BackendOptions) -> Result<Self> {
+        if let Some(loc) = S3Location::parse(url) {
+            let loc = loc?;
+            let mut b = Self::from_store(s3::build(&loc, &opts.s3)?, loc.display())?;
+            b.connections = opts.s3.connections;
+            b.multipart = true;
+            return Ok(b);
+        }
+        let path = url.strip_prefix("local:").unwrap_or(url);
+        if let Some((scheme, _)) = path.split_once(':') {
+            if matches!(scheme, "sftp" | "rest" | "b2" | "azure" | "gs" | "swift" | "rclone") {
+                return Err(Error::invalid(format!(
+                    "repository scheme {scheme:?} is not supported; use a local directory or s3:"
+                )));
+            }
+        }
+        Self::local(FsPath::new(path), create)
     }
 
     /// A repository in memory, for unit tests of the layers above.
@@ -131,7 +219,20 @@ impl Backend {
 
     /// Any object store (S3 and others).
     pub fn from_store(store: Arc<dyn ObjectStore>, location: String) -> Result<Self> {
-        Ok(Self { store, runtime: runtime()?, local_root: None, location, stats: Arc::default() })
+        Ok(Self {
+            store,
+            runtime: runtime()?,
+            local_root: None,
+            location,
+            connections: 2,
+            multipart: false,
+            stats: Arc::default(),
+        })
+    }
+
+    /// How many puts (packs) may be in flight at once.
+    pub fn connections(&self) -> usize {
+        self.connections
     }
 
     /// Where the repository lives, for messages.
@@ -148,6 +249,31 @@ impl Backend {
         self.spawn_put(name, data).wait()
     }
 
+    /// Writes an object only if no object has that name (`If-None-Match: *`
+    /// on S3). Returns `false` if one exists. A server that does not support
+    /// the condition (object_store reports that) gets a plain put; servers
+    /// that silently ignore it are covered in format-spec/11-backends.md:
+    /// nothing in cairn's correctness depends on this condition.
+    pub fn put_new(&self, name: &str, data: Bytes) -> Result<bool> {
+        let path = Path::from(name);
+        let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+        let payload = PutPayload::from_bytes(data.clone());
+        match self.runtime.block_on(self.store.put_opts(&path, payload, opts)) {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
+                return Ok(false)
+            }
+            Err(object_store::Error::NotImplemented) => return self.put(name, data).map(|()| true),
+            Err(e) => return Err(self.err(name, e)),
+        }
+        self.stats.puts.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(root) = &self.local_root {
+            sync_local(root, name)?;
+        }
+        Ok(true)
+    }
+
     /// Starts a put on the I/O runtime and returns at once.
     pub fn spawn_put(&self, name: &str, data: Bytes) -> PendingPut {
         let store = self.store.clone();
@@ -155,9 +281,14 @@ impl Backend {
         let name = name.to_string();
         let local = self.local_root.clone();
         let stats = self.stats.clone();
+        let multipart = self.multipart && data.len() > MULTIPART_THRESHOLD;
         PendingPut(self.runtime.spawn(async move {
             let len = data.len() as u64;
-            store.put(&path, PutPayload::from_bytes(data)).await.map_err(|e| map_err(local.is_some(), &name, e))?;
+            if multipart {
+                put_multipart(&*store, &path, data, &stats).await.map_err(|e| map_err(false, &name, e))?;
+            } else {
+                store.put(&path, PutPayload::from_bytes(data)).await.map_err(|e| map_err(local.is_some(), &name, e))?;
+            }
             stats.puts.fetch_add(1, Ordering::Relaxed);
             stats.bytes_written.fetch_add(len, Ordering::Relaxed);
             if let Some(root) = local {
@@ -243,6 +374,32 @@ impl PendingPut {
 
     pub fn is_finished(&self) -> bool {
         self.0.is_finished()
+    }
+}
+
+/// Uploads `data` in parts, several at once; aborts the upload on failure
+/// so no parts are left behind. The object appears only at completion.
+async fn put_multipart(store: &dyn ObjectStore, path: &Path, data: Bytes, stats: &Stats) -> object_store::Result<()> {
+    let upload = store.put_multipart(path).await?;
+    let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+    let mut at = 0;
+    let res = async {
+        while at < data.len() {
+            let end = (at + MULTIPART_PART).min(data.len());
+            w.wait_for_capacity(4).await?;
+            w.put(data.slice(at..end));
+            stats.puts.fetch_add(1, Ordering::Relaxed);
+            at = end;
+        }
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => w.finish().await.map(|_| ()),
+        Err(e) => {
+            let _ = w.abort().await;
+            Err(e)
+        }
     }
 }
 

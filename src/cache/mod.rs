@@ -21,6 +21,9 @@ const BLOBS: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs")
 /// Tree id -> `raw length u32 LE` + the sealed tree blob, as stored in its
 /// pack. Opened and verified against the id like any blob read.
 const TREES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("trees");
+/// Snapshot id -> the sealed snapshot object, as stored. Checked against
+/// its name (SHA-256) and opened like a fresh download on every use.
+const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
 /// Index objects absorbed, with their entry counts.
 const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
 
@@ -131,6 +134,53 @@ impl IndexCache {
         tx.open_table(BLOBS)?;
         tx.open_table(INDEX_FILES)?;
         tx.open_table(TREES)?;
+        tx.open_table(SNAPSHOTS)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A cached sealed snapshot object.
+    pub fn snapshot(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SNAPSHOTS)?;
+        Ok(t.get(id)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Caches a sealed snapshot object.
+    pub fn put_snapshot(&self, id: &[u8; 32], sealed: &[u8]) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Eventual);
+        tx.open_table(SNAPSHOTS)?.insert(id, sealed)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Drops cached snapshots that are no longer in the repository (or that
+    /// turned out damaged).
+    pub fn retain_snapshots(&self, keep: &HashSet<[u8; 32]>) -> Result<()> {
+        let stale: Vec<[u8; 32]> = {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(SNAPSHOTS)?;
+            let mut v = Vec::new();
+            for r in t.iter()? {
+                let k = r?.0.value();
+                if !keep.contains(&k) {
+                    v.push(k);
+                }
+            }
+            v
+        };
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Eventual);
+        {
+            let mut t = tx.open_table(SNAPSHOTS)?;
+            for k in &stale {
+                t.remove(k)?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -214,9 +264,11 @@ impl IndexCache {
         tx.delete_table(BLOBS)?;
         tx.delete_table(INDEX_FILES)?;
         tx.delete_table(TREES)?;
+        tx.delete_table(SNAPSHOTS)?;
         tx.open_table(BLOBS)?;
         tx.open_table(INDEX_FILES)?;
         tx.open_table(TREES)?;
+        tx.open_table(SNAPSHOTS)?;
         tx.commit()?;
         Ok(())
     }

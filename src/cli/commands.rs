@@ -18,6 +18,15 @@ use cairn::target::MetaOptions;
 use cairn::{Error, Result};
 
 #[derive(Args)]
+pub struct InitArgs {
+    /// Use the chunker parameters and chunk-id key of --from-repo, so that `copy` between them dedups
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
+    #[command(flatten)]
+    pub from: super::copy::FromRepoArgs,
+}
+
+#[derive(Args)]
 pub struct BackupArgs {
     /// Files and directories to back up
     pub paths: Vec<PathBuf>,
@@ -188,7 +197,7 @@ pub struct CheckArgs {
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     match &cli.command {
-        Cmd::Init => init(g),
+        Cmd::Init(a) => init(g, a),
         Cmd::Backup(a) => backup(g, a),
         Cmd::Snapshots(a) => snapshots(g, a),
         Cmd::Ls(a) => ls(g, a),
@@ -205,13 +214,20 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Check(a) => check(g, a),
+        Cmd::Copy(a) => super::copy::copy(g, a),
     }
 }
 
-fn init(g: &Global) -> Result<i32> {
+fn init(g: &Global, a: &InitArgs) -> Result<i32> {
+    let mut opts = InitOptions::default();
+    if a.copy_chunker_params {
+        let src = a.from.open(g)?;
+        opts.chunker = Some(src.config.chunker);
+        opts.id_key = Some(src.key.id);
+    }
     let backend = g.backend(true)?;
     let pw = g.password("enter password for new repository: ")?;
-    let repo = Repository::init(backend, &pw, &InitOptions::default(), g.cache_mode())?;
+    let repo = Repository::init(backend, &pw, &opts, g.cache_mode())?;
     if !g.quiet {
         println!("created cairn repository {} at {}", repo.config.id.short(), repo.backend.location());
         println!("Losing the password means losing the data: keep it safe.");

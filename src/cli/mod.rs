@@ -2,6 +2,7 @@
 //! opens the repository, calls one operation in `cairn::ops`, prints.
 
 mod commands;
+mod copy;
 mod output;
 mod password;
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use cairn::backend::Backend;
+use cairn::backend::{Backend, BackendOptions};
 use cairn::repo::{CacheMode, Repository};
 use cairn::{Error, Result};
 
@@ -27,7 +28,7 @@ pub struct Cli {
 
 #[derive(Args)]
 pub struct Global {
-    /// Repository location (a local directory)
+    /// Repository: a local directory, or s3:http[s]://host[:port]/bucket[/prefix] or s3://bucket[/prefix]
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true, value_name = "REPO")]
     pub repo: Option<String>,
     /// Read the password from a file (first line)
@@ -42,6 +43,9 @@ pub struct Global {
     /// Keep no local cache (reads the index from the repository each time)
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Backend option KEY=VALUE (s3.connections, s3.max-retries, s3.retry-timeout, s3.timeout, s3.region)
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
     /// Print less (no summaries)
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -53,7 +57,7 @@ pub struct Global {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Create a new repository
-    Init,
+    Init(commands::InitArgs),
     /// Back up paths, or a stream from stdin or a command
     Backup(commands::BackupArgs),
     /// List snapshots
@@ -70,12 +74,14 @@ pub enum Cmd {
     Key(commands::KeyArgs),
     /// Remove stale locks
     Unlock(commands::UnlockArgs),
+    /// Copy snapshots from another repository into this one (only the data it lacks)
+    Copy(copy::CopyArgs),
     /// Verify the repository's structure and, with --read-data, every byte
     Check(commands::CheckArgs),
 }
 
 impl Global {
-    fn cache_mode(&self) -> CacheMode {
+    pub(crate) fn cache_mode(&self) -> CacheMode {
         if self.no_cache {
             CacheMode::Memory
         } else if let Some(d) = &self.cache_dir {
@@ -90,15 +96,15 @@ impl Global {
             .repo
             .as_deref()
             .ok_or_else(|| Error::invalid("no repository given: use -r/--repo or set CAIRN_REPOSITORY"))?;
-        let path = loc.strip_prefix("local:").unwrap_or(loc);
-        if let Some((scheme, _)) = path.split_once(':') {
-            if matches!(scheme, "s3" | "sftp" | "rest" | "b2" | "azure" | "gs" | "swift" | "rclone") {
-                return Err(Error::invalid(format!(
-                    "repository scheme {scheme:?} is not supported yet; use a local directory"
-                )));
-            }
+        Backend::open(loc, create, &self.backend_options()?)
+    }
+
+    pub(crate) fn backend_options(&self) -> Result<BackendOptions> {
+        let mut o = BackendOptions::default();
+        for kv in &self.options {
+            o.set(kv)?;
         }
-        Backend::local(std::path::Path::new(path), create)
+        Ok(o)
     }
 
     fn password(&self, prompt: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {

@@ -62,6 +62,10 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamInfo>,
     pub summary: Summary,
+    /// Set by `copy`: the id of the snapshot in the repository where it was
+    /// first made (kept through chains of copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SnapshotId>,
     pub backup_start: DateTime<FixedOffset>,
     pub backup_end: DateTime<FixedOffset>,
     pub program_version: String,
@@ -96,7 +100,7 @@ mod tests {
                 version: 1, time: t, hostname: host, username: "u".into(), paths: vec!["/a".into()],
                 tags, parent: Some(SnapshotId([1; 32])), tree: TreeId([2; 32]), partial: false,
                 excludes: vec![], stream: Some(StreamInfo { filename: "db.sql".into(), size, sha256: "00".into(), command: None }),
-                summary: Summary::default(), backup_start: t, backup_end: t, program_version: "x".into(),
+                summary: Summary::default(), original: None, backup_start: t, backup_end: t, program_version: "x".into(),
             };
             prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         }

@@ -87,7 +87,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     let mut snaps: Vec<(SnapshotId, crate::format::snapshot::Snapshot)> = Vec::new();
     for id in repo.list_ids("snapshots")? {
         let id = SnapshotId(id);
-        match repo.load_snapshot(&id) {
+        match repo.fetch_snapshot(&id) {
             Ok(s) => snaps.push((id, s)),
             Err(e) => r.problems.push(format!("snapshot {id}: {e}")),
         }

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod copy;
 pub mod dump;
 pub mod ls;
 pub mod restore;

@@ -94,6 +94,7 @@ mod tests {
             excludes: vec![],
             stream: None,
             summary: Summary::default(),
+            original: None,
             backup_start: t,
             backup_end: t,
             program_version: String::new(),

@@ -24,11 +24,15 @@ pub struct SealedBlob {
     pub raw_length: u32,
 }
 
-/// Packs stored in the background at once, at most. Bounds memory to a few
-/// packs whatever the input's size.
-pub const MAX_IN_FLIGHT: usize = 1;
-/// An index object is written after this many packs (and at the end).
+// Packs stored in the background at once: the backend's `connections()`
+// (1 locally, 4 on S3 by default). Bounds memory to a few packs whatever
+// the input's size.
+/// An index object is written after this many packs (and at the end)...
 pub const PACKS_PER_INDEX: usize = 64;
+/// ...or once stored packs have waited this long for one, so that an
+/// interrupted backup or copy keeps (and the next run reuses) most of what
+/// it stored.
+pub const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What the packer stored.
 #[derive(Debug, Default)]
@@ -36,12 +40,15 @@ pub struct PackerResult {
     pub packs: u64,
     pub bytes: u64,
     pub indexes: Vec<IndexId>,
+    /// Every pack stored, in order.
+    pub pack_ids: Vec<crate::id::PackId>,
 }
 
 struct Packer<'a> {
     repo: &'a Repository,
     in_flight: VecDeque<(PendingPut, IndexPack, bytes::Bytes)>,
     stored: Vec<IndexPack>,
+    last_index: std::time::Instant,
     result: PackerResult,
 }
 
@@ -50,12 +57,14 @@ impl Packer<'_> {
         let p = w.finish(&self.repo.key.enc);
         self.result.packs += 1;
         self.result.bytes += p.bytes.len() as u64;
+        self.result.pack_ids.push(p.id);
         let put = self.repo.backend.spawn_put(&object_name(&p.id), p.bytes.clone());
         self.in_flight.push_back((put, IndexPack { id: p.id, blobs: p.entries }, p.bytes));
-        while self.in_flight.len() > MAX_IN_FLIGHT {
+        while self.in_flight.len() > self.repo.backend.connections() {
             self.complete_one()?;
         }
-        if self.stored.len() >= PACKS_PER_INDEX {
+        if self.stored.len() >= PACKS_PER_INDEX || (!self.stored.is_empty() && self.last_index.elapsed() >= INDEX_EVERY)
+        {
             self.write_index()?;
         }
         Ok(())
@@ -82,6 +91,7 @@ impl Packer<'_> {
         if !self.stored.is_empty() {
             let packs = std::mem::take(&mut self.stored);
             self.result.indexes.push(self.repo.save_index(packs)?);
+            self.last_index = std::time::Instant::now();
         }
         Ok(())
     }
@@ -90,7 +100,13 @@ impl Packer<'_> {
 /// Runs the packer until `rx` closes, then stores the last packs and index.
 pub fn run(repo: &Repository, rx: Receiver<SealedBlob>) -> Result<PackerResult> {
     let target = repo.config.pack_size as usize;
-    let mut p = Packer { repo, in_flight: VecDeque::new(), stored: Vec::new(), result: PackerResult::default() };
+    let mut p = Packer {
+        repo,
+        in_flight: VecDeque::new(),
+        stored: Vec::new(),
+        last_index: std::time::Instant::now(),
+        result: PackerResult::default(),
+    };
     let mut data: Option<PackWriter> = None;
     let mut tree: Option<PackWriter> = None;
     let res = (|| {

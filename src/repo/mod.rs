@@ -58,11 +58,15 @@ pub struct InitOptions {
     pub chunker: Option<ChunkerParams>,
     pub pack_size: u32,
     pub compression: i32,
+    /// The chunk-id key of another repository (`init --copy-chunker-params`):
+    /// with the same chunker parameters, both repositories give the same
+    /// data the same chunk ids, so `copy` between them dedups.
+    pub id_key: Option<[u8; 32]>,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        Self { chunker: None, pack_size: 16 << 20, compression: 3 }
+        Self { chunker: None, pack_size: 16 << 20, compression: 3, id_key: None }
     }
 }
 
@@ -112,7 +116,10 @@ impl Repository {
         if password.is_empty() {
             return Err(Error::invalid("refusing an empty password"));
         }
-        let key = MasterKey::generate();
+        let mut key = MasterKey::generate();
+        if let Some(id) = opts.id_key {
+            key.id = id;
+        }
         let config = Config {
             version: FORMAT_VERSION,
             id: RepoId(rand::random()),
@@ -124,7 +131,10 @@ impl Repository {
         let kf = kdf::wrap(&key, password, kdf::params_for_new_keys(), user_label())?;
         let key_id = keys::store_key(&backend, &kf)?;
         let sealed = seal::seal(&key.enc, ObjectType::Config, &config.encode(), None);
-        backend.put("config", Bytes::from(sealed))?;
+        if !backend.put_new("config", Bytes::from(sealed))? {
+            let _ = backend.delete(&format!("keys/{key_id}"));
+            return Err(Error::invalid(format!("a repository already exists at {}", backend.location())));
+        }
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
         cache.clear()?;
         Ok(Self { backend, key, config, cache, key_id })
@@ -296,7 +306,7 @@ impl Repository {
         tree::decode(&plain).context(format!("tree {id}"))
     }
 
-    fn read_tree_blob(&self, id: &TreeId) -> Result<Vec<u8>> {
+    pub fn read_tree_blob(&self, id: &TreeId) -> Result<Vec<u8>> {
         let blob = BlobId::tree(*id);
         let entry = |raw_length, length| crate::format::pack::PackEntry {
             kind: BlobKind::Tree,
@@ -335,18 +345,55 @@ impl Repository {
     // ----- snapshots
 
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.save_object("snapshots", ObjectType::Snapshot, &s.encode())?))
+        let sealed = seal::seal(&self.key.enc, ObjectType::Snapshot, &s.encode(), Some(self.config.compression));
+        let id = content_id(&sealed);
+        self.backend.put(&format!("snapshots/{}", hex::encode(id)), Bytes::from(sealed.clone()))?;
+        let _ = self.cache.put_snapshot(&id, &sealed);
+        Ok(SnapshotId(id))
     }
 
+    /// Loads a snapshot: from the local cache when it has a copy that
+    /// matches its name and opens (a snapshot object never changes), else
+    /// from the repository.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let plain = self.load_object("snapshots", &id.0, ObjectType::Snapshot)?;
-        Snapshot::decode(&plain).context(format!("snapshot {id}"))
+        if let Some(sealed) = self.cache.snapshot(&id.0)? {
+            if content_id(&sealed) == id.0 {
+                if let Ok(plain) = seal::open(&self.key.enc, ObjectType::Snapshot, &sealed, MAX_OBJECT) {
+                    if let Ok(s) = Snapshot::decode(&plain) {
+                        return Ok(s);
+                    }
+                }
+            }
+        }
+        self.fetch_snapshot(id)
+    }
+
+    /// Loads a snapshot from the repository itself (for `check`), and
+    /// refreshes the cached copy.
+    pub fn fetch_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let name = format!("snapshots/{id}");
+        let bytes = self.backend.get(&name).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!("{name} does not exist"))
+            } else {
+                e
+            }
+        })?;
+        if content_id(&bytes) != id.0 {
+            return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
+        }
+        let plain = seal::open(&self.key.enc, ObjectType::Snapshot, &bytes, MAX_OBJECT).context(&name)?;
+        let s = Snapshot::decode(&plain).context(format!("snapshot {id}"))?;
+        let _ = self.cache.put_snapshot(&id.0, &bytes);
+        Ok(s)
     }
 
     /// All snapshots, oldest first. A snapshot that cannot be read is an error.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut out = Vec::new();
-        for id in self.list_ids("snapshots")? {
+        let ids = self.list_ids("snapshots")?;
+        self.cache.retain_snapshots(&ids.iter().copied().collect())?;
+        for id in ids {
             let id = SnapshotId(id);
             out.push((id, self.load_snapshot(&id)?));
         }

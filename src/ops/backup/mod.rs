@@ -99,6 +99,7 @@ fn write_snapshot(
         excludes,
         stream,
         summary,
+        original: None,
         backup_start: start,
         backup_end: end,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
