@@ -122,12 +122,16 @@ fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
         .map_err(|e| Error::io("starting the I/O runtime", e))
 }
 
-fn map_err(local: bool, what: &str, e: object_store::Error) -> Error {
+fn map_err(local: bool, location: &str, what: &str, e: object_store::Error) -> Error {
     use object_store::Error as E;
     let text = e.to_string();
     // S3 names the real cause in its XML error code.
     if text.contains("NoSuchBucket") {
-        return Error::with_source(ErrorKind::NoRepository, format!("{what}: the bucket does not exist"), e);
+        return Error::with_source(
+            ErrorKind::NoRepository,
+            format!("no repository at {location}: the bucket does not exist (create it first)"),
+            e,
+        );
     }
     let denied = ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403 Forbidden"];
     let kind = match &e {
@@ -142,7 +146,7 @@ fn map_err(local: bool, what: &str, e: object_store::Error) -> Error {
         ErrorKind::NotFound => format!("{what}: object not found"),
         ErrorKind::Io if denied.iter().any(|d| text.contains(d)) || matches!(e, E::PermissionDenied { .. }) => {
             let code = denied.iter().find(|d| text.contains(*d)).copied().unwrap_or("PermissionDenied");
-            format!("{what}: access denied ({code}); check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)")
+            format!("{location}: access denied ({code}) reading or writing {what}; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)")
         }
         ErrorKind::Transient => {
             format!("{what}: the storage server did not answer successfully, even after retries: {}", one_line(&text))
@@ -179,7 +183,7 @@ impl Backend {
         }
         let root = dir.canonicalize().map_err(|e| Error::io(dir.display(), e))?;
         let store =
-            LocalFileSystem::new_with_prefix(&root).map_err(|e| map_err(true, &root.display().to_string(), e))?;
+            LocalFileSystem::new_with_prefix(&root).map_err(|e| map_err(true, "", &root.display().to_string(), e))?;
         Ok(Self {
             store: Arc::new(store),
             runtime: runtime()?,
@@ -241,7 +245,7 @@ impl Backend {
     }
 
     fn err(&self, what: &str, e: object_store::Error) -> Error {
-        map_err(self.local_root.is_some(), what, e)
+        map_err(self.local_root.is_some(), &self.location, what, e)
     }
 
     /// Writes a whole object; durable when it returns.
@@ -280,14 +284,18 @@ impl Backend {
         let path = Path::from(name);
         let name = name.to_string();
         let local = self.local_root.clone();
+        let location = self.location.clone();
         let stats = self.stats.clone();
         let multipart = self.multipart && data.len() > MULTIPART_THRESHOLD;
         PendingPut(self.runtime.spawn(async move {
             let len = data.len() as u64;
             if multipart {
-                put_multipart(&*store, &path, data, &stats).await.map_err(|e| map_err(false, &name, e))?;
+                put_multipart(&*store, &path, data, &stats).await.map_err(|e| map_err(false, &location, &name, e))?;
             } else {
-                store.put(&path, PutPayload::from_bytes(data)).await.map_err(|e| map_err(local.is_some(), &name, e))?;
+                store
+                    .put(&path, PutPayload::from_bytes(data))
+                    .await
+                    .map_err(|e| map_err(local.is_some(), &location, &name, e))?;
             }
             stats.puts.fetch_add(1, Ordering::Relaxed);
             stats.bytes_written.fetch_add(len, Ordering::Relaxed);
