@@ -69,10 +69,12 @@ impl Stats {
     }
 }
 
-/// Objects larger than this go up as multipart uploads (S3 only).
-pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Objects larger than this go up as multipart uploads (S3 only). Default
+/// packs (16 MiB) take one PUT; larger packs (`init --pack-size`) go in
+/// parts, which S3 retries one by one.
+pub const MULTIPART_THRESHOLD: usize = 48 << 20;
 /// Part size of a multipart upload.
-pub const MULTIPART_PART: usize = 8 << 20;
+pub const MULTIPART_PART: usize = 16 << 20;
 
 /// Options for opening a backend (`-o key=value` on the command line).
 #[derive(Clone, Debug, Default)]

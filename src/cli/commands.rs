@@ -22,6 +22,9 @@ pub struct InitArgs {
     /// Use the chunker parameters and chunk-id key of --from-repo, so that `copy` between them dedups
     #[arg(long, requires = "from_repo")]
     pub copy_chunker_params: bool,
+    /// Target size of a data pack in MiB (default 16; larger packs mean fewer objects on S3)
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pack_size: Option<u32>,
     #[command(flatten)]
     pub from: super::copy::FromRepoArgs,
 }
@@ -220,6 +223,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
 
 fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     let mut opts = InitOptions::default();
+    if let Some(m) = a.pack_size {
+        opts.pack_size = m << 20;
+    }
     if a.copy_chunker_params {
         let src = a.from.open(g)?;
         opts.chunker = Some(src.config.chunker);

@@ -63,8 +63,16 @@ fn write_lock(backend: &Backend, key: &[u8; 32], lock: &Lock) -> Result<String> 
 impl Repository {
     /// Every readable lock with its object name.
     pub fn list_locks(&self) -> Result<Vec<(String, Lock)>> {
+        self.list_locks_except(None)
+    }
+
+    /// Every readable lock but `own` (which is not even read).
+    fn list_locks_except(&self, own: Option<&str>) -> Result<Vec<(String, Lock)>> {
         let mut out = Vec::new();
         for id in self.list_ids("locks")? {
+            if own == Some(format!("locks/{}", hex::encode(id)).as_str()) {
+                continue;
+            }
             // A lock removed meanwhile, or unreadable, does not count.
             if let Ok(plain) = self.load_object("locks", &id, ObjectType::Lock) {
                 if let Ok(l) = Lock::decode(&plain) {
@@ -78,9 +86,9 @@ impl Repository {
     fn conflict(&self, exclusive: bool, own: Option<&str>) -> Result<Option<Lock>> {
         let now = Utc::now();
         Ok(self
-            .list_locks()?
+            .list_locks_except(own)?
             .into_iter()
-            .filter(|(name, l)| Some(name.as_str()) != own && (exclusive || l.exclusive) && !is_stale(l, now))
+            .filter(|(_, l)| (exclusive || l.exclusive) && !is_stale(l, now))
             .map(|(_, l)| l)
             .next())
     }
@@ -101,9 +109,8 @@ impl Repository {
                 ),
             )
         };
-        if let Some(l) = self.conflict(exclusive, None)? {
-            return Err(locked(l));
-        }
+        // Write first, then look for others (one listing instead of two; a
+        // lock written by a process that then backs off is harmless).
         let mut lock = Lock {
             time: Utc::now().to_rfc3339(),
             exclusive,
@@ -113,7 +120,7 @@ impl Repository {
             operation: operation.to_string(),
         };
         let name = write_lock(&self.backend, &self.key.enc, &lock)?;
-        // Re-check: two processes may have written at the same moment.
+        // Two processes may write at the same moment: each sees the other.
         if let Some(l) = self.conflict(exclusive, Some(&name))? {
             let _ = self.backend.delete(&name);
             return Err(locked(l));
