@@ -274,8 +274,8 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
     let _prefetch = match &a.stdin_filename {
         None => {
             limit_heap_growth();
-            let roots = a.paths.iter().filter_map(|p| std::path::absolute(p).ok()).collect();
-            Some(cairn::source::prefetch::Prefetch::start(roots))
+            let roots = a.paths.iter().filter_map(|p| backup::absolute(p).ok()).collect();
+            Some(std::sync::Arc::new(cairn::source::prefetch::Prefetch::start(roots)))
         }
         Some(_) => None,
     };
@@ -294,7 +294,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         force: a.force,
         parent,
         progress: !g.quiet && !a.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
-        no_prefetch: _prefetch.is_some(),
+        prefetch: _prefetch.clone(),
     };
     let _lock = repo.lock(false, "backup")?;
     let start = std::time::Instant::now();

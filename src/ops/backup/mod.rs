@@ -8,7 +8,7 @@ mod stream;
 mod tree;
 
 pub use stream::{backup_stream, StreamInput};
-pub use tree::backup_paths;
+pub use tree::{absolute, backup_paths};
 
 use chrono::{DateTime, FixedOffset, Local};
 
@@ -35,9 +35,10 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Show a progress bar (the CLI sets it when on a terminal).
     pub progress: bool,
-    /// Don't start the metadata prefetch: the caller started it already
-    /// (the CLI does, before opening the repository, for a head start).
-    pub no_prefetch: bool,
+    /// A directory prefetch the caller started already (the CLI does,
+    /// before opening the repository, for a head start); else the backup
+    /// starts one.
+    pub prefetch: Option<std::sync::Arc<crate::source::prefetch::Prefetch>>,
 }
 
 /// What a backup did.

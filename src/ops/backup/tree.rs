@@ -28,9 +28,10 @@ use crate::repo::Repository;
 use crate::saver::Saver;
 use crate::source::exclude::Excludes;
 use crate::source::fsmeta::{node_from_metadata, node_from_metadata_since, OwnerNames};
+use crate::source::prefetch::{list_dir, Claim, DirListing, Prefetch};
 
 /// Absolute, lexically normalized path (symlinks are not resolved).
-fn absolute(p: &Path) -> Result<PathBuf> {
+pub fn absolute(p: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(p).map_err(|e| Error::io(p.display(), e))?;
     let mut out = PathBuf::from("/");
     for c in abs.components() {
@@ -83,6 +84,8 @@ struct Archiver<'r, 's> {
     file_bytes: u64,
     summary: Summary,
     progress: Progress,
+    /// Lists directories ahead of the walk.
+    prefetch: Arc<Prefetch>,
 }
 
 fn find<'a>(nodes: &'a [Node], name: &[u8]) -> Option<&'a Node> {
@@ -186,25 +189,28 @@ impl Archiver<'_, '_> {
 
     /// A directory's entries; `None` if it cannot be listed (recorded).
     fn save_dir(&mut self, path: &Path, parent: Option<TreeId>, root_dev: u64) -> Result<Option<TreeId>> {
-        let rd = match std::fs::read_dir(path) {
-            Ok(rd) => rd,
+        // Listed ahead by the prefetch threads, or here (sorted by name,
+        // lstat relative to the open directory).
+        let listing = match self.prefetch.claim(path) {
+            Claim::Ready(l) => l,
+            Claim::Mine => {
+                let l = list_dir(path);
+                if let Ok(l) = &l {
+                    self.prefetch.queue_subdirs(path, l);
+                }
+                l
+            }
+        };
+        let DirListing { entries, errors } = match listing {
+            Ok(l) => l,
             Err(e) => {
                 self.error(path, e);
                 return Ok(None);
             }
         };
-        let mut entries = Vec::new();
-        for e in rd {
-            match e {
-                Ok(e) => entries.push((e.file_name(), e)),
-                Err(e) => self.error(path, e),
-            }
+        for e in errors {
+            self.error(path, e);
         }
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        // lstat relative to the open directory (fstatat), not by walking the
-        // whole absolute path again for every entry; once per entry.
-        let entries: Vec<(OsString, std::io::Result<Metadata>)> =
-            entries.into_iter().map(|(name, e)| (name, e.metadata())).collect();
         let old = self.parent_nodes(parent);
         let mut readahead = ReadAhead::new(path, &entries, &old, self.force);
         let mut nodes = Vec::with_capacity(entries.len());
@@ -466,7 +472,7 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
         std::thread::spawn(move || scan(roots, t2));
         t
     });
-    let _prefetch = (!opts.no_prefetch).then(|| crate::source::prefetch::Prefetch::start(abs.clone()));
+    let prefetch = opts.prefetch.clone().unwrap_or_else(|| Arc::new(Prefetch::start(abs.clone())));
     let chunker = Arc::new(Chunker::new(&repo.config.chunker)?);
     let exclude_patterns = excludes.patterns().to_vec();
     let (root, mut summary, stored) = std::thread::scope(|scope| -> Result<_> {
@@ -484,6 +490,7 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
             file_bytes: 0,
             summary: Summary::default(),
             progress: Progress::new(opts.progress, totals),
+            prefetch,
         };
         let root = a.save_virtual(&trie, Path::new("/"), parent.as_ref().map(|p| p.1.tree))?;
         a.progress.finish();
