@@ -3,15 +3,39 @@
 # the integration suite (which drives the real binary), the format-spec
 # vectors, the demo's main job, and a check that benches and fuzz targets
 # build.
+#
+# The S3 tests need a real S3 server: this script starts one first with
+# scripts/s3-server.sh (single-node Ceph with radosgw on 127.0.0.1; it
+# installs the ceph packages with apt-get when they are missing, and reuses
+# a cluster that already runs) and exports CAIRN_TEST_S3, CAIRN_S3_DIR and
+# the AWS_* credentials for them. Without CAIRN_TEST_S3 the S3 tests skip
+# loudly, and fail when CI is set. Environment: CAIRN_S3_DIR (the cluster's
+# directory, default /var/tmp/cairn-s3), CAIRN_S3_PORT (radosgw's port,
+# default 7480). The server keeps running afterwards (stop it with
+# `bash scripts/s3-server.sh stop "$CAIRN_S3_DIR"`).
+#
+# The postgres:: tests need a real PostgreSQL: scripts/pg-server.sh starts
+# one (CAIRN_PG_DIR, default /var/tmp/cairn-pg; CAIRN_PG_PORT, default 55432).
+#
+# Other tools: coreutils, python3 (the S3 fault-injecting proxy) and
+# util-linux's setpriv (for the unreadable-file test run as `nobody`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The tests need only coreutils and util-linux's setpriv (for the
-# unreadable-file test run as `nobody`), which Debian always has; no server
-# is needed yet (S3, PostgreSQL and Redis arrive with the issues that use them).
 for tool in mkfifo setpriv python3 sha256sum; do
   command -v "$tool" >/dev/null || echo "note: $tool is missing; the tests that use it skip" >&2
 done
+
+export CAIRN_S3_DIR=${CAIRN_S3_DIR:-/var/tmp/cairn-s3}
+# Two steps, so that a failing start stops this script (set -e does not see
+# a failure inside eval "$(...)").
+s3_exports=$(bash scripts/s3-server.sh start "$CAIRN_S3_DIR" "${CAIRN_S3_PORT:-7480}")
+eval "$s3_exports"
+# PostgreSQL for the postgres:: tests (scripts/pg-server.sh installs it with
+# apt-get when initdb is missing; it listens on 127.0.0.1 only).
+pg_exports=$(bash scripts/pg-server.sh start "${CAIRN_PG_DIR:-/var/tmp/cairn-pg}" "${CAIRN_PG_PORT:-55432}")
+eval "$pg_exports"
+export CAIRN_TEST_PG=1
 
 export CARGO_TERM_COLOR=never
 cargo build --release --locked

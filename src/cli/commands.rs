@@ -296,7 +296,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         progress: !g.quiet && !a.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
         prefetch: _prefetch.clone(),
     };
-    let _lock = repo.lock(false, "backup")?;
+    let lock = repo.lock(false, "backup")?;
     let start = std::time::Instant::now();
     let out = match &a.stdin_filename {
         Some(name) => {
@@ -350,6 +350,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
             if s.partial { " (partial: some files could not be read)" } else { "" }
         );
     }
+    drop(lock); // released before the request counts, which include it
     g.report_stats(&repo);
     Ok(if s.partial { EXIT_PARTIAL } else { 0 })
 }

@@ -75,8 +75,8 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
     if src.config.id == dst.config.id {
         return Err(Error::invalid("the source and the destination are the same repository"));
     }
-    let _src_lock = src.lock(false, "copy (source)")?;
-    let _dst_lock = dst.lock(false, "copy")?;
+    let src_lock = src.lock(false, "copy (source)")?;
+    let dst_lock = dst.lock(false, "copy")?;
     let filter = SnapshotFilter { hosts: a.host.clone(), tags: a.tag.clone(), paths: a.path.clone() };
     let plan = copy::plan(&src, &dst, &filter, &a.snapshots)?;
     let say = !g.quiet && !a.json;
@@ -140,6 +140,7 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
             r.packs_verified
         );
     }
+    drop((src_lock, dst_lock)); // released before the request counts, which include them
     if g.verbose {
         eprintln!("source {}", src.backend.stats.summary());
         eprintln!("destination {}", dst.backend.stats.summary());

@@ -52,7 +52,12 @@ pub fn read(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
         let p = rpassword::prompt_password(src.prompt).map_err(|e| Error::io("reading the password", e))?;
         return Ok(Zeroizing::new(p.into_bytes()));
     }
-    Err(Error::invalid(format!("no password given: set {} or use --password-file or --password-command", src.env_var)))
+    let flags = match src.env_var {
+        "CAIRN_FROM_PASSWORD" => "--from-password-file or --from-password-command",
+        "CAIRN_NEW_PASSWORD" => "--new-password-file",
+        _ => "--password-file or --password-command",
+    };
+    Err(Error::invalid(format!("no password given: set {} or use {flags}", src.env_var)))
 }
 
 /// A new password, asked twice on a terminal.

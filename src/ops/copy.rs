@@ -57,6 +57,8 @@ pub struct CopyItem {
 pub struct CopyPlan {
     pub mode: CopyMode,
     pub items: Vec<CopyItem>,
+    /// Destination snapshots by the id of their original.
+    pub dest_by_origin: HashMap<SnapshotId, SnapshotId>,
 }
 
 impl CopyPlan {
@@ -119,7 +121,7 @@ pub fn plan(src: &Repository, dst: &Repository, filter: &SnapshotFilter, ids: &[
             CopyItem { source_id: id, snapshot: s, existing }
         })
         .collect();
-    Ok(CopyPlan { mode: mode(src, dst), items })
+    Ok(CopyPlan { mode: mode(src, dst), items, dest_by_origin: have })
 }
 
 /// Read source blobs in batches of about this many sealed bytes.
@@ -178,12 +180,15 @@ pub fn run(src: &Repository, dst: &Repository, plan: &CopyPlan) -> Result<CopyRe
     // Stage 2: read back what was written.
     report.packs_verified = verify_packs(dst, &stored.pack_ids)?;
     // Stage 3: the snapshots, each naming its original.
-    let mut new_ids: HashMap<SnapshotId, SnapshotId> = HashMap::new();
+    // A parent maps to its copy: made in this run, or already there
+    // (found by its original id); else it is dropped.
+    let mut new_ids: HashMap<SnapshotId, SnapshotId> =
+        plan.items.iter().filter_map(|i| i.existing.map(|d| (i.source_id, d))).collect();
     for (item, root) in todo.iter().zip(roots) {
         let mut s = item.snapshot.clone();
         s.original = Some(origin(&item.source_id, &item.snapshot));
         s.tree = root;
-        s.parent = s.parent.and_then(|p| new_ids.get(&p).copied());
+        s.parent = s.parent.and_then(|p| new_ids.get(&p).or_else(|| plan.dest_by_origin.get(&p)).copied());
         let id = dst.save_snapshot(&s)?;
         new_ids.insert(item.source_id, id);
         report.copied.push((item.source_id, id));

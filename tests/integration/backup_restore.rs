@@ -1,5 +1,7 @@
 //! Backing up and restoring: trees with every kind of entry and metadata,
-//! streams, listing, snapshot selection, keys, tags and excludes.
+//! streams, listing, snapshot selection, keys, tags and excludes. Every
+//! test runs twice (see `both_backends!`): `NAME::local` on a repository in
+//! a directory, `NAME::s3` on one on the S3 server of `CAIRN_TEST_S3`.
 
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr};
@@ -10,17 +12,47 @@ use std::path::{Path, PathBuf};
 use filetime::FileTime;
 use serde_json::Value;
 
-use crate::common::{self, assert_dir_contents_equal, assert_trees_equal, noise, restored, sha256_hex, Repo};
+use crate::common::{
+    self, assert_dir_contents_equal, assert_trees_equal, both_backends, noise, restored, sha256_hex, Repo, Where,
+};
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 test path")
 }
+
+both_backends!(
+    tree_round_trip_preserves_content_kinds_names_and_metadata,
+    restore_include_exclude_subpath_and_dry_run_select_only_what_was_asked,
+    stdin_stream_round_trip_records_size_and_sha256,
+    stdin_from_command_round_trip_records_the_command,
+    ls_lists_every_path_and_json_lines_parse,
+    snapshot_id_prefixes_and_latest_resolve_and_bad_ones_fail_clearly,
+    key_add_remove_and_passwd_change_which_passwords_open_the_repository,
+    tags_host_and_time_are_recorded_and_filter_snapshots,
+    excludes_by_pattern_file_and_directory_leave_paths_out_of_the_snapshot,
+    restore_never_writes_through_symlinks_already_in_the_target,
+);
 
 fn write(path: &Path, data: &[u8]) {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).expect("mkdir -p");
     }
     std::fs::write(path, data).expect("write");
+}
+
+/// The repository holds `snapshots` snapshots and some packs, where it
+/// should: a repository on S3 wrote nothing beside its local cache.
+fn assert_stored(repo: &Repo, snapshots: usize) {
+    assert_eq!(repo.list("snapshots").len(), snapshots, "snapshots in {}", repo.url());
+    assert!(!repo.list("data").is_empty(), "no pack in {}", repo.url());
+    if repo.on == Where::S3 {
+        let local: Vec<_> = std::fs::read_dir(repo.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "cache")
+            .collect();
+        assert!(local.is_empty(), "a repository on S3 wrote {local:?} locally");
+    }
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -140,15 +172,15 @@ fn build_odd_tree(src: &Path) {
     set_distinct_times(src);
 }
 
-#[test]
-fn tree_round_trip_preserves_content_kinds_names_and_metadata() {
-    let repo = Repo::init();
+fn tree_round_trip_preserves_content_kinds_names_and_metadata(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     build_odd_tree(&src);
 
     let o = repo.out(&["backup", p(&src)]);
     assert_eq!(o.code, Some(0), "backup failed:\n{}", o.stderr);
+    assert_stored(&repo, 1);
 
     // The whole snapshot: the source appears under its absolute path.
     let t1 = tmp.path().join("t1");
@@ -188,9 +220,8 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
-fn restore_include_exclude_subpath_and_dry_run_select_only_what_was_asked() {
-    let repo = Repo::init();
+fn restore_include_exclude_subpath_and_dry_run_select_only_what_was_asked(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     write(&src.join("docs/a.txt"), b"a");
@@ -248,13 +279,13 @@ fn restore_include_exclude_subpath_and_dry_run_select_only_what_was_asked() {
     assert_eq!(std::fs::read_dir(&t).unwrap().count(), 0, "--dry-run wrote into the target");
 }
 
-#[test]
-fn stdin_stream_round_trip_records_size_and_sha256() {
-    let repo = Repo::init();
+fn stdin_stream_round_trip_records_size_and_sha256(w: Where) {
+    let repo = Repo::init_on(w);
     let data = noise(5 << 20, 3);
     let summary = repo.backup_json(&["--stdin-filename", "db.sql"], Some(&data));
     assert_eq!(summary["partial"], false);
     assert_eq!(summary["total_bytes_processed"], data.len() as u64);
+    assert_stored(&repo, 1);
 
     let dumped = repo.dump("latest", "db.sql");
     assert_eq!(dumped.len(), data.len(), "dump returned another length");
@@ -280,9 +311,8 @@ fn stdin_stream_round_trip_records_size_and_sha256() {
     assert_eq!(sha256_hex(&std::fs::read(t.join("db.sql")).unwrap()), sha256_hex(&data));
 }
 
-#[test]
-fn stdin_from_command_round_trip_records_the_command() {
-    let repo = Repo::init();
+fn stdin_from_command_round_trip_records_the_command(w: Where) {
+    let repo = Repo::init_on(w);
     let script = "seq 1 200000";
     let expected: Vec<u8> = (1..=200_000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
     let summary =
@@ -304,9 +334,8 @@ fn stdin_from_command_round_trip_records_the_command() {
     assert_eq!(st["sha256"], sha256_hex(&expected));
 }
 
-#[test]
-fn ls_lists_every_path_and_json_lines_parse() {
-    let repo = Repo::init();
+fn ls_lists_every_path_and_json_lines_parse(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     write(&src.join("a.txt"), b"a");
@@ -348,9 +377,8 @@ fn ls_lists_every_path_and_json_lines_parse() {
     assert_eq!(by_path(&format!("{}/sub", p(&src)))["type"], "dir");
 }
 
-#[test]
-fn snapshot_id_prefixes_and_latest_resolve_and_bad_ones_fail_clearly() {
-    let repo = Repo::init();
+fn snapshot_id_prefixes_and_latest_resolve_and_bad_ones_fail_clearly(w: Where) {
+    let repo = Repo::init_on(w);
     // 17 snapshots: two of them must share their first hex digit.
     let mut ids = Vec::new();
     for i in 0..17 {
@@ -419,9 +447,8 @@ fn with_password(repo: &Repo, password: &str, args: &[&str]) -> common::Out {
     common::output(c)
 }
 
-#[test]
-fn key_add_remove_and_passwd_change_which_passwords_open_the_repository() {
-    let repo = Repo::init();
+fn key_add_remove_and_passwd_change_which_passwords_open_the_repository(w: Where) {
+    let repo = Repo::init_on(w);
     repo.backup_json(&["--stdin-filename", "f"], Some(b"payload"));
     let first = common::PASSWORD;
     let second = "second password";
@@ -473,9 +500,8 @@ fn key_add_remove_and_passwd_change_which_passwords_open_the_repository() {
     assert!(keys[0].1);
 }
 
-#[test]
-fn tags_host_and_time_are_recorded_and_filter_snapshots() {
-    let repo = Repo::init();
+fn tags_host_and_time_are_recorded_and_filter_snapshots(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join("f"), b"x");
     let src = p(tmp.path());
@@ -513,9 +539,8 @@ fn tags_host_and_time_are_recorded_and_filter_snapshots() {
     assert_eq!(ids(&["--path", src]), vec![ia, ib]);
 }
 
-#[test]
-fn excludes_by_pattern_file_and_directory_leave_paths_out_of_the_snapshot() {
-    let repo = Repo::init();
+fn excludes_by_pattern_file_and_directory_leave_paths_out_of_the_snapshot(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     for f in ["keep.txt", "app.log", "sub/deeper.log", "sub/keep.rs", "cache/blob", "cache/inner/x", "skip-me"] {
@@ -543,9 +568,8 @@ fn excludes_by_pattern_file_and_directory_leave_paths_out_of_the_snapshot() {
     assert!(listed.contains("/app.log"));
 }
 
-#[test]
-fn restore_never_writes_through_symlinks_already_in_the_target() {
-    let repo = Repo::init();
+fn restore_never_writes_through_symlinks_already_in_the_target(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     write(&src.join("x"), b"snapshot content\n");

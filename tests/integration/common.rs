@@ -1,7 +1,18 @@
-//! Shared helpers: a temporary repository and a `cairn` command bound to it.
+//! Shared helpers: a temporary repository (in a local directory or under a
+//! unique prefix on the S3 server named by `CAIRN_TEST_S3`) and a `cairn`
+//! command bound to it.
+//!
+//! S3 tests: `CAIRN_TEST_S3` (e.g. `s3:http://127.0.0.1:7480/cairn-test`, as
+//! `scripts/s3-server.sh start` prints it, with the `AWS_*` credentials)
+//! names the server. Without it the S3 variants print a loud
+//! "skipped: CAIRN_TEST_S3 not set" and pass, except when `CI` is set: CI
+//! always has the server, so there they fail. Every S3 test holds the shared
+//! side of a file lock ([`S3_LOCK`]); the tests that stop radosgw hold the
+//! exclusive side, so they never run beside another S3 test.
 
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -9,70 +20,337 @@ use tempfile::TempDir;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// Where a test repository lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Where {
+    /// A directory under the test's temporary directory.
+    Local,
+    /// A unique prefix under `$CAIRN_TEST_S3`.
+    S3,
+}
+
 /// A temporary repository with its own cache directory.
 pub struct Repo {
     pub dir: TempDir,
+    pub on: Where,
+    /// The `-r` value.
+    url: String,
+    password: String,
 }
 
 impl Repo {
-    /// Creates and initializes a repository.
+    /// Creates and initializes a local repository.
     pub fn init() -> Self {
-        let r = Self::uninit();
-        r.cmd().arg("init").assert().success();
+        Self::init_on(Where::Local)
+    }
+
+    /// A location for a local repository, not yet initialized.
+    pub fn uninit() -> Self {
+        Self::uninit_on(Where::Local)
+    }
+
+    /// Creates and initializes a repository on `w`.
+    pub fn init_on(w: Where) -> Self {
+        let r = Self::uninit_on(w);
+        r.init_repo();
         r
     }
 
-    /// A location for a repository, not yet initialized.
-    pub fn uninit() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+    /// Runs `init` (which must succeed) on an uninitialized repository.
+    pub fn init_repo(&self) {
+        let o = self.out(&["init"]);
+        assert_eq!(o.code, Some(0), "init of {} failed:\n{}", self.url, o.stderr);
     }
 
+    /// A location for a repository on `w`, not yet initialized. For S3, a
+    /// prefix `t-<random hex>` under `$CAIRN_TEST_S3` (which must be set:
+    /// S3 tests check [`s3_shared`] or [`s3_exclusive`] first).
+    pub fn uninit_on(w: Where) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = match w {
+            Where::Local => dir.path().join("repo").to_str().expect("utf-8 tempdir").to_string(),
+            Where::S3 => format!("{}/{}", s3_base().expect("CAIRN_TEST_S3 is not set"), unique_name("t")),
+        };
+        Self { dir, on: w, url, password: PASSWORD.to_string() }
+    }
+
+    /// The same repository with another password for its commands.
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.password = password.to_string();
+        self
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The `-r` value: a directory, or `s3:http://host:port/bucket/prefix`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The directory of a local repository.
     pub fn path(&self) -> PathBuf {
-        self.dir.path().join("repo")
+        assert_eq!(self.on, Where::Local, "path() of a repository on S3 ({}): use list()", self.url);
+        PathBuf::from(&self.url)
     }
 
     pub fn cache(&self) -> PathBuf {
         self.dir.path().join("cache")
     }
 
-    /// `cairn -r REPO` with the password and a private cache, quiet KDF.
+    /// `cairn -r REPO` with the password and a private cache, quiet KDF
+    /// (and the `AWS_*` credentials for a repository on S3).
     pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("cairn").expect("binary");
+        self.cmd_via(&self.url)
+    }
+
+    /// Like [`Repo::cmd`], but with `-r url` (the same repository reached
+    /// another way, e.g. through a fault-injecting proxy).
+    pub fn cmd_via(&self, url: &str) -> Command {
+        Command::from_std(self.std_cmd_via(url))
+    }
+
+    /// [`Repo::cmd_via`] as a `std::process::Command`, for a process the
+    /// test starts and then stops, kills or waits for itself.
+    pub fn std_cmd_via(&self, url: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_PASSWORD", &self.password)
             .env("CAIRN_CACHE_DIR", self.cache())
-            .env("CAIRN_INSECURE_TEST_KDF", "1")
-            .arg("-r")
-            .arg(self.path());
+            .env("CAIRN_INSECURE_TEST_KDF", "1");
+        if self.on == Where::S3 || url.starts_with("s3:") {
+            for (k, v) in aws_vars() {
+                c.env(k, v);
+            }
+        }
+        c.arg("-r").arg(url);
         c
     }
 
     /// Runs `cairn ARGS` and returns stdout; panics with stderr on failure.
     pub fn run(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().expect("run cairn");
-        assert!(
-            out.status.success(),
-            "cairn {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.out(args);
+        assert!(out.code == Some(0), "cairn {args:?} failed ({:?}):\n{}", out.code, out.stderr);
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 
     /// Total bytes stored in the repository.
     pub fn size(&self) -> u64 {
-        dir_size(&self.path())
+        match self.on {
+            Where::Local => dir_size(&self.path()),
+            Where::S3 => self.list("").iter().map(|(_, len)| len).sum(),
+        }
     }
 
-    /// Every object file under a repository folder (e.g. "data").
+    /// Every object file under a folder (e.g. "data") of a local repository.
     pub fn objects(&self, folder: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
         walk(&self.path().join(folder), &mut out);
         out.sort();
         out
     }
+
+    /// The repository's storage, through the library (either backend).
+    pub fn backend(&self) -> cairn::backend::Backend {
+        cairn::backend::Backend::open(&self.url, false, &Default::default())
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.url))
+    }
+
+    /// The objects under `folder` ("" = all), through the library: names
+    /// relative to the repository (e.g. `data/ab/abcd…`) and sizes, sorted.
+    pub fn list(&self, folder: &str) -> Vec<(String, u64)> {
+        let mut v = self.backend().list(folder).unwrap_or_else(|e| panic!("listing {folder} of {}: {e}", self.url));
+        v.sort();
+        v
+    }
+
+    /// The names (last path component) of the objects under `folder`.
+    pub fn object_ids(&self, folder: &str) -> Vec<String> {
+        self.list(folder).into_iter().map(|(n, _)| n.rsplit('/').next().unwrap_or(&n).to_string()).collect()
+    }
+}
+
+impl Drop for Repo {
+    /// A repository on S3 is deleted (best effort) when its test passed, and
+    /// kept, with its URL printed, when it failed.
+    fn drop(&mut self) {
+        if self.on != Where::S3 {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("kept the S3 repository of the failed test: {}", self.url);
+            return;
+        }
+        delete_s3_prefix(&self.url);
+    }
+}
+
+/// Deletes every object under an S3 URL (best effort).
+pub fn delete_s3_prefix(url: &str) {
+    let Ok(b) = cairn::backend::Backend::open(url, false, &Default::default()) else { return };
+    for (name, _) in b.list("").unwrap_or_default() {
+        let _ = b.delete(&name);
+    }
+}
+
+/// `PREFIX-<16 random hex digits>`.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+// ----- the S3 server of the tests
+
+/// The lock file that keeps the tests that stop radosgw apart from the
+/// other S3 tests (in this process and in others).
+pub const S3_LOCK: &str = "/tmp/cairn-s3-tests.lock";
+
+/// `$CAIRN_TEST_S3` without a trailing slash, if set.
+pub fn s3_base() -> Option<String> {
+    std::env::var("CAIRN_TEST_S3").ok().filter(|s| !s.trim().is_empty()).map(|s| s.trim_end_matches('/').to_string())
+}
+
+/// The parsed `$CAIRN_TEST_S3` (endpoint, bucket, prefix).
+pub fn s3_location() -> cairn::backend::S3Location {
+    let base = s3_base().expect("CAIRN_TEST_S3 is not set");
+    cairn::backend::S3Location::parse(&base)
+        .unwrap_or_else(|| panic!("CAIRN_TEST_S3={base} is not an s3: URL"))
+        .unwrap_or_else(|e| panic!("CAIRN_TEST_S3={base}: {e}"))
+}
+
+/// `host:port` of the S3 endpoint of `$CAIRN_TEST_S3`.
+pub fn s3_host_port() -> String {
+    let loc = s3_location();
+    let e = loc.endpoint.expect("CAIRN_TEST_S3 must name an endpoint: s3:http://host:port/bucket");
+    e.trim_start_matches("http://").trim_start_matches("https://").to_string()
+}
+
+/// Adds the `AWS_*` variables of the test process to a command (which
+/// cleared its environment).
+pub fn aws_env(c: &mut Command) {
+    for (k, v) in aws_vars() {
+        c.env(k, v);
+    }
+}
+
+fn aws_vars() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("AWS_"))).collect()
+}
+
+/// Whether an S3 test may run: with `CAIRN_TEST_S3` set, yes; without it,
+/// a loud skip message (straight to stderr, past the test harness's
+/// capture) and no, or a panic when `CI` is set.
+pub fn s3_enabled(test: &str) -> bool {
+    if s3_base().is_some() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: CAIRN_TEST_S3 is not set, and CI is: CI must run the S3 tests (scripts/test.sh starts the server)"
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** {test}: skipped: CAIRN_TEST_S3 not set (eval \"$(bash scripts/s3-server.sh start /var/tmp/cairn-s3 7480)\" first) ***"
+    );
+    false
+}
+
+/// A held lock on [`S3_LOCK`]; released when dropped.
+pub struct S3Lock(std::fs::File);
+
+fn lock_s3(exclusive: bool) -> S3Lock {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(S3_LOCK)
+        .unwrap_or_else(|e| panic!("opening {S3_LOCK}: {e}"));
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    loop {
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return S3Lock(f);
+        }
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "flock {S3_LOCK}: {e}");
+    }
+}
+
+/// For an S3 test that keeps the server up: `None` (skip) without
+/// `CAIRN_TEST_S3`, else the shared side of the S3 lock.
+pub fn s3_shared(test: &str) -> Option<S3Lock> {
+    s3_enabled(test).then(|| lock_s3(false))
+}
+
+/// For an S3 test that stops the server: the exclusive side of the lock.
+pub fn s3_exclusive(test: &str) -> Option<S3Lock> {
+    s3_enabled(test).then(|| lock_s3(true))
+}
+
+/// Runs a test function on a repository backend: the body of the tests
+/// that [`both_backends`] generates.
+pub fn run_on(w: Where, test: &str, f: fn(Where)) {
+    match w {
+        Where::Local => f(w),
+        Where::S3 => {
+            let Some(_lock) = s3_shared(test) else { return };
+            f(w)
+        }
+    }
+}
+
+/// `both_backends!(name, ...)` makes, for each `fn name(w: Where)`, a
+/// module `name` with two tests: `name::local` and `name::s3` (the latter
+/// skipped without `CAIRN_TEST_S3`, see [`s3_enabled`]).
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn local() {
+                $crate::common::run_on($crate::common::Where::Local, concat!(module_path!(), "::local"), super::$name);
+            }
+
+            #[test]
+            fn s3() {
+                $crate::common::run_on($crate::common::Where::S3, concat!(module_path!(), "::s3"), super::$name);
+            }
+        }
+    )+};
+}
+pub(crate) use both_backends;
+
+/// Backend request counts, from a `-v` line `[LABEL ]requests: N put, N get,
+/// N list, N delete; N bytes written, N bytes read`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub put: u64,
+    pub get: u64,
+    pub list: u64,
+    pub delete: u64,
+    pub written: u64,
+    pub read: u64,
+}
+
+/// The request counts printed by `-v` on the line starting with `label`
+/// ("" for a one-repository command, "source " or "destination " for copy).
+pub fn requests(stderr: &str, label: &str) -> Requests {
+    let want = format!("{label}requests: ");
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .unwrap_or_else(|| panic!("no `{want}` line in the -v output:\n{stderr}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    assert_eq!(nums.len(), 6, "unexpected request line: {line}");
+    Requests { put: nums[0], get: nums[1], list: nums[2], delete: nums[3], written: nums[4], read: nums[5] }
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -93,6 +371,14 @@ pub fn dir_size(dir: &Path) -> u64 {
     let mut files = Vec::new();
     walk(dir, &mut files);
     files.iter().map(|f| f.metadata().map(|m| m.len()).unwrap_or(0)).sum()
+}
+
+/// `len` bytes from /dev/urandom (incompressible, fast to make).
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut v = vec![0; len];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut v)).expect("read /dev/urandom");
+    v
 }
 
 /// Deterministic pseudo-random bytes.
@@ -291,13 +577,13 @@ impl Repo {
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_PASSWORD", &self.password)
             .env("CAIRN_CACHE_DIR", self.cache())
             .env("CAIRN_INSECURE_TEST_KDF", "1")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(bin)
             .arg("-r")
-            .arg(self.path());
+            .arg(&self.url);
         Some(c)
     }
 }

@@ -1,12 +1,13 @@
 //! Deduplication and incremental backups: what is stored twice, and what is
-//! read again.
+//! read again. Every test runs on a local repository (`NAME::local`) and on
+//! S3 (`NAME::s3`), whose stored bytes are summed from the object listing.
 
 use std::path::Path;
 
 use filetime::FileTime;
 use serde_json::Value;
 
-use crate::common::{noise, Repo};
+use crate::common::{both_backends, noise, Repo, Where};
 
 const MIB: u64 = 1 << 20;
 
@@ -14,9 +15,14 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 test path")
 }
 
-#[test]
-fn same_20mib_again_as_another_file_or_a_stream_adds_under_one_percent() {
-    let repo = Repo::init();
+both_backends!(
+    same_20mib_again_as_another_file_or_a_stream_adds_under_one_percent,
+    incremental_backup_reads_only_changed_files_including_same_size_and_mtime,
+    one_byte_inserted_into_16mib_file_stores_only_a_few_new_chunks,
+);
+
+fn same_20mib_again_as_another_file_or_a_stream_adds_under_one_percent(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let data = noise(20 << 20, 10);
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
@@ -51,9 +57,8 @@ fn counts(v: &Value) -> (u64, u64, u64) {
     (v["files_new"].as_u64().unwrap(), v["files_changed"].as_u64().unwrap(), v["files_unchanged"].as_u64().unwrap())
 }
 
-#[test]
-fn incremental_backup_reads_only_changed_files_including_same_size_and_mtime() {
-    let repo = Repo::init();
+fn incremental_backup_reads_only_changed_files_including_same_size_and_mtime(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     for i in 0..50 {
@@ -97,9 +102,8 @@ fn incremental_backup_reads_only_changed_files_including_same_size_and_mtime() {
     assert_eq!(repo.dump("latest", &format!("{}/d1/f21", p(&src))), bytes, "the snapshot kept the old content");
 }
 
-#[test]
-fn one_byte_inserted_into_16mib_file_stores_only_a_few_new_chunks() {
-    let repo = Repo::init();
+fn one_byte_inserted_into_16mib_file_stores_only_a_few_new_chunks(w: Where) {
+    let repo = Repo::init_on(w);
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("big.bin");
     let mut data = noise(16 << 20, 11);

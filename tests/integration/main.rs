@@ -6,5 +6,8 @@ mod common;
 mod backup_restore;
 mod cli;
 mod compat;
+mod copy;
 mod dedup;
 mod faults;
+mod postgres;
+mod s3;
