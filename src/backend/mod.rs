@@ -236,6 +236,11 @@ impl Backend {
         })
     }
 
+    /// Whether this is a local directory (requests are cheap).
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// How many puts (packs) may be in flight at once.
     pub fn connections(&self) -> usize {
         self.connections
