@@ -140,6 +140,9 @@ impl RestorePlan {
 /// snapshot's size. Files of a batch are near each other in the tree, as
 /// their blobs are in the packs, so batching costs few extra requests.
 pub const BATCH_FILES: usize = 16_384;
+/// On an object store, where a pack split across two batches costs a
+/// request more, batches are larger (memory stays bounded all the same).
+pub const BATCH_FILES_REMOTE: usize = 131_072;
 
 /// Restores `sub` of the snapshot tree `root` into `target`, planning and
 /// executing in batches of [`BATCH_FILES`] files.
@@ -255,7 +258,8 @@ impl Builder<'_> {
     }
 
     fn file(&mut self, path: PathBuf, mut node: Node) -> Result<()> {
-        if self.batch.is_some() && self.plan.files.len() >= BATCH_FILES {
+        let limit = if self.repo.backend.is_local() { BATCH_FILES } else { BATCH_FILES_REMOTE };
+        if self.batch.is_some() && self.plan.files.len() >= limit {
             self.flush()?;
         }
         let idx = self.plan.files.len();
