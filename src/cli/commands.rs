@@ -192,6 +192,9 @@ pub struct CheckArgs {
     /// Also read every pack and verify every blob
     #[arg(long)]
     pub read_data: bool,
+    /// Read only some packs: n/m (group n of m), day/m (group by day number: m nights cover all), or x%
+    #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -548,8 +551,13 @@ fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
 }
 
 fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
+    let read = match &a.read_data_subset {
+        Some(sub) => check::ReadData::parse_subset(sub, chrono::Utc::now().timestamp().div_euclid(86_400))?,
+        None if a.read_data => check::ReadData::All,
+        None => check::ReadData::None,
+    };
     let repo = g.open()?;
-    let report = check::check(&repo, a.read_data)?;
+    let report = check::check(&repo, read)?;
     if a.json {
         println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);
     } else {
@@ -570,7 +578,11 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
                 report.snapshots,
                 report.trees,
                 report.packs,
-                if a.read_data { format!(", {} blobs read", report.blobs_read) } else { String::new() },
+                if read != check::ReadData::None {
+                    format!(", {} packs and {} blobs read", report.packs_read, report.blobs_read)
+                } else {
+                    String::new()
+                },
                 if report.problems.is_empty() { "no errors" } else { "ERRORS FOUND" }
             );
         }

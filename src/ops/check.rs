@@ -10,17 +10,91 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, TRAILER_LEN};
 use crate::id::{BlobId, BlobKind, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack;
 use crate::repo::{content_id, keys, Repository};
+
+/// Which packs `check` reads whole.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReadData {
+    /// None: structure only.
+    None,
+    /// Every pack (`--read-data`).
+    All,
+    /// Group `n` (1-based) of `m` (`--read-data-subset n/m`): the packs
+    /// whose id, read as a little-endian u32 from its first four bytes, is
+    /// `n - 1` modulo `m`. The m groups together are every pack.
+    Group { n: u32, m: u32 },
+    /// A random sample of this fraction of the packs, at least one
+    /// (`--read-data-subset 10%`).
+    Fraction(f64),
+}
+
+impl ReadData {
+    /// Parses `n/m`, `day/m` (n = days since 1970-01-01 modulo m, plus 1:
+    /// a nightly run covers every pack in m nights) or `x%`.
+    pub fn parse_subset(s: &str, days_since_epoch: i64) -> Result<Self> {
+        let bad = || {
+            Error::invalid(format!(
+                "--read-data-subset {s:?}: use n/m (1 <= n <= m), day/m, or a percentage such as 10%"
+            ))
+        };
+        if let Some(p) = s.strip_suffix('%') {
+            let x: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(x > 0.0 && x <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(ReadData::Fraction(x / 100.0));
+        }
+        let (n, m) = s.split_once('/').ok_or_else(bad)?;
+        let m: u32 = m.trim().parse().map_err(|_| bad())?;
+        if m == 0 {
+            return Err(bad());
+        }
+        let n: u32 = if n.trim() == "day" {
+            (days_since_epoch.rem_euclid(m as i64) + 1) as u32
+        } else {
+            n.trim().parse().map_err(|_| bad())?
+        };
+        if n == 0 || n > m {
+            return Err(bad());
+        }
+        Ok(ReadData::Group { n, m })
+    }
+
+    /// The packs to read, out of `all`.
+    pub fn select<'a>(&self, all: &[&'a PackId]) -> Vec<&'a PackId> {
+        match *self {
+            ReadData::None => Vec::new(),
+            ReadData::All => all.to_vec(),
+            ReadData::Group { n, m } => all
+                .iter()
+                .copied()
+                .filter(|id| u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m == n - 1)
+                .collect(),
+            ReadData::Fraction(f) => {
+                if all.is_empty() {
+                    return Vec::new();
+                }
+                let k = ((all.len() as f64 * f).ceil() as usize).clamp(1, all.len());
+                let mut v = all.to_vec();
+                rand::seq::SliceRandom::shuffle(v.as_mut_slice(), &mut rand::thread_rng());
+                v.truncate(k);
+                v
+            }
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
     pub snapshots: usize,
     pub trees: usize,
     pub packs: usize,
+    /// Packs read whole (all, a subset, or none).
+    pub packs_read: usize,
     pub blobs_read: u64,
     /// Damage: each line names the object.
     pub problems: Vec<String>,
@@ -30,7 +104,7 @@ pub struct CheckReport {
     pub notes: Vec<String>,
 }
 
-pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
+pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     for (id, kf) in keys::list_key_files(&repo.backend)? {
         if let Err(e) = kf {
@@ -135,8 +209,11 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     }
     // Every byte.
     let mut damaged: HashSet<BlobId> = HashSet::new();
-    if read_data {
-        let ids: Vec<&PackId> = sizes.keys().collect();
+    if read_data != ReadData::None {
+        let mut all: Vec<&PackId> = sizes.keys().collect();
+        all.sort();
+        let ids = read_data.select(&all);
+        r.packs_read = ids.len();
         let out = Mutex::new((Vec::<String>::new(), HashSet::<BlobId>::new(), 0u64));
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -240,5 +317,38 @@ fn affected(
         if let Some(t) = n.subtree() {
             affected(repo, sid, t, &p, lost, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_parse_and_bad_ones_are_refused() {
+        assert_eq!(ReadData::parse_subset("2/7", 0).unwrap(), ReadData::Group { n: 2, m: 7 });
+        assert_eq!(ReadData::parse_subset("day/7", 15).unwrap(), ReadData::Group { n: 2, m: 7 });
+        assert_eq!(ReadData::parse_subset("day/7", 20).unwrap(), ReadData::Group { n: 7, m: 7 });
+        assert_eq!(ReadData::parse_subset("10%", 0).unwrap(), ReadData::Fraction(0.1));
+        for bad in ["0/3", "4/3", "1/0", "x/3", "3", "0%", "101%", "-5%", "", "day/0"] {
+            assert!(ReadData::parse_subset(bad, 0).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn groups_partition_the_packs_and_fractions_round_up() {
+        let ids: Vec<PackId> = (0u32..200).map(|i| PackId(*blake3::hash(&i.to_le_bytes()).as_bytes())).collect();
+        let all: Vec<&PackId> = ids.iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        for n in 1..=7 {
+            for id in (ReadData::Group { n, m: 7 }).select(&all) {
+                assert!(seen.insert(*id), "pack {id} in two groups");
+            }
+        }
+        assert_eq!(seen.len(), ids.len(), "the 7 groups together are every pack");
+        assert_eq!(ReadData::Fraction(0.1).select(&all).len(), 20);
+        assert_eq!(ReadData::Fraction(0.001).select(&all).len(), 1);
+        assert_eq!(ReadData::All.select(&all).len(), 200);
+        assert!(ReadData::None.select(&all).is_empty());
     }
 }

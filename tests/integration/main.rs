@@ -4,6 +4,7 @@
 mod common;
 
 mod backup_restore;
+mod check;
 mod cli;
 mod compat;
 mod copy;
