@@ -136,20 +136,26 @@ fn map_err(local: bool, location: &str, what: &str, e: object_store::Error) -> E
         );
     }
     let denied = ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403 Forbidden"];
+    let denied = denied.into_iter().find(|d| text.contains(d)).or(match e {
+        E::PermissionDenied { .. } => Some("PermissionDenied"),
+        _ => None,
+    });
+    if let Some(code) = denied {
+        let msg = format!(
+            "{location}: access denied ({code}) reading or writing {what}; check the credentials \
+             (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)"
+        );
+        return Error::with_source(ErrorKind::Io, msg, e);
+    }
     let kind = match &e {
-        _ if denied.iter().any(|d| text.contains(d)) => ErrorKind::Io,
         E::NotFound { .. } => ErrorKind::NotFound,
         E::AlreadyExists { .. } | E::Precondition { .. } => ErrorKind::Corrupt,
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => ErrorKind::Io,
+        E::Unauthenticated { .. } => ErrorKind::Io,
         _ if local => ErrorKind::Io,
         _ => ErrorKind::Transient,
     };
     let msg = match kind {
         ErrorKind::NotFound => format!("{what}: object not found"),
-        ErrorKind::Io if denied.iter().any(|d| text.contains(d)) || matches!(e, E::PermissionDenied { .. }) => {
-            let code = denied.iter().find(|d| text.contains(*d)).copied().unwrap_or("PermissionDenied");
-            format!("{location}: access denied ({code}) reading or writing {what}; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)")
-        }
         ErrorKind::Transient => {
             format!("{what}: the storage server did not answer successfully, even after retries: {}", one_line(&text))
         }

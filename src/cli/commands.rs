@@ -88,7 +88,7 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self) -> SnapshotFilter {
+    pub(super) fn filter(&self) -> SnapshotFilter {
         SnapshotFilter { hosts: self.hosts.clone(), tags: self.tags.clone(), paths: self.paths.clone() }
     }
 }

@@ -9,7 +9,6 @@ use super::output::bytes;
 use super::{password, Global};
 use cairn::backend::Backend;
 use cairn::ops::copy::{self, CopyMode};
-use cairn::ops::snapshots::SnapshotFilter;
 use cairn::repo::Repository;
 use cairn::{Error, Result};
 
@@ -52,15 +51,8 @@ pub struct CopyArgs {
     pub snapshots: Vec<String>,
     #[command(flatten)]
     pub from: FromRepoArgs,
-    /// Only snapshots of this host (may repeat)
-    #[arg(long, value_name = "HOST")]
-    pub host: Vec<String>,
-    /// Only snapshots with these tags (a,b = both; may repeat = either)
-    #[arg(long, value_name = "TAGS")]
-    pub tag: Vec<String>,
-    /// Only snapshots of this path (may repeat)
-    #[arg(long, value_name = "PATH")]
-    pub path: Vec<String>,
+    #[command(flatten)]
+    pub filter: super::commands::FilterArgs,
     /// Show what would be copied, and copy nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -77,8 +69,7 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
     }
     let src_lock = src.lock(false, "copy (source)")?;
     let dst_lock = dst.lock(false, "copy")?;
-    let filter = SnapshotFilter { hosts: a.host.clone(), tags: a.tag.clone(), paths: a.path.clone() };
-    let plan = copy::plan(&src, &dst, &filter, &a.snapshots)?;
+    let plan = copy::plan(&src, &dst, &a.filter.filter(), &a.snapshots)?;
     let say = !g.quiet && !a.json;
     if say && plan.mode == CopyMode::Rechunk && plan.to_copy().next().is_some() {
         eprintln!(

@@ -169,14 +169,24 @@ impl Repository {
 
     /// Seals and stores a JSON/index object under `folder/<sha256>`.
     pub fn save_object(&self, folder: &str, ty: ObjectType, plain: &[u8]) -> Result<[u8; 32]> {
-        let sealed = seal::seal(&self.key.enc, ty, plain, Some(self.config.compression));
+        Ok(self.store_object(folder, ty, plain)?.0)
+    }
+
+    /// Seals and stores an object; returns its id and the stored bytes.
+    fn store_object(&self, folder: &str, ty: ObjectType, plain: &[u8]) -> Result<([u8; 32], Bytes)> {
+        let sealed = Bytes::from(seal::seal(&self.key.enc, ty, plain, Some(self.config.compression)));
         let id = content_id(&sealed);
-        self.backend.put(&format!("{folder}/{}", hex::encode(id)), Bytes::from(sealed))?;
-        Ok(id)
+        self.backend.put(&format!("{folder}/{}", hex::encode(id)), sealed.clone())?;
+        Ok((id, sealed))
     }
 
     /// Loads `folder/<id>`, checks its name against its SHA-256, opens it.
     pub fn load_object(&self, folder: &str, id: &[u8; 32], ty: ObjectType) -> Result<Vec<u8>> {
+        Ok(self.fetch_object(folder, id, ty)?.1)
+    }
+
+    /// [`Self::load_object`], also returning the stored bytes.
+    fn fetch_object(&self, folder: &str, id: &[u8; 32], ty: ObjectType) -> Result<(Bytes, Vec<u8>)> {
         let name = format!("{folder}/{}", hex::encode(id));
         let bytes = self.backend.get(&name).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
@@ -188,7 +198,8 @@ impl Repository {
         if &content_id(&bytes) != id {
             return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
         }
-        seal::open(&self.key.enc, ty, &bytes, MAX_OBJECT).context(&name)
+        let plain = seal::open(&self.key.enc, ty, &bytes, MAX_OBJECT).context(&name)?;
+        Ok((bytes, plain))
     }
 
     /// Ids of all objects in a folder whose names are valid: exactly 64
@@ -345,9 +356,7 @@ impl Repository {
     // ----- snapshots
 
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
-        let sealed = seal::seal(&self.key.enc, ObjectType::Snapshot, &s.encode(), Some(self.config.compression));
-        let id = content_id(&sealed);
-        self.backend.put(&format!("snapshots/{}", hex::encode(id)), Bytes::from(sealed.clone()))?;
+        let (id, sealed) = self.store_object("snapshots", ObjectType::Snapshot, &s.encode())?;
         let _ = self.cache.put_snapshot(&id, &sealed);
         Ok(SnapshotId(id))
     }
@@ -371,18 +380,7 @@ impl Repository {
     /// Loads a snapshot from the repository itself (for `check`), and
     /// refreshes the cached copy.
     pub fn fetch_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let name = format!("snapshots/{id}");
-        let bytes = self.backend.get(&name).map_err(|e| {
-            if e.kind() == ErrorKind::NotFound {
-                Error::not_found(format!("{name} does not exist"))
-            } else {
-                e
-            }
-        })?;
-        if content_id(&bytes) != id.0 {
-            return Err(Error::corrupt(format!("{name} is damaged: its content does not match its name")));
-        }
-        let plain = seal::open(&self.key.enc, ObjectType::Snapshot, &bytes, MAX_OBJECT).context(&name)?;
+        let (bytes, plain) = self.fetch_object("snapshots", &id.0, ObjectType::Snapshot)?;
         let s = Snapshot::decode(&plain).context(format!("snapshot {id}"))?;
         let _ = self.cache.put_snapshot(&id.0, &bytes);
         Ok(s)
