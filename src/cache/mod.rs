@@ -258,17 +258,17 @@ impl IndexCache {
         Ok(())
     }
 
-    /// Forgets everything.
+    /// Forgets the index (blob locations and the index objects absorbed).
+    /// Cached trees and snapshots stay: they are checked against their ids
+    /// on every use, so an index rebuild cannot make them wrong, and a
+    /// verified copy of a snapshot is what `repair snapshots` puts back when
+    /// the repository's object is damaged.
     pub fn clear(&self) -> Result<()> {
         let tx = self.db.begin_write()?;
         tx.delete_table(BLOBS)?;
         tx.delete_table(INDEX_FILES)?;
-        tx.delete_table(TREES)?;
-        tx.delete_table(SNAPSHOTS)?;
         tx.open_table(BLOBS)?;
         tx.open_table(INDEX_FILES)?;
-        tx.open_table(TREES)?;
-        tx.open_table(SNAPSHOTS)?;
         tx.commit()?;
         Ok(())
     }

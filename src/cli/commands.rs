@@ -221,6 +221,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Cmd::Check(a) => check(g, a),
         Cmd::Copy(a) => super::copy::copy(g, a),
+        Cmd::Repair(a) => super::repair::repair(g, a),
     }
 }
 
@@ -556,13 +557,16 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         None if a.read_data => check::ReadData::All,
         None => check::ReadData::None,
     };
-    let repo = g.open()?;
+    let repo = g.open_quietly()?;
     let report = check::check(&repo, read)?;
     if a.json {
         println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);
     } else {
         for p in &report.problems {
             println!("error: {p}");
+        }
+        for o in &report.damaged_objects {
+            println!("damaged: {o}");
         }
         for p in &report.affected {
             println!("affected: {p}");
@@ -585,6 +589,11 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
                 },
                 if report.problems.is_empty() { "no errors" } else { "ERRORS FOUND" }
             );
+            if !report.problems.is_empty() {
+                println!(
+                    "to repair: `cairn repair index --read-data`, then `cairn repair snapshots --forget` (both take --dry-run)"
+                );
+            }
         }
     }
     g.report_stats(&repo);

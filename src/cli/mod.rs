@@ -5,6 +5,7 @@ mod commands;
 mod copy;
 mod output;
 mod password;
+mod repair;
 
 use std::path::PathBuf;
 
@@ -78,6 +79,8 @@ pub enum Cmd {
     Copy(copy::CopyArgs),
     /// Verify the repository's structure and, with --read-data, every byte
     Check(commands::CheckArgs),
+    /// Repair a damaged repository: rebuild the index, rewrite snapshots
+    Repair(repair::RepairArgs),
 }
 
 impl Global {
@@ -118,6 +121,16 @@ impl Global {
 
     /// Opens the repository: the typed state every command but `init` needs.
     pub fn open(&self) -> Result<Repository> {
+        let repo = self.open_quietly()?;
+        for (id, why) in repo.damaged_indexes() {
+            eprintln!("warning: index/{id} is not used: {why} (run `cairn check`, then `cairn repair index`)");
+        }
+        Ok(repo)
+    }
+
+    /// Opens without warning about damaged index objects (for the commands
+    /// that report them themselves: check, repair).
+    pub fn open_quietly(&self) -> Result<Repository> {
         let backend = self.backend(false)?;
         let pw = self.password("enter password for repository: ")?;
         Repository::open(backend, &pw, self.cache_mode())

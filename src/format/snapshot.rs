@@ -39,6 +39,19 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+/// What `repair snapshots` changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repaired {
+    /// The snapshot this one replaces.
+    pub from: SnapshotId,
+    /// When the repair ran.
+    pub time: DateTime<FixedOffset>,
+    /// Each path left out, with the reason (`/dir/file: chunk … is not in
+    /// the index`). A directory whose listing was lost ends in `/` and is
+    /// kept, empty.
+    pub dropped: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u32,
@@ -66,6 +79,10 @@ pub struct Snapshot {
     /// first made (kept through chains of copies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<SnapshotId>,
+    /// Set by `repair snapshots` on the snapshot it stores in place of a
+    /// damaged one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<Repaired>,
     pub backup_start: DateTime<FixedOffset>,
     pub backup_end: DateTime<FixedOffset>,
     pub program_version: String,
@@ -100,7 +117,7 @@ mod tests {
                 version: 1, time: t, hostname: host, username: "u".into(), paths: vec!["/a".into()],
                 tags, parent: Some(SnapshotId([1; 32])), tree: TreeId([2; 32]), partial: false,
                 excludes: vec![], stream: Some(StreamInfo { filename: "db.sql".into(), size, sha256: "00".into(), command: None }),
-                summary: Summary::default(), original: None, backup_start: t, backup_end: t, program_version: "x".into(),
+                summary: Summary::default(), original: None, repaired: None, backup_start: t, backup_end: t, program_version: "x".into(),
             };
             prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         }

@@ -98,6 +98,11 @@ pub struct CheckReport {
     pub blobs_read: u64,
     /// Damage: each line names the object.
     pub problems: Vec<String>,
+    /// The damaged (or missing) objects, by name: `keys/<id>`, `index/<id>`,
+    /// `snapshots/<id>`, `data/<xx>/<id>`.
+    pub damaged_objects: std::collections::BTreeSet<String>,
+    /// Damaged blobs that another pack also holds: (blob, good copies).
+    pub other_copies: Vec<(String, Vec<PackId>)>,
     /// Snapshot files that damaged or missing data affects.
     pub affected: Vec<String>,
     /// Harmless findings (e.g. unindexed packs from an interrupted backup).
@@ -109,6 +114,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     for (id, kf) in keys::list_key_files(&repo.backend)? {
         if let Err(e) = kf {
             r.problems.push(format!("key {id}: {e}"));
+            r.damaged_objects.insert(format!("keys/{id}"));
         }
     }
     // Packs present.
@@ -131,16 +137,19 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             Ok(p) => p,
             Err(e) => {
                 r.problems.push(format!("index/{id}: {e}"));
+                r.damaged_objects.insert(format!("index/{id}"));
                 continue;
             }
         };
         for p in packs {
             let Some(&size) = sizes.get(&p.id) else {
                 r.problems.push(format!("index/{id} names pack {} which does not exist", p.id));
+                r.damaged_objects.insert(pack::object_name(&p.id));
                 continue;
             };
             for e in &p.blobs {
                 if e.end() + TRAILER_LEN as u64 > size {
+                    r.damaged_objects.insert(pack::object_name(&p.id));
                     r.problems.push(format!(
                         "index/{id}: blob {} lies beyond the end of pack {}",
                         hex::encode(e.id),
@@ -163,7 +172,10 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         let id = SnapshotId(id);
         match repo.fetch_snapshot(&id) {
             Ok(s) => snaps.push((id, s)),
-            Err(e) => r.problems.push(format!("snapshot {id}: {e}")),
+            Err(e) => {
+                r.problems.push(format!("snapshot {id}: {e}"));
+                r.damaged_objects.insert(format!("snapshots/{id}"));
+            }
         }
     }
     r.snapshots = snaps.len();
@@ -184,6 +196,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             let nodes = match repo.load_tree(&t) {
                 Ok(n) => n,
                 Err(e) => {
+                    for p in where_.get(&BlobId::tree(t)).into_iter().flatten() {
+                        r.damaged_objects.insert(pack::object_name(p));
+                    }
                     r.problems.push(format!("tree {t} ({}, snapshot {}): {e}", path.display(), sid.short()));
                     missing.insert(BlobId::tree(t));
                     continue;
@@ -215,6 +230,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         let ids = read_data.select(&all);
         r.packs_read = ids.len();
         let out = Mutex::new((Vec::<String>::new(), HashSet::<BlobId>::new(), 0u64));
+        let bad_packs = Mutex::new(HashSet::<PackId>::new());
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..crate::saver::worker_count() {
@@ -222,6 +238,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(id) = ids.get(i) else { return };
                     let (probs, bad, n) = read_pack(repo, id, expected.get(id).map(Vec::as_slice).unwrap_or(&[]));
+                    if !probs.is_empty() {
+                        bad_packs.lock().unwrap_or_else(|p| p.into_inner()).insert(**id);
+                    }
                     let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                     o.0.extend(probs);
                     o.1.extend(bad);
@@ -233,15 +252,29 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         r.problems.extend(probs);
         damaged = bad;
         r.blobs_read = n;
+        let bad_packs = bad_packs.into_inner().unwrap_or_else(|p| p.into_inner());
+        r.damaged_objects.extend(bad_packs.iter().map(pack::object_name));
+        // A damaged blob may have a copy in a pack that read clean (or was
+        // not read): `repair index --read-data` keeps that one.
+        let mut copies: Vec<(String, Vec<PackId>)> = damaged
+            .iter()
+            .filter_map(|b| {
+                let good: Vec<PackId> = where_.get(b)?.iter().filter(|p| !bad_packs.contains(p)).copied().collect();
+                (!good.is_empty()).then(|| (hex::encode(b.id), good))
+            })
+            .collect();
+        copies.sort();
+        r.other_copies = copies;
     }
     // Name what the damage affects, and whether another copy exists.
     let lost: HashSet<BlobId> = damaged.iter().chain(&missing).copied().collect();
     if !lost.is_empty() {
-        for b in &damaged {
-            let copies = where_.get(b).map(Vec::len).unwrap_or(0);
-            if copies > 1 {
-                r.notes.push(format!("blob {} has {} other copies in other packs", hex::encode(b.id), copies - 1));
-            }
+        for (b, packs) in &r.other_copies {
+            let list: Vec<String> = packs.iter().map(|p| p.short()).collect();
+            r.notes.push(format!(
+                "damaged blob {b} has another copy in pack(s) {} (`cairn repair index --read-data` drops the damaged one)",
+                list.join(", ")
+            ));
         }
         for (sid, s) in &snaps {
             affected(repo, sid, s.tree, Path::new("/"), &lost, &mut r.affected);

@@ -7,5 +7,6 @@ pub mod check;
 pub mod copy;
 pub mod dump;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;

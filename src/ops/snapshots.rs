@@ -95,6 +95,7 @@ mod tests {
             stream: None,
             summary: Summary::default(),
             original: None,
+            repaired: None,
             backup_start: t,
             backup_end: t,
             program_version: String::new(),

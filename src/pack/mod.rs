@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 pub mod packer;
+pub mod salvage;
 
 use sha2::{Digest, Sha256};
 

@@ -57,7 +57,24 @@ pub fn find_key<T>(
             }
         }
     }
-    Err(last.unwrap_or_else(|| Error::new(ErrorKind::WrongPassword, "wrong password: no key file opens with it")))
+    if let Some(e) = last {
+        return Err(e);
+    }
+    // Say so when a key file is damaged: that, not the password, may be why.
+    let damaged: Vec<String> =
+        keys.iter().filter_map(|(id, kf)| kf.as_ref().err().map(|e| format!("keys/{id} ({e})"))).collect();
+    if damaged.is_empty() {
+        Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key file opens with it"))
+    } else {
+        Err(Error::new(
+            ErrorKind::WrongPassword,
+            format!(
+                "no key file opens with this password, and {} is damaged: {}",
+                plural(damaged.len()),
+                damaged.join("; ")
+            ),
+        ))
+    }
 }
 
 /// One row of `key list`.
@@ -127,5 +144,13 @@ impl Repository {
         self.backend.delete(&format!("keys/{old}"))?;
         self.key_id = new;
         Ok(new)
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        "a key file"
+    } else {
+        "more than one key file"
     }
 }

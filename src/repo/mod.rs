@@ -82,6 +82,9 @@ pub struct Repository {
     pub config: Config,
     pub cache: IndexCache,
     key_id: KeyId,
+    /// Index objects that did not load at the last sync (damaged or gone),
+    /// with the reason. Their packs are not used until `repair index`.
+    damaged_indexes: std::sync::Mutex<Vec<(IndexId, String)>>,
 }
 
 /// An object name: exactly 64 lower-case hex digits.
@@ -137,7 +140,7 @@ impl Repository {
         }
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
         cache.clear()?;
-        Ok(Self { backend, key, config, cache, key_id })
+        Ok(Self { backend, key, config, cache, key_id, damaged_indexes: Default::default() })
     }
 
     /// Opens a repository with a password and syncs the cache.
@@ -157,7 +160,7 @@ impl Repository {
         })?;
         let config = Config::decode(&plain)?;
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
-        let repo = Self { backend, key, config, cache, key_id };
+        let repo = Self { backend, key, config, cache, key_id, damaged_indexes: Default::default() };
         repo.sync_cache()?;
         Ok(repo)
     }
@@ -236,16 +239,33 @@ impl Repository {
         self.sync_cache()
     }
 
+    /// Loads index objects into the cache. One that is damaged (or vanished
+    /// since the listing) is skipped and recorded, not fatal: the rest of the
+    /// repository stays usable, `check` names it, and `repair index`
+    /// rebuilds what it held from the pack headers.
     fn absorb(&self, ids: Vec<IndexId>) -> Result<()> {
+        let mut damaged = self.damaged_indexes.lock().unwrap_or_else(|p| p.into_inner());
+        damaged.clear();
         // Bounded batches keep memory flat on large repositories.
         for batch in ids.chunks(16) {
             let mut items = Vec::with_capacity(batch.len());
             for id in batch {
-                items.push((*id, self.load_index(id)?));
+                match self.load_index(id) {
+                    Ok(packs) => items.push((*id, packs)),
+                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto | ErrorKind::NotFound) => {
+                        damaged.push((*id, e.to_string()))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             self.cache.add_indexes(&items)?;
         }
         Ok(())
+    }
+
+    /// Index objects skipped at the last sync because they did not load.
+    pub fn damaged_indexes(&self) -> Vec<(IndexId, String)> {
+        self.damaged_indexes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn load_index(&self, id: &IndexId) -> Result<Vec<IndexPack>> {

@@ -101,6 +101,7 @@ fn write_snapshot(
         stream,
         summary,
         original: None,
+        repaired: None,
         backup_start: start,
         backup_end: end,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
