@@ -147,6 +147,15 @@ fn map_err(local: bool, location: &str, what: &str, e: object_store::Error) -> E
         );
         return Error::with_source(ErrorKind::Io, msg, e);
     }
+    // A range past the end: the object is shorter than its index says
+    // (truncated or emptied). That is damage, not a reason to retry.
+    if text.contains("InvalidRange") || text.contains("416 Range Not Satisfiable") {
+        return Error::with_source(
+            ErrorKind::Corrupt,
+            format!("{what}: the object is shorter than the range read (truncated or damaged)"),
+            e,
+        );
+    }
     let kind = match &e {
         E::NotFound { .. } => ErrorKind::NotFound,
         E::AlreadyExists { .. } | E::Precondition { .. } => ErrorKind::Corrupt,

@@ -123,7 +123,8 @@ impl Global {
     pub fn open(&self) -> Result<Repository> {
         let repo = self.open_quietly()?;
         for (id, why) in repo.damaged_indexes() {
-            eprintln!("warning: index/{id} is not used: {why} (run `cairn check`, then `cairn repair index`)");
+            let why = if why.contains(&id.to_string()) { why } else { format!("index/{id}: {why}") };
+            eprintln!("warning: {why}; its entries are not used (run `cairn check`, then `cairn repair index`)");
         }
         Ok(repo)
     }

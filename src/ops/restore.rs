@@ -393,6 +393,11 @@ fn execute_files(
         }
     });
     if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        // Files were created at full length before their data arrived: none
+        // may stay behind looking restored.
+        for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
+            let _ = std::fs::remove_file(&f.path);
+        }
         return Err(e);
     }
     let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
