@@ -109,6 +109,15 @@ pub struct CheckReport {
     pub notes: Vec<String>,
 }
 
+/// Packs read whole at once (jobs queued ahead of the readers): with the
+/// index entries of each, this bounds check's memory whatever the
+/// repository's size.
+const PACKS_QUEUED: usize = 8;
+
+/// Checks the repository. Memory holds the pack list, which index object
+/// names which pack, and the set of trees seen; blob lookups go through the
+/// redb cache (synced with the index objects at open), and index entries are
+/// streamed one index object at a time.
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     for (id, kf) in keys::list_key_files(&repo.backend)? {
@@ -128,23 +137,29 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         }
     }
     r.packs = sizes.len();
-    // Index objects: each entry must point into an existing pack.
-    let mut expected: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    let mut where_: HashMap<BlobId, Vec<PackId>> = HashMap::new();
-    for id in repo.list_ids("index")? {
-        let id = IndexId(id);
-        let packs = match repo.load_index(&id) {
+    // Index objects, one at a time: each entry must point into an existing
+    // pack. Only which index names which pack is kept.
+    let mut named_by: HashMap<PackId, Vec<IndexId>> = HashMap::new();
+    let mut indexes: Vec<IndexId> = repo.list_ids("index")?.into_iter().map(IndexId).collect();
+    indexes.sort();
+    let mut index_damaged = false;
+    let mut absent: HashSet<PackId> = HashSet::new();
+    for id in &indexes {
+        let packs = match repo.load_index(id) {
             Ok(p) => p,
             Err(e) => {
                 r.problems.push(format!("index/{id}: {e}"));
                 r.damaged_objects.insert(format!("index/{id}"));
+                index_damaged = true;
                 continue;
             }
         };
         for p in packs {
+            named_by.entry(p.id).or_default().push(*id);
             let Some(&size) = sizes.get(&p.id) else {
                 r.problems.push(format!("index/{id} names pack {} which does not exist", p.id));
                 r.damaged_objects.insert(pack::object_name(&p.id));
+                absent.insert(p.id);
                 continue;
             };
             for e in &p.blobs {
@@ -156,16 +171,20 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
                         p.id
                     ));
                 }
-                where_.entry(BlobId { kind: e.kind, id: e.id }).or_default().push(p.id);
             }
-            expected.entry(p.id).or_default().extend(p.blobs);
         }
     }
     for id in sizes.keys() {
-        if !expected.contains_key(id) {
+        if !named_by.contains_key(id) {
             r.notes.push(format!("pack {id} is not in any index (left by an interrupted backup; harmless)"));
         }
     }
+    // The cache holds exactly the index objects that load; if one that it
+    // absorbed earlier is damaged now, rebuild it without that one.
+    if index_damaged {
+        repo.rebuild_cache()?;
+    }
+    let index = repo.cache.reader()?;
     // Snapshots and the trees they reach.
     let mut snaps: Vec<(SnapshotId, crate::format::snapshot::Snapshot)> = Vec::new();
     for id in repo.list_ids("snapshots")? {
@@ -188,17 +207,22 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
                 continue;
             }
             r.trees += 1;
-            if !where_.contains_key(&BlobId::tree(t)) {
-                r.problems.push(format!("tree {t} ({}, snapshot {}) is not in the index", path.display(), sid.short()));
-                missing.insert(BlobId::tree(t));
-                continue;
-            }
+            let loc = match index.get(&BlobId::tree(t))? {
+                Some(loc) if !absent.contains(&loc.pack) => loc,
+                found => {
+                    let why = match found {
+                        Some(loc) => format!("is in pack {}, which does not exist", loc.pack),
+                        None => "is not in the index".to_string(),
+                    };
+                    r.problems.push(format!("tree {t} ({}, snapshot {}) {why}", path.display(), sid.short()));
+                    missing.insert(BlobId::tree(t));
+                    continue;
+                }
+            };
             let nodes = match repo.load_tree(&t) {
                 Ok(n) => n,
                 Err(e) => {
-                    for p in where_.get(&BlobId::tree(t)).into_iter().flatten() {
-                        r.damaged_objects.insert(pack::object_name(p));
-                    }
+                    r.damaged_objects.insert(pack::object_name(&loc.pack));
                     r.problems.push(format!("tree {t} ({}, snapshot {}): {e}", path.display(), sid.short()));
                     missing.insert(BlobId::tree(t));
                     continue;
@@ -208,13 +232,16 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
                 let p = path.join(OsStr::from_bytes(&n.name));
                 for c in n.chunks() {
                     let b = BlobId::data(*c);
-                    if !where_.contains_key(&b) && missing.insert(b) {
-                        r.problems.push(format!(
-                            "chunk {c} of {} (snapshot {}) is not in the index",
-                            p.display(),
-                            sid.short()
-                        ));
+                    if missing.contains(&b) {
+                        continue;
                     }
+                    let why = match index.get(&b)? {
+                        Some(loc) if !absent.contains(&loc.pack) => continue,
+                        Some(loc) => format!("is in pack {}, which does not exist", loc.pack),
+                        None => "is not in the index".to_string(),
+                    };
+                    missing.insert(b);
+                    r.problems.push(format!("chunk {c} of {} (snapshot {}) {why}", p.display(), sid.short()));
                 }
                 if let Some(st) = n.subtree() {
                     stack.push((p, st));
@@ -222,49 +249,20 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             }
         }
     }
+    drop(seen);
     // Every byte.
     let mut damaged: HashSet<BlobId> = HashSet::new();
     if read_data != ReadData::None {
         let mut all: Vec<&PackId> = sizes.keys().collect();
         all.sort();
-        let ids = read_data.select(&all);
-        r.packs_read = ids.len();
-        let out = Mutex::new((Vec::<String>::new(), HashSet::<BlobId>::new(), 0u64));
-        let bad_packs = Mutex::new(HashSet::<PackId>::new());
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..crate::saver::worker_count() {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(id) = ids.get(i) else { return };
-                    let (probs, bad, n) = read_pack(repo, id, expected.get(id).map(Vec::as_slice).unwrap_or(&[]));
-                    if !probs.is_empty() {
-                        bad_packs.lock().unwrap_or_else(|p| p.into_inner()).insert(**id);
-                    }
-                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-                    o.0.extend(probs);
-                    o.1.extend(bad);
-                    o.2 += n;
-                });
-            }
-        });
-        let (probs, bad, n) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+        let chosen = read_data.select(&all);
+        r.packs_read = chosen.len();
+        let (probs, bad, bad_packs, n) = read_packs(repo, &indexes, &named_by, &chosen)?;
         r.problems.extend(probs);
-        damaged = bad;
-        r.blobs_read = n;
-        let bad_packs = bad_packs.into_inner().unwrap_or_else(|p| p.into_inner());
         r.damaged_objects.extend(bad_packs.iter().map(pack::object_name));
-        // A damaged blob may have a copy in a pack that read clean (or was
-        // not read): `repair index --read-data` keeps that one.
-        let mut copies: Vec<(String, Vec<PackId>)> = damaged
-            .iter()
-            .filter_map(|b| {
-                let good: Vec<PackId> = where_.get(b)?.iter().filter(|p| !bad_packs.contains(p)).copied().collect();
-                (!good.is_empty()).then(|| (hex::encode(b.id), good))
-            })
-            .collect();
-        copies.sort();
-        r.other_copies = copies;
+        r.blobs_read = n;
+        r.other_copies = other_copies(repo, &indexes, &bad, &bad_packs)?;
+        damaged = bad;
     }
     // Name what the damage affects, and whether another copy exists.
     let lost: HashSet<BlobId> = damaged.iter().chain(&missing).copied().collect();
@@ -283,6 +281,101 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     r.problems.sort();
     r.problems.dedup();
     Ok(r)
+}
+
+type ReadOutcome = (Vec<String>, HashSet<BlobId>, HashSet<PackId>, u64);
+
+/// Reads the chosen packs whole, in parallel. One thread streams the index
+/// objects and queues each chosen pack with its expected entries; the
+/// readers verify. Memory: a few packs and one index object at a time.
+fn read_packs(
+    repo: &Repository,
+    indexes: &[IndexId],
+    named_by: &HashMap<PackId, Vec<IndexId>>,
+    chosen: &[&PackId],
+) -> Result<ReadOutcome> {
+    let chosen: HashSet<PackId> = chosen.iter().map(|p| **p).collect();
+    let out = Mutex::new((Vec::<String>::new(), HashSet::<BlobId>::new(), HashSet::<PackId>::new(), 0u64));
+    let (tx, rx) = crossbeam_channel::bounded::<(PackId, Vec<PackEntry>)>(PACKS_QUEUED);
+    let feed = std::thread::scope(|s| -> Result<()> {
+        for _ in 0..crate::saver::worker_count().max(repo.backend.connections()) {
+            let rx = rx.clone();
+            let out = &out;
+            s.spawn(move || {
+                for (id, expected) in rx.iter() {
+                    let (probs, bad, n) = read_pack(repo, &id, &expected);
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    if !probs.is_empty() {
+                        o.2.insert(id);
+                    }
+                    o.0.extend(probs);
+                    o.1.extend(bad);
+                    o.3 += n;
+                }
+            });
+        }
+        drop(rx);
+        let mut queued: HashSet<PackId> = HashSet::new();
+        for id in indexes {
+            let Ok(packs) = repo.load_index(id) else { continue }; // reported above
+            for p in packs {
+                if !chosen.contains(&p.id) || !queued.insert(p.id) {
+                    continue;
+                }
+                let mut expected = p.blobs;
+                // Rare: another index object names the same pack too.
+                for other in named_by.get(&p.id).into_iter().flatten().filter(|o| *o != id) {
+                    if let Ok(more) = repo.load_index(other) {
+                        expected.extend(more.into_iter().filter(|q| q.id == p.id).flat_map(|q| q.blobs));
+                    }
+                }
+                if tx.send((p.id, expected)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        // Packs that no index names are read too (header and name).
+        let mut rest: Vec<&PackId> = chosen.iter().filter(|p| !queued.contains(p)).collect();
+        rest.sort();
+        for p in rest {
+            if tx.send((*p, Vec::new())).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        Ok(())
+    });
+    feed?;
+    Ok(out.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// For each damaged blob, the packs that read clean (or were not read)
+/// and also hold it. Streams the index objects once more; only runs when
+/// something is damaged.
+fn other_copies(
+    repo: &Repository,
+    indexes: &[IndexId],
+    damaged: &HashSet<BlobId>,
+    bad_packs: &HashSet<PackId>,
+) -> Result<Vec<(String, Vec<PackId>)>> {
+    if damaged.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut copies: HashMap<BlobId, Vec<PackId>> = HashMap::new();
+    for id in indexes {
+        let Ok(packs) = repo.load_index(id) else { continue };
+        for p in packs.iter().filter(|p| !bad_packs.contains(&p.id)) {
+            for e in &p.blobs {
+                let b = BlobId { kind: e.kind, id: e.id };
+                if damaged.contains(&b) {
+                    copies.entry(b).or_default().push(p.id);
+                }
+            }
+        }
+    }
+    let mut v: Vec<(String, Vec<PackId>)> = copies.into_iter().map(|(b, p)| (hex::encode(b.id), p)).collect();
+    v.sort();
+    Ok(v)
 }
 
 /// Reads one pack whole and checks it against its name, its header and the index.

@@ -445,7 +445,8 @@ fn run_damage(t: &Template, w: Where, damage: Damage, ctx: &str) -> String {
         assert!(!affects_b, "{ctx}: check said B is affected, yet restore succeeded");
     } else {
         for p in src_files.keys().filter(|p| !got.contains_key(*p)) {
-            let named = o.stderr.contains(p.to_str().unwrap()) || o.stderr.lines().count() == 1;
+            let named = o.stderr.contains(p.to_str().unwrap())
+                || o.stderr.lines().filter(|l| l.starts_with("error: ")).count() == 1;
             assert!(named, "{ctx}: {p:?} was neither restored nor named:\n{}", o.stderr);
         }
     }
