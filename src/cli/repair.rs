@@ -145,6 +145,14 @@ fn repair_snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         for (id, why) in &plan.unreadable {
             println!("snapshot {}: {why}; no verified copy exists, left as it is", id.short());
         }
+        for (old, new) in &plan.already_replaced {
+            println!(
+                "snapshot {}: already replaced by {}{}",
+                old.short(),
+                new.short(),
+                if a.forget { "; deleting the original" } else { "" }
+            );
+        }
         for f in &plan.rewrite {
             println!(
                 "snapshot {} ({}, {}): {} path(s) lost",

@@ -12,4 +12,5 @@ mod damage;
 mod dedup;
 mod faults;
 mod postgres;
+mod repair;
 mod s3;

@@ -250,7 +250,7 @@ fn assert_repository_recovers(repo: &Repo, src: &Path, what: &str) {
 
 /// `scripts/s3-fault-proxy.py` in front of the server of `CAIRN_TEST_S3`,
 /// killed when dropped.
-struct Proxy {
+pub(crate) struct Proxy {
     kid: Kid,
     port: u16,
     counts: PathBuf,
@@ -258,7 +258,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let counts = dir.path().join("counts.json");
         let mut c = std::process::Command::new("python3");
@@ -283,7 +283,7 @@ impl Proxy {
     }
 
     /// `url` with the server's host:port replaced by the proxy's.
-    fn url(&self, url: &str) -> String {
+    pub(crate) fn url(&self, url: &str) -> String {
         let hp = s3_host_port();
         assert!(url.contains(&hp), "{url} does not name {hp}");
         url.replacen(&hp, &format!("127.0.0.1:{}", self.port), 1)

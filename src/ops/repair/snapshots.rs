@@ -58,6 +58,9 @@ pub struct SnapshotRepairPlan {
     pub put_back: Vec<SnapshotId>,
     /// Damaged snapshot objects with no copy: left alone and reported.
     pub unreadable: Vec<(SnapshotId, String)>,
+    /// Snapshots that an earlier repair already replaced: (original,
+    /// replacement). Not rewritten again; with `forget`, deleted.
+    pub already_replaced: Vec<(SnapshotId, SnapshotId)>,
     /// Trees that the index lacks and the local cache holds, verified:
     /// stored again.
     pub trees_from_cache: Vec<TreeId>,
@@ -207,6 +210,8 @@ pub fn plan(repo: &Repository, forget: bool) -> Result<SnapshotRepairPlan> {
     let mut w = Walker::new(repo)?;
     let mut ids = repo.list_ids("snapshots")?;
     ids.sort();
+    let mut replaced: HashMap<SnapshotId, SnapshotId> = HashMap::new();
+    let mut readable = Vec::new();
     for id in ids.into_iter().map(SnapshotId) {
         let snapshot = match repo.fetch_snapshot(&id) {
             Ok(s) => s,
@@ -223,6 +228,12 @@ pub fn plan(repo: &Repository, forget: bool) -> Result<SnapshotRepairPlan> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue, // removed meanwhile
             Err(e) => return Err(e),
         };
+        if let Some(r) = &snapshot.repaired {
+            replaced.insert(r.from, id);
+        }
+        readable.push((id, snapshot));
+    }
+    for (id, snapshot) in readable {
         let dropped = match w.tree_problem(&snapshot.tree)? {
             Some(why) => vec![Dropped { path: "/".into(), reason: why }],
             None => w
@@ -233,6 +244,8 @@ pub fn plan(repo: &Repository, forget: bool) -> Result<SnapshotRepairPlan> {
         };
         if dropped.is_empty() {
             plan.intact += 1;
+        } else if let Some(new) = replaced.get(&id) {
+            plan.already_replaced.push((id, *new));
         } else {
             plan.rewrite.push(SnapshotFix { id, snapshot, dropped });
         }
@@ -248,6 +261,12 @@ pub fn run(repo: &Repository, plan: &SnapshotRepairPlan) -> Result<SnapshotRepai
         if let Some((sealed, _)) = cached_copy(repo, id)? {
             repo.backend.put(&format!("snapshots/{id}"), sealed)?;
             report.put_back += 1;
+        }
+    }
+    if plan.forget {
+        for (old, _) in &plan.already_replaced {
+            delete_snapshot(repo, old)?;
+            report.deleted += 1;
         }
     }
     if plan.rewrite.is_empty() && plan.trees_from_cache.is_empty() {
@@ -298,11 +317,16 @@ pub fn run(repo: &Repository, plan: &SnapshotRepairPlan) -> Result<SnapshotRepai
         report.rewritten.push((f.id, id));
         if plan.forget {
             // The replacement is stored: the original may go.
-            match repo.backend.delete(&format!("snapshots/{}", f.id)) {
-                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
-                _ => report.deleted += 1,
-            }
+            delete_snapshot(repo, &f.id)?;
+            report.deleted += 1;
         }
     }
     Ok(report)
+}
+
+fn delete_snapshot(repo: &Repository, id: &SnapshotId) -> Result<()> {
+    match repo.backend.delete(&format!("snapshots/{id}")) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
