@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh — run every test of cairn: unit and property tests,
-# the integration suite (which drives the real binary), the format-spec
-# vectors, the demo's main job, and a check that benches and fuzz targets
-# build.
+# the integration suite (which drives the real binary; its damage suite
+# injects hundreds of seeded faults on both backends), the format-spec
+# vectors, the demo's main job, the benches once each, and a short run of
+# every fuzz target.
 #
 # The S3 tests need a real S3 server: this script starts one first with
 # scripts/s3-server.sh (single-node Ceph with radosgw on 127.0.0.1; it
@@ -41,7 +42,12 @@ export CARGO_TERM_COLOR=never
 cargo build --release --locked
 # --all-targets includes the criterion benches, each run once as a test.
 cargo test --locked --all-targets
-# The cargo-fuzz targets (fuzz/) type-check against the current decoders.
-cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+# The fuzz targets (fuzz/): built with coverage instrumentation and run
+# briefly each (CAIRN_FUZZ_SECONDS, default 10; 0 only builds them).
+if [[ ${CAIRN_FUZZ_SECONDS:-10} == 0 ]]; then
+  cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+else
+  bash scripts/fuzz.sh "${CAIRN_FUZZ_SECONDS:-10}"
+fi
 WORK=$(mktemp -d) bash scripts/demo.sh >/dev/null
 echo "demo: ok"
