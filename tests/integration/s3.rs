@@ -86,7 +86,10 @@ fn rgw_controllable(test: &str) -> bool {
     let conf = cluster_dir().join("ceph.conf");
     let port = s3_host_port().rsplit(':').next().unwrap_or_default().to_string();
     let ok = std::fs::read_to_string(&conf)
-        .map(|c| c.lines().any(|l| l.trim() == format!("rgw frontends = beast endpoint=127.0.0.1:{port}")))
+        .map(|c| {
+            let want = format!("rgw frontends = beast endpoint=127.0.0.1:{port}");
+            c.lines().map(str::trim).any(|l| l == want || l.starts_with(&format!("{want} ")))
+        })
         .unwrap_or(false);
     if !ok {
         let msg = format!(
