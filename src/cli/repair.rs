@@ -92,11 +92,14 @@ fn repair_index(g: &Global, a: &IndexArgs) -> Result<i32> {
             );
         }
     }
-    if a.dry_run {
+    if a.dry_run || plan.is_clean() {
         if a.json {
-            println!("{}", json(&serde_json::json!({ "dry_run": true, "plan": plan }))?);
+            println!("{}", json(&serde_json::json!({ "dry_run": a.dry_run, "plan": plan }))?);
         } else if say {
-            println!("dry run: nothing changed");
+            println!(
+                "{}",
+                if plan.is_clean() { "the index is sound: nothing to do" } else { "dry run: nothing changed" }
+            );
         }
         return Ok(0);
     }

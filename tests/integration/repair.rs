@@ -47,6 +47,10 @@ fn dry_runs_change_nothing_and_a_sound_repository_needs_nothing() {
     for k in ["damaged", "missing", "unindexed", "damaged_indexes"] {
         assert_eq!(plan["plan"][k].as_array().map(Vec::len), Some(0), "{k} in a sound repository: {plan}");
     }
+    let before = contents(&repo);
+    let o = repo.out(&["repair", "index"]);
+    assert!(o.stdout_str().contains("the index is sound: nothing to do"), "{}", o.stdout_str());
+    assert_eq!(contents(&repo), before, "repair index rewrote a sound index");
     let snaps = repo.json(&["repair", "snapshots", "--dry-run", "--json"]);
     assert_eq!(snaps["plan"]["rewrite"].as_array().map(Vec::len), Some(0), "{snaps}");
     assert_eq!(snaps["plan"]["intact"], 2);
