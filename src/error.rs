@@ -102,6 +102,15 @@ impl Error {
         Self::with_source(kind, format!("{context}: {err}"), err)
     }
 
+    /// Whether this is a write to a closed pipe (`cairn ls | head`): the
+    /// reader has all it wanted, so the CLI ends quietly.
+    pub fn is_broken_pipe(&self) -> bool {
+        self.source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// Prefixes the message with more context, keeping the kind.
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);

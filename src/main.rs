@@ -2,6 +2,10 @@
 
 mod cli;
 
+/// Exit code when stdout's reader went away: 128 + SIGPIPE, as if the
+/// signal had ended the process.
+const EXIT_BROKEN_PIPE: i32 = 141;
+
 fn main() {
     // Print panics as one line, never a backtrace: a panic is a bug, but the
     // user still gets a clear message and a non-zero exit.
@@ -12,14 +16,18 @@ fn main() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
+        // `println!` to a closed pipe (`cairn snapshots | head -1`): the
+        // reader has what it wanted; end quietly, as a shell tool would.
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("error: internal error (please report): {msg}{at}");
     }));
-    // SAFETY: restoring the default SIGPIPE disposition before any thread
-    // starts, so `cairn dump ... | head` ends quietly like other Unix tools.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default): a socket whose server died
+    // must give an error that cairn reports, not kill it silently (the HTTP
+    // client writes with writev, which cannot ask for MSG_NOSIGNAL). A
+    // closed stdout is handled where it is written instead.
     let code = std::panic::catch_unwind(cli::main).unwrap_or(1);
     std::process::exit(code);
 }

@@ -156,6 +156,7 @@ pub fn main() -> i32 {
     };
     match commands::run(&cli) {
         Ok(code) => code,
+        Err(e) if e.is_broken_pipe() => crate::EXIT_BROKEN_PIPE,
         Err(e) => {
             eprintln!("error: {e}");
             e.kind().exit_code()

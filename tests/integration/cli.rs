@@ -235,3 +235,31 @@ fn password_file_uses_its_first_line() {
     let o = output(c);
     assert_eq!(o.code, Some(0), "--password-file with two lines:\n{}", o.stderr);
 }
+
+/// `cairn dump … | head -c 10` and `cairn ls -l … | head -1`: the reader
+/// leaving early ends cairn quietly, with 141 (128 + SIGPIPE) like a shell
+/// tool, and no `error:` line. (SIGPIPE itself stays ignored, so that a
+/// storage server that drops its connection gives an error, not a silent
+/// death.)
+#[test]
+fn closed_stdout_pipe_ends_quietly_with_141() {
+    use std::io::Read;
+    let repo = Repo::init();
+    repo.backup_json(&["--stdin-filename", "big.bin"], Some(&common::noise(8 << 20, 5)));
+    for args in [&["dump", "latest", "big.bin"][..], &["ls", "--long", "latest"]] {
+        let mut c = repo.std_cmd_via(repo.url());
+        c.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut kid = c.spawn().expect("spawn cairn");
+        let mut first = [0u8; 10];
+        kid.stdout.take().expect("stdout").read_exact(&mut first).expect("read the first bytes");
+        // The pipe's read end is closed here: cairn's next write fails.
+        let out = kid.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if args[0] == "dump" {
+            assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        } else {
+            assert!(matches!(out.status.code(), Some(0 | 141)), "{args:?}: {:?} {stderr}", out.status);
+        }
+        assert!(!stderr.contains("error"), "{args:?} printed an error: {stderr}");
+    }
+}
