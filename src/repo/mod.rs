@@ -385,16 +385,23 @@ impl Repository {
     /// matches its name and opens (a snapshot object never changes), else
     /// from the repository.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        if let Some(sealed) = self.cache.snapshot(&id.0)? {
-            if content_id(&sealed) == id.0 {
-                if let Ok(plain) = seal::open(&self.key.enc, ObjectType::Snapshot, &sealed, MAX_OBJECT) {
-                    if let Ok(s) = Snapshot::decode(&plain) {
-                        return Ok(s);
-                    }
-                }
-            }
+        match self.cached_snapshot(id)? {
+            Some((_, s)) => Ok(s),
+            None => self.fetch_snapshot(id),
         }
-        self.fetch_snapshot(id)
+    }
+
+    /// The local cache's copy of a snapshot object, if it matches the
+    /// snapshot's name and opens: the stored bytes and the snapshot.
+    pub fn cached_snapshot(&self, id: &SnapshotId) -> Result<Option<(Bytes, Snapshot)>> {
+        let Some(sealed) = self.cache.snapshot(&id.0)? else { return Ok(None) };
+        if content_id(&sealed) != id.0 {
+            return Ok(None);
+        }
+        let Ok(plain) = seal::open(&self.key.enc, ObjectType::Snapshot, &sealed, MAX_OBJECT) else {
+            return Ok(None);
+        };
+        Ok(Snapshot::decode(&plain).ok().map(|s| (Bytes::from(sealed), s)))
     }
 
     /// Loads a snapshot from the repository itself (for `check`), and

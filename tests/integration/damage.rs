@@ -39,7 +39,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::common::{self, noise, sha256_hex, Out, Repo, Where};
+use crate::common::{self, copy_dir, noise, sha256_hex, Out, Repo, Where};
 
 const SHARDS: u64 = 4;
 
@@ -307,19 +307,6 @@ fn fresh_copy(t: &Template, w: Where) -> Repo {
     }
     copy_dir(&t.repo.cache(), &repo.cache());
     repo
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
 }
 
 /// Relative paths and contents of the regular files under `dir`.

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{self, file_name, flip_middle, largest, noise, output, restored, sha256_hex, Out, Repo};
+use crate::common::{self, copy_dir, file_name, flip_middle, largest, noise, output, restored, sha256_hex, Out, Repo};
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 test path")
@@ -323,19 +323,6 @@ fn deleted_or_stale_cache_changes_nothing() {
     let t = tmp.path().join("t4");
     repo.run(&["restore", "latest", "--target", p(&t)]);
     common::assert_trees_equal(&src, &restored(&t, &src));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }
 
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {

@@ -18,16 +18,14 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use crate::cache::CacheReader;
-use crate::crypto::aead::ObjectType;
 use crate::error::{ErrorKind, Result};
 use crate::format::snapshot::{Repaired, Snapshot};
 use crate::format::tree::{self, Content, Node};
 use crate::id::{BlobId, BlobKind, SnapshotId, TreeId};
-use crate::repo::{content_id, Repository};
+use crate::repo::Repository;
 use crate::saver::Saver;
 
 /// The tag that every rewritten snapshot gets.
@@ -192,18 +190,6 @@ fn empty_tree(repo: &Repository, saver: &mut Saver<'_>) -> Result<TreeId> {
     save_tree(repo, saver, &[])
 }
 
-/// A verified cached copy of a damaged snapshot object.
-fn cached_copy(repo: &Repository, id: &SnapshotId) -> Result<Option<(Bytes, Snapshot)>> {
-    let Some(sealed) = repo.cache.snapshot(&id.0)? else { return Ok(None) };
-    if content_id(&sealed) != id.0 {
-        return Ok(None);
-    }
-    let Ok(plain) = crate::seal::open(&repo.key.enc, ObjectType::Snapshot, &sealed, 1 << 30) else {
-        return Ok(None);
-    };
-    Ok(Snapshot::decode(&plain).ok().map(|s| (Bytes::from(sealed), s)))
-}
-
 /// Reads every snapshot and its trees and plans the rewrite. Writes nothing.
 pub fn plan(repo: &Repository, forget: bool) -> Result<SnapshotRepairPlan> {
     let mut plan = SnapshotRepairPlan { forget, ..Default::default() };
@@ -215,7 +201,7 @@ pub fn plan(repo: &Repository, forget: bool) -> Result<SnapshotRepairPlan> {
     for id in ids.into_iter().map(SnapshotId) {
         let snapshot = match repo.fetch_snapshot(&id) {
             Ok(s) => s,
-            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto) => match cached_copy(repo, &id)? {
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto) => match repo.cached_snapshot(&id)? {
                 Some((_, s)) => {
                     plan.put_back.push(id);
                     s
@@ -258,7 +244,7 @@ pub fn plan(repo: &Repository, forget: bool) -> Result<SnapshotRepairPlan> {
 pub fn run(repo: &Repository, plan: &SnapshotRepairPlan) -> Result<SnapshotRepairReport> {
     let mut report = SnapshotRepairReport::default();
     for id in &plan.put_back {
-        if let Some((sealed, _)) = cached_copy(repo, id)? {
+        if let Some((sealed, _)) = repo.cached_snapshot(id)? {
             repo.backend.put(&format!("snapshots/{id}"), sealed)?;
             report.put_back += 1;
         }
