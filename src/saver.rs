@@ -43,6 +43,8 @@ pub struct Saver<'scope> {
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
     packer: Option<ScopedJoinHandle<'scope, Result<PackerResult>>>,
     pub stats: SaveStats,
+    /// Store every blob once, even if the index has it (repack, rescue).
+    fresh: bool,
 }
 
 /// Number of seal workers: one per core.
@@ -84,12 +86,22 @@ impl<'scope> Saver<'scope> {
             workers,
             packer: Some(packer),
             stats: SaveStats::default(),
+            fresh: false,
         })
     }
 
-    /// Whether the repository (or this session) already has the blob.
+    /// A saver that ignores the index: it stores every blob given (once),
+    /// for prune's repacking and a backup's rescue of blobs in marked packs.
+    pub fn start_fresh<'env>(scope: &'scope Scope<'scope, 'env>, repo: &'env Repository) -> Result<Self> {
+        let mut s = Self::start(scope, repo)?;
+        s.fresh = true;
+        Ok(s)
+    }
+
+    /// Whether the repository (or this session) already has the blob, in a
+    /// pack that may be reused: not one a prune has marked for deletion.
     pub fn has(&self, blob: &BlobId) -> Result<bool> {
-        Ok(self.seen.contains(blob) || self.reader.contains(blob)?)
+        Ok(self.seen.contains(blob) || (!self.fresh && self.reader.get_live(blob)?.is_some()))
     }
 
     /// Saves a blob unless it exists. Returns whether it was new.

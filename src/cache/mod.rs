@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use redb::{Database, Durability, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::IndexPack;
+use crate::format::index::Index;
 use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
+
+pub mod scratch;
 
 /// (kind, blob id) -> (pack id, offset, sealed length, raw length).
 const BLOBS: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs");
@@ -24,6 +26,9 @@ const TREES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("trees");
 /// Snapshot id -> the sealed snapshot object, as stored. Checked against
 /// its name (SHA-256) and opened like a fresh download on every use.
 const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
+/// Packs that a prune has marked for deletion -> the run that marked them.
+/// Their blobs stay readable but are not reused (format-spec/06-index.md).
+const MARKED: TableDefinition<[u8; 32], [u8; 16]> = TableDefinition::new("marked");
 /// Index objects absorbed, with their entry counts.
 const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
 
@@ -135,6 +140,7 @@ impl IndexCache {
         tx.open_table(INDEX_FILES)?;
         tx.open_table(TREES)?;
         tx.open_table(SNAPSHOTS)?;
+        tx.open_table(MARKED)?;
         tx.commit()?;
         Ok(())
     }
@@ -235,19 +241,38 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Absorbs index objects in one transaction.
-    pub fn add_indexes(&self, items: &[(IndexId, Vec<IndexPack>)]) -> Result<()> {
+    /// Absorbs index objects in one transaction. Live entries replace
+    /// what is there; a marked pack's entries only fill gaps (so a blob with
+    /// a live copy is read from it), and the pack is recorded as marked.
+    pub fn add_indexes(&self, items: &[(IndexId, Index)]) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Eventual);
         {
             let mut blobs = tx.open_table(BLOBS)?;
             let mut files = tx.open_table(INDEX_FILES)?;
-            for (id, packs) in items {
+            let mut marked = tx.open_table(MARKED)?;
+            for (id, ix) in items {
                 let mut n = 0u64;
-                for p in packs {
+                for p in &ix.packs {
                     for e in &p.blobs {
                         let loc = Location { pack: p.id, offset: e.offset, length: e.length, raw_length: e.raw_length };
                         blobs.insert(key(&BlobId { kind: e.kind, id: e.id }), encode_loc(&loc))?;
+                        n += 1;
+                    }
+                }
+                for m in &ix.marked {
+                    marked.insert(m.pack.id.0, m.run)?;
+                    for e in &m.pack.blobs {
+                        let k = key(&BlobId { kind: e.kind, id: e.id });
+                        if blobs.get(k)?.is_none() {
+                            let loc = Location {
+                                pack: m.pack.id,
+                                offset: e.offset,
+                                length: e.length,
+                                raw_length: e.raw_length,
+                            };
+                            blobs.insert(k, encode_loc(&loc))?;
+                        }
                         n += 1;
                     }
                 }
@@ -256,6 +281,17 @@ impl IndexCache {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Packs marked for deletion by some absorbed index object.
+    pub fn marked_packs(&self) -> Result<HashSet<PackId>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MARKED)?;
+        let mut out = HashSet::new();
+        for r in t.iter()? {
+            out.insert(PackId(r?.0.value()));
+        }
+        Ok(out)
     }
 
     /// Forgets the index (blob locations and the index objects absorbed).
@@ -267,16 +303,19 @@ impl IndexCache {
         let tx = self.db.begin_write()?;
         tx.delete_table(BLOBS)?;
         tx.delete_table(INDEX_FILES)?;
+        tx.delete_table(MARKED)?;
         tx.open_table(BLOBS)?;
         tx.open_table(INDEX_FILES)?;
+        tx.open_table(MARKED)?;
         tx.commit()?;
         Ok(())
     }
 
     /// A snapshot of the cache for many fast lookups.
     pub fn reader(&self) -> Result<CacheReader> {
+        let marked = self.marked_packs()?;
         let tx = self.db.begin_read()?;
-        Ok(CacheReader { table: tx.open_table(BLOBS)? })
+        Ok(CacheReader { table: tx.open_table(BLOBS)?, marked })
     }
 
     /// Number of blobs indexed.
@@ -322,28 +361,67 @@ fn advise_willneed(path: &Path) {
 /// A read view of the cache.
 pub struct CacheReader {
     table: ReadOnlyTable<[u8; 33], [u8; 44]>,
+    /// Packs marked for deletion (few: a prune's leftovers).
+    marked: HashSet<PackId>,
 }
 
 impl CacheReader {
+    /// Where to read a blob: a live pack if it has one, else a marked pack.
     pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
         Ok(self.table.get(key(blob))?.map(|v| decode_loc(&v.value())))
     }
 
+    /// Whether the index has the blob (in any pack, marked or not).
     pub fn contains(&self, blob: &BlobId) -> Result<bool> {
         Ok(self.table.get(key(blob))?.is_some())
+    }
+
+    /// Where a writer may reuse a blob from: only a pack that no prune has
+    /// marked for deletion.
+    pub fn get_live(&self, blob: &BlobId) -> Result<Option<Location>> {
+        Ok(self.get(blob)?.filter(|l| !self.marked.contains(&l.pack)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::index::{IndexPack, MarkedPack};
     use crate::format::pack::PackEntry;
 
-    fn sample() -> Vec<IndexPack> {
-        vec![IndexPack {
-            id: PackId([9; 32]),
-            blobs: vec![PackEntry { kind: BlobKind::Data, id: [1; 32], offset: 13, length: 50, raw_length: 40 }],
-        }]
+    fn sample() -> Index {
+        Index {
+            packs: vec![IndexPack {
+                id: PackId([9; 32]),
+                blobs: vec![PackEntry { kind: BlobKind::Data, id: [1; 32], offset: 13, length: 50, raw_length: 40 }],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn marked_packs_are_read_but_not_reused() {
+        let c = IndexCache::in_memory().unwrap();
+        let blob = BlobId { kind: BlobKind::Data, id: [1; 32] };
+        let other = BlobId { kind: BlobKind::Data, id: [2; 32] };
+        let entry = |id| PackEntry { kind: BlobKind::Data, id, offset: 0, length: 9, raw_length: 9 };
+        let marked = Index {
+            marked: vec![MarkedPack {
+                run: [3; 16],
+                pack: IndexPack { id: PackId([7; 32]), blobs: vec![entry([1; 32]), entry([2; 32])] },
+            }],
+            ..Default::default()
+        };
+        // The live copy (pack 9) stays the one read; blob 2 has only the marked copy.
+        c.add_indexes(&[(IndexId([2; 32]), sample()), (IndexId([4; 32]), marked)]).unwrap();
+        let r = c.reader().unwrap();
+        assert_eq!(r.get(&blob).unwrap().unwrap().pack, PackId([9; 32]));
+        assert_eq!(r.get_live(&blob).unwrap().unwrap().pack, PackId([9; 32]));
+        assert_eq!(r.get(&other).unwrap().unwrap().pack, PackId([7; 32]));
+        assert!(r.get_live(&other).unwrap().is_none());
+        assert_eq!(c.marked_packs().unwrap(), HashSet::from([PackId([7; 32])]));
+        c.clear().unwrap();
+        assert!(c.marked_packs().unwrap().is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::output::{bytes, table};
 use super::{Cli, Cmd, Global, EXIT_PARTIAL};
+use cairn::format::lock::LockKind;
 use cairn::ops::backup::{self, BackupOptions, StreamInput};
 use cairn::ops::restore::{self, Filter, RestorePlan};
 use cairn::ops::snapshots::{self, SnapshotFilter};
@@ -221,6 +222,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Cmd::Check(a) => check(g, a),
         Cmd::Copy(a) => super::copy::copy(g, a),
+        Cmd::Forget(a) => super::forget::forget(g, a),
+        Cmd::Prune(a) => super::prune::prune(g, a),
         Cmd::Repair(a) => super::repair::repair(g, a),
     }
 }
@@ -299,8 +302,10 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         parent,
         progress: !g.quiet && !a.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
         prefetch: _prefetch.clone(),
+        lock: None,
     };
-    let lock = repo.lock(false, "backup")?;
+    let lock = std::sync::Arc::new(g.lock(&repo, LockKind::Shared, "backup")?);
+    let opts = BackupOptions { lock: Some(lock.clone()), ..opts };
     let start = std::time::Instant::now();
     let out = match &a.stdin_filename {
         Some(name) => {
@@ -354,6 +359,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
             if s.partial { " (partial: some files could not be read)" } else { "" }
         );
     }
+    drop(opts);
     drop(lock); // released before the request counts, which include it
     g.report_stats(&repo);
     Ok(if s.partial { EXIT_PARTIAL } else { 0 })
@@ -558,7 +564,10 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         None => check::ReadData::None,
     };
     let repo = g.open_quietly()?;
+    // Not beside a prune, whose half-done index rewrite would read as damage.
+    let lock = g.lock(&repo, LockKind::Maintenance, "check")?;
     let report = check::check(&repo, read)?;
+    drop(lock);
     if a.json {
         println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);
     } else {

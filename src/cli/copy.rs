@@ -8,6 +8,7 @@ use serde_json::json;
 use super::output::bytes;
 use super::{password, Global};
 use cairn::backend::Backend;
+use cairn::format::lock::LockKind;
 use cairn::ops::copy::{self, CopyMode};
 use cairn::repo::Repository;
 use cairn::{Error, Result};
@@ -67,8 +68,8 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
     if src.config.id == dst.config.id {
         return Err(Error::invalid("the source and the destination are the same repository"));
     }
-    let src_lock = src.lock(false, "copy (source)")?;
-    let dst_lock = dst.lock(false, "copy")?;
+    let src_lock = g.lock(&src, LockKind::Shared, "copy (source)")?;
+    let dst_lock = g.lock(&dst, LockKind::Shared, "copy")?;
     let plan = copy::plan(&src, &dst, &a.filter.filter(), &a.snapshots)?;
     let say = !g.quiet && !a.json;
     if say && plan.mode == CopyMode::Rechunk && plan.to_copy().next().is_some() {

@@ -3,8 +3,10 @@
 
 mod commands;
 mod copy;
+mod forget;
 mod output;
 mod password;
+mod prune;
 mod repair;
 
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use cairn::backend::{Backend, BackendOptions};
+use cairn::format::lock::LockKind;
+use cairn::repo::lock::LockGuard;
 use cairn::repo::{CacheMode, Repository};
 use cairn::{Error, Result};
 
@@ -47,6 +51,9 @@ pub struct Global {
     /// Backend option KEY=VALUE (s3.connections, s3.max-retries, s3.retry-timeout, s3.timeout, s3.region)
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
+    /// Wait up to this long for a conflicting lock to go (e.g. 30s, 10m, 2h)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
+    pub retry_lock: Option<std::time::Duration>,
     /// Print less (no summaries)
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -77,6 +84,10 @@ pub enum Cmd {
     Unlock(commands::UnlockArgs),
     /// Copy snapshots from another repository into this one (only the data it lacks)
     Copy(copy::CopyArgs),
+    /// Remove snapshots according to a retention policy
+    Forget(forget::ForgetArgs),
+    /// Delete data that no snapshot uses (safe beside running backups)
+    Prune(prune::PruneArgs),
     /// Verify the repository's structure and, with --read-data, every byte
     Check(commands::CheckArgs),
     /// Repair a damaged repository: rebuild the index, rewrite snapshots
@@ -137,6 +148,11 @@ impl Global {
         Repository::open(backend, &pw, self.cache_mode())
     }
 
+    /// Takes a lock, waiting up to `--retry-lock` for a conflicting one.
+    pub(crate) fn lock(&self, repo: &Repository, kind: LockKind, op: &str) -> Result<LockGuard> {
+        repo.lock_retrying(kind, op, self.retry_lock.unwrap_or_default())
+    }
+
     fn report_stats(&self, repo: &Repository) {
         if self.verbose {
             eprintln!("{}", repo.backend.stats.summary());
@@ -162,4 +178,29 @@ pub fn main() -> i32 {
             e.kind().exit_code()
         }
     }
+}
+
+/// A wait such as `90s`, `10m`, `2h` or `1h30m`.
+fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: use a number with s, m or h, such as 30s, 10m or 2h");
+    let (mut total, mut num) = (0u64, String::new());
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        total = total.checked_add(n.checked_mul(unit).ok_or_else(bad)?).ok_or_else(bad)?;
+        num.clear();
+    }
+    if !num.is_empty() || s.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }

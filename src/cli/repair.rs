@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 
+use cairn::format::lock::LockKind;
 use cairn::ops::repair::{index, snapshots};
 use cairn::{Error, Result};
 
@@ -61,7 +62,7 @@ pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
 
 fn repair_index(g: &Global, a: &IndexArgs) -> Result<i32> {
     let repo = g.open_quietly()?;
-    let _lock = if a.dry_run { None } else { Some(repo.lock(true, "repair index")?) };
+    let _lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Exclusive, "repair index")?) };
     let plan = index::plan(&repo, a.read_data)?;
     let say = !a.json && !g.quiet;
     if !a.json {
@@ -129,7 +130,7 @@ fn repair_index(g: &Global, a: &IndexArgs) -> Result<i32> {
 
 fn repair_snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
     let repo = g.open_quietly()?;
-    let _lock = if a.dry_run { None } else { Some(repo.lock(true, "repair snapshots")?) };
+    let _lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Exclusive, "repair snapshots")?) };
     let plan = snapshots::plan(&repo, a.forget)?;
     let say = !a.json && !g.quiet;
     if !a.json {

@@ -127,15 +127,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         }
     }
     // Packs present.
-    let mut sizes: HashMap<PackId, u64> = HashMap::new();
-    for (name, size) in repo.backend.list("data")? {
-        match crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")).map(PackId) {
-            Some(id) if name == pack::object_name(&id) => {
-                sizes.insert(id, size);
-            }
-            _ => r.notes.push(format!("{name} is not a pack name; ignored")),
-        }
-    }
+    let (packs, odd) = pack::list_packs(&repo.backend)?;
+    let sizes: HashMap<PackId, u64> = packs.into_iter().collect();
+    r.notes.extend(odd.into_iter().map(|name| format!("{name} is not a pack name; ignored")));
     r.packs = sizes.len();
     // Index objects, one at a time: each entry must point into an existing
     // pack. Only which index names which pack is kept.

@@ -82,6 +82,23 @@ pub struct FinishedPack {
 const MAX_HEADER: u64 = 64 << 20;
 
 /// Reads and opens a pack's header from the backend (two ranged reads).
+/// Packs with their stored sizes.
+pub type PackSizes = Vec<(PackId, u64)>;
+
+/// The packs under `data/` with their sizes, sorted; and the names there
+/// that are not pack names (ignored by readers, reported by check).
+pub fn list_packs(backend: &Backend) -> Result<(PackSizes, Vec<String>)> {
+    let (mut packs, mut odd) = (Vec::new(), Vec::new());
+    for (name, size) in backend.list("data")? {
+        match crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")).map(PackId) {
+            Some(id) if name == object_name(&id) => packs.push((id, size)),
+            _ => odd.push(name),
+        }
+    }
+    packs.sort();
+    Ok((packs, odd))
+}
+
 pub fn read_header(backend: &Backend, key: &[u8; 32], id: &PackId) -> Result<Vec<PackEntry>> {
     let name = object_name(id);
     let size = backend.size(&name)?;

@@ -20,7 +20,7 @@ use crate::crypto::kdf;
 use crate::crypto::MasterKey;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::format::config::{ChunkerParams, Config};
-use crate::format::index::{self, IndexPack};
+use crate::format::index::{self, Index, IndexPack};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, Node};
 use crate::format::FORMAT_VERSION;
@@ -250,7 +250,7 @@ impl Repository {
         for batch in ids.chunks(16) {
             let mut items = Vec::with_capacity(batch.len());
             for id in batch {
-                match self.load_index(id) {
+                match self.load_index_full(id) {
                     Ok(packs) => items.push((*id, packs)),
                     Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto | ErrorKind::NotFound) => {
                         damaged.push((*id, e.to_string()))
@@ -268,15 +268,28 @@ impl Repository {
         self.damaged_indexes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Every pack an index object names, live or marked for deletion (both
+    /// exist until a prune deletes them).
     pub fn load_index(&self, id: &IndexId) -> Result<Vec<IndexPack>> {
+        let ix = self.load_index_full(id)?;
+        Ok(ix.packs.into_iter().chain(ix.marked.into_iter().map(|m| m.pack)).collect())
+    }
+
+    /// An index object with its marks and prune run records.
+    pub fn load_index_full(&self, id: &IndexId) -> Result<Index> {
         let plain = self.load_object("index", &id.0, ObjectType::Index)?;
-        index::decode(&plain).context(format!("index/{id}"))
+        index::decode_index(&plain).context(format!("index/{id}"))
     }
 
     /// Stores an index object for packs already stored and adds it to the cache.
     pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
-        let id = IndexId(self.save_object("index", ObjectType::Index, &index::encode(&packs))?);
-        self.cache.add_indexes(&[(id, packs)])?;
+        self.save_index_full(Index { packs, ..Default::default() })
+    }
+
+    /// Stores an index object (with marks and records) and adds it to the cache.
+    pub fn save_index_full(&self, ix: Index) -> Result<IndexId> {
+        let id = IndexId(self.save_object("index", ObjectType::Index, &index::encode_index(&ix))?);
+        self.cache.add_indexes(&[(id, ix)])?;
         Ok(id)
     }
 

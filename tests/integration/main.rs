@@ -11,6 +11,8 @@ mod copy;
 mod damage;
 mod dedup;
 mod faults;
+mod forget;
 mod postgres;
+mod prune;
 mod repair;
 mod s3;

@@ -4,11 +4,14 @@
 //! stored every pack and index object (format-spec/10-write-order.md).
 
 mod progress;
+mod recheck;
 mod stream;
 mod tree;
 
 pub use stream::{backup_stream, StreamInput};
 pub use tree::{absolute, backup_paths};
+
+use recheck::Recheck;
 
 use chrono::{DateTime, FixedOffset, Local};
 
@@ -39,6 +42,9 @@ pub struct BackupOptions {
     /// before opening the repository, for a head start); else the backup
     /// starts one.
     pub prefetch: Option<std::sync::Arc<crate::source::prefetch::Prefetch>>,
+    /// The lock this backup holds: checked to be fresh before the snapshot
+    /// is committed (format-spec/10-write-order.md, rule 11).
+    pub lock: Option<std::sync::Arc<crate::repo::lock::LockGuard>>,
 }
 
 /// What a backup did.
@@ -82,7 +88,12 @@ fn write_snapshot(
     summary: Summary,
     start: DateTime<FixedOffset>,
     stream: Option<crate::format::snapshot::StreamInfo>,
+    (recheck, stored): (Recheck, &PackerResult),
 ) -> Result<(SnapshotId, Snapshot)> {
+    recheck.finish(repo, tree, &stored.pack_ids)?;
+    if let Some(lock) = &opts.lock {
+        lock.ensure_fresh()?;
+    }
     let end = Local::now().fixed_offset();
     let mut tags = opts.tags.clone();
     tags.sort();

@@ -9,7 +9,7 @@ use std::io::Read;
 use chrono::Local;
 
 use super::progress::Progress;
-use super::{find_parent, hostname_or, write_snapshot, BackupOptions, BackupOutcome};
+use super::{find_parent, hostname_or, write_snapshot, BackupOptions, BackupOutcome, Recheck};
 use crate::chunker::Chunker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{StreamInfo, Summary};
@@ -60,6 +60,7 @@ pub fn backup_stream(
     let chunker = Chunker::new(&repo.config.chunker)?;
     let mut progress = Progress::new(opts.progress, None);
     let mut command = command;
+    let recheck = Recheck::start(repo)?;
     let result = std::thread::scope(|scope| -> Result<_> {
         let mut saver = Saver::start(scope, repo)?;
         let mut stream = chunker.stream(ThreadedHashingReader::new(reader));
@@ -114,7 +115,8 @@ pub fn backup_stream(
             StreamInput::Stdin => None,
         },
     };
-    let (id, snapshot) = write_snapshot(repo, opts, paths, Vec::new(), tree, parent, summary, start, Some(stream))?;
+    let (id, snapshot) =
+        write_snapshot(repo, opts, paths, Vec::new(), tree, parent, summary, start, Some(stream), (recheck, &stored))?;
     Ok(BackupOutcome { id, snapshot, stored })
 }
 

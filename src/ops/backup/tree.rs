@@ -18,7 +18,7 @@ use std::sync::Arc;
 use chrono::Local;
 
 use super::progress::{Progress, Totals};
-use super::{find_parent, hostname_or, write_snapshot, BackupOptions, BackupOutcome};
+use super::{find_parent, hostname_or, write_snapshot, BackupOptions, BackupOutcome, Recheck};
 use crate::chunker::{ChunkBuffer, Chunker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Summary;
@@ -475,6 +475,7 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
     let prefetch = opts.prefetch.clone().unwrap_or_else(|| Arc::new(Prefetch::start(abs.clone())));
     let chunker = Arc::new(Chunker::new(&repo.config.chunker)?);
     let exclude_patterns = excludes.patterns().to_vec();
+    let recheck = Recheck::start(repo)?;
     let (root, mut summary, stored) = std::thread::scope(|scope| -> Result<_> {
         let saver = Saver::start(scope, repo)?;
         let mut a = Archiver {
@@ -502,8 +503,18 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
         Ok((root, summary, stored))
     })?;
     summary.data_added = stored.bytes;
-    let (id, snapshot) =
-        write_snapshot(repo, opts, path_strings, exclude_patterns, root, parent.map(|p| p.0), summary, start, None)?;
+    let (id, snapshot) = write_snapshot(
+        repo,
+        opts,
+        path_strings,
+        exclude_patterns,
+        root,
+        parent.map(|p| p.0),
+        summary,
+        start,
+        None,
+        (recheck, &stored),
+    )?;
     Ok(BackupOutcome { id, snapshot, stored })
 }
 

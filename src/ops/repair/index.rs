@@ -100,15 +100,7 @@ pub fn plan(repo: &Repository, read_data: bool) -> Result<IndexRepairPlan> {
         }
     }
     plan.old_indexes.sort();
-    let mut packs: Vec<(PackId, u64)> = Vec::new();
-    for (name, size) in repo.backend.list("data")? {
-        if let Some(id) = crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")).map(PackId) {
-            if name == pack::object_name(&id) {
-                packs.push((id, size));
-            }
-        }
-    }
-    packs.sort();
+    let (packs, _) = pack::list_packs(&repo.backend)?;
     let present: HashSet<PackId> = packs.iter().map(|p| p.0).collect();
     plan.missing = indexed.difference(&present).copied().collect();
     plan.missing.sort();

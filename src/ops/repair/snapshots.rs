@@ -310,7 +310,9 @@ pub fn run(repo: &Repository, plan: &SnapshotRepairPlan) -> Result<SnapshotRepai
     Ok(report)
 }
 
-fn delete_snapshot(repo: &Repository, id: &SnapshotId) -> Result<()> {
+/// Deletes `snapshots/<id>`; one already gone is not an error (also used
+/// by `forget`).
+pub(crate) fn delete_snapshot(repo: &Repository, id: &SnapshotId) -> Result<()> {
     match repo.backend.delete(&format!("snapshots/{id}")) {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
         _ => Ok(()),

@@ -1,0 +1,125 @@
+//! `cairn prune`: reclaim the space of unused data, beside running backups.
+
+use clap::Args;
+
+use cairn::format::lock::LockKind;
+use cairn::ops::prune::{self, MaxUnused, PruneOptions};
+use cairn::repo::Repository;
+use cairn::Result;
+
+use super::output::bytes;
+use super::Global;
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Unused space tolerated in partly used packs before they are
+    /// repacked: a percentage of the used data (5%), a size (500M, 2G), or
+    /// `unlimited` (never repack)
+    #[arg(long, default_value = "5%", value_name = "LIMIT")]
+    pub max_unused: String,
+    /// Show what would be done; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print the plan and the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
+    let repo = g.open()?;
+    run(g, &repo, a)
+}
+
+/// `forget --prune`: a prune with the default settings.
+pub fn after_forget(g: &Global, repo: &Repository, json: bool) -> Result<i32> {
+    run(g, repo, &PruneArgs { max_unused: "5%".into(), dry_run: false, json })
+}
+
+fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<i32> {
+    let opts = PruneOptions {
+        max_unused: MaxUnused::parse(&a.max_unused)?,
+        scratch_dir: repo.cache.path().and_then(|p| p.parent()).map(Into::into),
+    };
+    let lock = if a.dry_run { None } else { Some(g.lock(repo, LockKind::Maintenance, "prune")?) };
+    let plan = prune::plan(repo, &opts)?;
+    let say = !a.json && !g.quiet;
+    let t = &plan.totals;
+    if say {
+        println!("{} snapshot(s); {} pack(s) read from the index", plan.snapshots, plan.packs.len());
+        let line = |what: &str, (n, b): (u64, u64)| {
+            if n > 0 {
+                println!("  {what:<38} {n:>7} pack(s)  {:>12}", bytes(b));
+            }
+        };
+        line("keep", t.keep);
+        line("repack (partly used)", t.repack);
+        line("mark for deletion (unused)", t.mark);
+        line("marked earlier, still waiting", t.pending);
+        line("marked earlier, used again: unmark", t.unmark);
+        line("marked earlier, unused: delete", t.delete);
+        if t.repack.0 > 0 {
+            println!("  repacking writes {} again", bytes(t.repack_used_bytes));
+        }
+        for w in &plan.waiting_for {
+            println!("  waiting for {w}");
+        }
+    }
+    if a.dry_run {
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "dry_run": true, "plan": plan }))
+                    .map_err(|e| cairn::Error::invalid(e.to_string()))?
+            );
+        } else if say {
+            let now = t.delete.1;
+            let later = t.mark.1 + t.repack.1 - t.repack_used_bytes.min(t.repack.1);
+            println!("dry run: would free {} now and about {} more once the marks are settled (at once if no backup is running)", bytes(now), bytes(later));
+        }
+        return Ok(0);
+    }
+    let session = lock.as_ref().map(|l| l.session()).unwrap_or_default();
+    let plan_json = if a.json {
+        Some(serde_json::to_value(&plan).map_err(|e| cairn::Error::invalid(e.to_string()))?)
+    } else {
+        None
+    };
+    let report = prune::run(repo, plan, session)?;
+    drop(lock);
+    if let Some(plan) = plan_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))
+                .map_err(|e| cairn::Error::invalid(e.to_string()))?
+        );
+    } else if say {
+        if report.repacked_packs > 0 {
+            println!(
+                "repacked {} blob(s) from {} pack(s) into {} new pack(s)",
+                report.repacked_blobs, report.repacked_packs, report.new_packs
+            );
+        }
+        println!(
+            "deleted {} pack(s), freed {}; index: {} object(s) written, {} deleted",
+            report.packs_deleted,
+            bytes(report.bytes_freed),
+            report.index_objects_written,
+            report.index_objects_deleted
+        );
+        if report.packs_unmarked > 0 {
+            println!("{} marked pack(s) are used again and were kept", report.packs_unmarked);
+        }
+        if report.packs_pending > 0 {
+            println!(
+                "{} pack(s) ({}) stay marked until these writers finish; the next prune deletes them:",
+                report.packs_pending,
+                bytes(report.bytes_pending)
+            );
+            for w in &report.waiting_for {
+                println!("  {w}");
+            }
+        }
+    }
+    g.report_stats(repo);
+    Ok(0)
+}

@@ -1,0 +1,294 @@
+//! Carries out a [`PrunePlan`] in the spec's write order
+//! (format-spec/10-write-order.md, rule 7):
+//!
+//! 1. repack: used blobs of partly used packs into new packs (indexed);
+//! 2. new index objects: live packs, then marks with this run's id;
+//! 3. delete the index objects the plan read;
+//! 4. delete the packs whose marks were ripe and unused;
+//! 5. list the writers' locks. None: this run's marks are ripe at once, so
+//!    snapshots written meanwhile are read, the marks rewritten, and the
+//!    unused packs deleted. Some: record them; a later prune deletes.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::usage::{self, CLAIMED, USED};
+use super::{PackAction, PrunePlan};
+use crate::error::{ErrorKind, Result};
+use crate::format::index::{Index, IndexPack, MarkedPack, RunId, RunRecord, SeenLock};
+use crate::format::lock::LockKind;
+use crate::id::{BlobId, IndexId, PackId};
+use crate::pack;
+use crate::repo::lock::session_of;
+use crate::repo::Repository;
+use crate::saver::Saver;
+
+/// Entries per index object written.
+const ENTRIES_PER_INDEX: usize = 50_000;
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub repacked_packs: u64,
+    pub repacked_blobs: u64,
+    pub new_packs: u64,
+    pub index_objects_written: u64,
+    pub index_objects_deleted: u64,
+    pub packs_marked: u64,
+    pub packs_unmarked: u64,
+    pub packs_deleted: u64,
+    pub bytes_freed: u64,
+    /// Marked packs left for a later prune, and their bytes.
+    pub packs_pending: u64,
+    pub bytes_pending: u64,
+    /// Writers that were running when the marks were stored.
+    pub waiting_for: Vec<String>,
+}
+
+/// Writes index objects in bounded batches.
+struct IndexWriter<'a> {
+    repo: &'a Repository,
+    live: Vec<IndexPack>,
+    marked: Vec<MarkedPack>,
+    runs: Vec<RunRecord>,
+    entries: usize,
+    written: Vec<IndexId>,
+}
+
+impl<'a> IndexWriter<'a> {
+    fn new(repo: &'a Repository, runs: Vec<RunRecord>) -> Self {
+        Self { repo, live: Vec::new(), marked: Vec::new(), runs, entries: 0, written: Vec::new() }
+    }
+
+    fn add(&mut self, p: IndexPack, mark: Option<RunId>) -> Result<()> {
+        self.entries += p.blobs.len().max(1);
+        match mark {
+            Some(run) => self.marked.push(MarkedPack { run, pack: p }),
+            None => self.live.push(p),
+        }
+        if self.entries >= ENTRIES_PER_INDEX {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.live.is_empty() && self.marked.is_empty() && self.runs.is_empty() {
+            return Ok(());
+        }
+        let ix = Index {
+            packs: std::mem::take(&mut self.live),
+            marked: std::mem::take(&mut self.marked),
+            runs: std::mem::take(&mut self.runs),
+        };
+        self.written.push(self.repo.save_index_full(ix)?);
+        self.entries = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<IndexId>> {
+        self.flush()?;
+        Ok(self.written)
+    }
+}
+
+/// Runs the plan. `own_session` is the caller's lock (not a writer).
+pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    if plan.is_noop() {
+        report.packs_pending = plan.totals.pending.0;
+        report.bytes_pending = plan.totals.pending.1;
+        report.waiting_for = plan.waiting_for.clone();
+        return Ok(report);
+    }
+    let run_id = plan.run_id;
+    // Pending marks whose run left no record are adopted by this run, whose
+    // record covers them from now on.
+    let recorded: HashSet<RunId> = plan.records.iter().map(|r| r.run).collect();
+    for p in plan.packs.iter_mut().filter(|p| p.action == PackAction::Pending) {
+        if !p.run.is_some_and(|r| recorded.contains(&r)) {
+            p.run = Some(run_id);
+        }
+    }
+
+    // 1. Repack.
+    let repack: Vec<(PackId, u32)> =
+        plan.packs.iter().filter(|p| p.action == PackAction::Repack).map(|p| (p.id, p.ordinal)).collect();
+    if !repack.is_empty() {
+        let reader = plan.used.reader()?;
+        let stored = std::thread::scope(|scope| -> Result<_> {
+            let mut saver = Saver::start_fresh(scope, repo)?;
+            for (id, ordinal) in &repack {
+                let bytes = repo.backend.get(&pack::object_name(id))?;
+                let entries = pack::header_from_bytes(&repo.key.enc, id, &bytes)?;
+                for e in &entries {
+                    let b = BlobId { kind: e.kind, id: e.id };
+                    if reader.get(&b)? == CLAIMED + ordinal {
+                        let plain = pack::blob_from_pack_bytes(&repo.key, &bytes, e)
+                            .map_err(|err| err.context(format!("repacking pack {id}")))?;
+                        saver.save(e.kind, e.id, plain)?;
+                        report.repacked_blobs += 1;
+                    }
+                }
+                report.repacked_packs += 1;
+            }
+            saver.finish()
+        })?;
+        report.new_packs = stored.packs;
+        report.index_objects_written += stored.indexes.len() as u64;
+    }
+
+    // 2. The new index: every pack the plan read, by its action.
+    let mut w = IndexWriter::new(repo, plan.records.clone());
+    let mut emitted: HashSet<PackId> = HashSet::new();
+    for id in &plan.index_objects {
+        let ix = repo.load_index_full(id)?;
+        let items = ix.packs.into_iter().chain(ix.marked.into_iter().map(|m| m.pack));
+        for p in items {
+            let Some(pp) = plan.action(&p.id) else { continue };
+            if p.blobs.is_empty() || !emitted.insert(p.id) {
+                continue; // a copy with entries, or an entry-less mark below
+            }
+            match pp.action {
+                PackAction::Keep | PackAction::Unmark => w.add(p, None)?,
+                PackAction::Repack | PackAction::Mark => w.add(p, Some(run_id))?,
+                PackAction::Pending => w.add(p, pp.run)?,
+                PackAction::Delete => {}
+            }
+        }
+    }
+    // Packs with no entries anywhere: unindexed ones marked now, or marks of
+    // unindexed packs still pending.
+    for pp in plan.packs.iter().filter(|p| !emitted.contains(&p.id)) {
+        let mark = match pp.action {
+            PackAction::Mark | PackAction::Repack => Some(run_id),
+            PackAction::Pending => pp.run,
+            _ => None,
+        };
+        if mark.is_some() {
+            w.add(IndexPack { id: pp.id, blobs: Vec::new() }, mark)?;
+        }
+    }
+    let written = w.finish()?;
+    report.index_objects_written += written.len() as u64;
+
+    // 3. The old index objects go; 4. then the packs ripe for deletion.
+    for id in &plan.index_objects {
+        delete_if_present(repo, &format!("index/{id}"))?;
+        report.index_objects_deleted += 1;
+    }
+    for p in plan.packs.iter().filter(|p| p.action == PackAction::Delete) {
+        delete_if_present(repo, &pack::object_name(&p.id))?;
+        report.packs_deleted += 1;
+        report.bytes_freed += p.size;
+    }
+    report.packs_unmarked = plan.totals.unmark.0;
+
+    // 5. Who may still be writing with the old index?
+    let mine: Vec<(PackId, u64)> = plan
+        .packs
+        .iter()
+        .filter(|p| p.run == Some(run_id) || matches!(p.action, PackAction::Mark | PackAction::Repack))
+        .map(|p| (p.id, p.size))
+        .collect();
+    report.packs_marked = plan.totals.mark.0 + plan.totals.repack.0;
+    let mut seen = Vec::new();
+    let mut writers = Vec::new();
+    for (name, l) in repo.list_locks()? {
+        let Some(object) = crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")) else { continue };
+        let session = session_of(&object, &l);
+        if l.kind() == LockKind::Shared && session != own_session && !crate::repo::lock::holder_gone(&l) {
+            writers.push(super::describe(&l));
+            seen.push(SeenLock { session, object });
+        }
+    }
+    let pending_other: Vec<&super::PackPlan> =
+        plan.packs.iter().filter(|p| p.action == PackAction::Pending && p.run != Some(run_id)).collect();
+    report.packs_pending = pending_other.len() as u64;
+    report.bytes_pending = pending_other.iter().map(|p| p.size).sum();
+    report.waiting_for = plan.waiting_for.clone();
+    if mine.is_empty() {
+        repo.sync_cache()?;
+        return Ok(report);
+    }
+    if !seen.is_empty() {
+        let time = chrono::Utc::now().timestamp();
+        let id = repo.save_index_full(Index {
+            runs: vec![RunRecord { run: run_id, time, locks: seen }],
+            ..Default::default()
+        })?;
+        let _ = id;
+        report.index_objects_written += 1;
+        report.packs_pending += mine.len() as u64;
+        report.bytes_pending += mine.iter().map(|p| p.1).sum::<u64>();
+        writers.sort();
+        writers.dedup();
+        report.waiting_for.extend(writers);
+        report.waiting_for.sort();
+        report.waiting_for.dedup();
+        repo.sync_cache()?;
+        return Ok(report);
+    }
+
+    // No writer was running once the marks were stored: every snapshot that
+    // can use them exists now. Read the new ones, then settle this run's
+    // marks: unused ones are deleted, used ones go live again.
+    let fresh: Vec<_> = repo.snapshots()?.into_iter().filter(|(id, _)| !plan.snapshot_ids.contains(id)).collect();
+    usage::mark_used(repo, &fresh, &mut plan.used)?;
+    let reader = plan.used.reader()?;
+    let mut w2 = IndexWriter::new(repo, Vec::new());
+    let mut doomed: Vec<(PackId, u64)> = Vec::new();
+    let mut rewritten = Vec::new();
+    for id in &written {
+        let ix = repo.load_index_full(id)?;
+        if ix.marked.iter().all(|m| m.run != run_id) {
+            continue; // holds nothing of this run: stays
+        }
+        rewritten.push(*id);
+        for p in ix.packs {
+            w2.add(p, None)?;
+        }
+        for m in ix.marked {
+            if m.run != run_id {
+                w2.add(m.pack, Some(m.run))?;
+                continue;
+            }
+            // Blobs the plan already placed (claimed by a kept pack, or
+            // repacked) are not needed here; only those that a snapshot
+            // written meanwhile uses and nothing else holds.
+            let mut in_use = false;
+            for e in &m.pack.blobs {
+                in_use |= reader.get(&BlobId { kind: e.kind, id: e.id })? == USED;
+            }
+            if in_use {
+                report.packs_unmarked += 1;
+                w2.add(m.pack, None)?;
+            } else {
+                let size = plan.action(&m.pack.id).map_or(0, |p| p.size);
+                doomed.push((m.pack.id, size));
+            }
+        }
+        w2.runs.extend(ix.runs);
+    }
+    report.index_objects_written += w2.finish()?.len() as u64;
+    for id in &rewritten {
+        delete_if_present(repo, &format!("index/{id}"))?;
+        report.index_objects_deleted += 1;
+    }
+    for (id, size) in doomed {
+        delete_if_present(repo, &pack::object_name(&id))?;
+        report.packs_deleted += 1;
+        report.bytes_freed += size;
+    }
+    repo.sync_cache()?;
+    Ok(report)
+}
+
+/// Deletes an object; one already gone is fine (a killed run may have
+/// deleted it before).
+fn delete_if_present(repo: &Repository, name: &str) -> Result<()> {
+    match repo.backend.delete(name) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

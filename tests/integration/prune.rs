@@ -1,0 +1,201 @@
+//! forget + prune: what is freed, what is kept, and safety beside backups
+//! running at the same time (format-spec/10-write-order.md, rule 11).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::common::{both_backends, noise, sha256_hex, Repo, Where};
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 test path")
+}
+
+both_backends!(
+    prune_frees_forgotten_data_and_keeps_what_snapshots_use,
+    prune_beside_a_running_backup_defers_deletion_until_it_ends,
+    concurrent_backups_from_two_hosts_survive_forget_and_prune_rounds,
+);
+
+/// Every file name under `dir` with the SHA-256 of its content.
+fn tree_hashes(dir: &Path) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for e in walk(dir) {
+        let rel = e.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+        out.insert(rel, sha256_hex(&std::fs::read(&e).unwrap()));
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap().path();
+        if e.is_dir() {
+            out.extend(walk(&e));
+        } else {
+            out.push(e);
+        }
+    }
+    out
+}
+
+fn restore_hashes(repo: &Repo, id: &str, source: &Path) -> HashMap<String, String> {
+    let target = tempfile::tempdir().unwrap();
+    repo.run(&["restore", id, "--target", p(target.path())]);
+    tree_hashes(&crate::common::restored(target.path(), source))
+}
+
+fn check_passes(repo: &Repo) {
+    let out = repo.out(&["check", "--read-data"]);
+    assert_eq!(out.code, Some(0), "check failed:\n{}\n{}", out.stdout_str(), out.stderr);
+}
+
+fn prune_frees_forgotten_data_and_keeps_what_snapshots_use(w: Where) {
+    let repo = Repo::init_on(w);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("gone.bin"), noise(3 << 20, 1)).unwrap();
+    std::fs::write(src.join("kept.bin"), noise(2 << 20, 2)).unwrap();
+    let first = repo.backup_json(&[p(&src)], None)["snapshot_id"].as_str().unwrap().to_string();
+    std::fs::remove_file(src.join("gone.bin")).unwrap();
+    std::fs::write(src.join("new.bin"), noise(1 << 20, 3)).unwrap();
+    let second = repo.backup_json(&[p(&src)], None)["snapshot_id"].as_str().unwrap().to_string();
+    let before = repo.size();
+
+    repo.run(&["forget", &first]);
+    let listing = |r: &Repo| {
+        let mut v = r.list("");
+        v.retain(|(n, _)| !n.starts_with("locks/"));
+        v
+    };
+    let untouched = listing(&repo);
+    let dry = repo.json(&["prune", "--dry-run", "--json"]);
+    assert_eq!(dry["dry_run"], true);
+    assert!(
+        dry["plan"]["totals"]["repack"][0].as_u64().unwrap() + dry["plan"]["totals"]["mark"][0].as_u64().unwrap() >= 1,
+        "{dry}"
+    );
+    assert_eq!(listing(&repo), untouched, "a dry run changed the repository");
+
+    let out = repo.json(&["prune", "--json"]);
+    let freed = out["report"]["bytes_freed"].as_u64().unwrap();
+    assert!(freed >= 2 << 20, "freed only {freed} bytes: {out}");
+    let after = repo.size();
+    assert!(before - after >= 2 << 20, "the repository shrank from {before} to {after} only");
+    assert!(after >= 3 << 20, "the kept data ({after} bytes left) cannot be there");
+    check_passes(&repo);
+    assert_eq!(restore_hashes(&repo, &second, &src), tree_hashes(&src));
+
+    // Nothing left to do: a second prune writes and deletes nothing.
+    let again = repo.json(&["prune", "--json"]);
+    assert_eq!(again["report"]["index_objects_written"], 0, "{again}");
+    assert_eq!(again["report"]["packs_deleted"], 0, "{again}");
+}
+
+/// A backup that reads its stream from a command sleeping `secs` first, so
+/// that it holds its lock while the test runs prune.
+fn slow_stream_backup(repo: &Repo, file: &Path, host: &str, secs: f32) -> std::process::Child {
+    repo.std_cmd_via(repo.url())
+        .args(["backup", "--json", "--host", host, "--stdin-filename", "dump.bin", "--stdin-from-command", "--"])
+        .args(["sh", "-c", &format!("sleep {secs}; cat '{}'", p(file))])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn snapshot_id_of(child: std::process::Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "backup failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["snapshot_id"].as_str().unwrap().to_string()
+}
+
+fn prune_beside_a_running_backup_defers_deletion_until_it_ends(w: Where) {
+    let repo = Repo::init_on(w);
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, fresh) = (tmp.path().join("old.bin"), tmp.path().join("fresh.bin"));
+    std::fs::write(&old, noise(2 << 20, 7)).unwrap();
+    std::fs::write(&fresh, noise(1 << 20, 8)).unwrap();
+    let first = repo.backup_json(&["--stdin-filename", "old.bin"], Some(&std::fs::read(&old).unwrap()));
+    repo.run(&["forget", first["snapshot_id"].as_str().unwrap()]);
+    let packs_before = repo.list("data").len();
+
+    // A backup runs (it holds its lock) while prune marks the old data.
+    let child = slow_stream_backup(&repo, &fresh, "busy", 6.0);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = repo.json(&["prune", "--json"]);
+    assert_eq!(out["report"]["packs_deleted"], 0, "deleted beside a running backup: {out}");
+    assert!(out["report"]["packs_pending"].as_u64().unwrap() >= 1, "{out}");
+    let waiting = out["report"]["waiting_for"].to_string();
+    assert!(waiting.contains("backup") && waiting.contains("pid"), "{out}");
+    assert_eq!(repo.list("data").len(), packs_before, "a pack was deleted beside a running backup");
+
+    // While the marks wait, a new backup of the same data stores it again:
+    // it must not reuse a pack marked for deletion.
+    let again = repo.backup_json(&["--stdin-filename", "old.bin"], Some(&std::fs::read(&old).unwrap()));
+    assert!(again["data_added"].as_u64().unwrap() >= 2 << 20, "reused marked data: {again}");
+    let again_id = again["snapshot_id"].as_str().unwrap().to_string();
+
+    let busy = snapshot_id_of(child);
+    // The writer is gone: the next prune deletes what it marked.
+    let out = repo.json(&["prune", "--json"]);
+    assert!(out["report"]["packs_deleted"].as_u64().unwrap() >= 1, "{out}");
+    assert_eq!(out["report"]["packs_pending"], 0, "{out}");
+    check_passes(&repo);
+    assert_eq!(sha256_hex(&repo.dump(&busy, "dump.bin")), sha256_hex(&std::fs::read(&fresh).unwrap()));
+    assert_eq!(sha256_hex(&repo.dump(&again_id, "old.bin")), sha256_hex(&std::fs::read(&old).unwrap()));
+}
+
+/// Two hosts back up in a loop while forget --prune runs; after every round
+/// every kept snapshot restores byte for byte and check --read-data passes.
+fn concurrent_backups_from_two_hosts_survive_forget_and_prune_rounds(w: Where) {
+    let rounds: usize = std::env::var("CAIRN_PRUNE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if w == Where::S3 { 3 } else { 5 });
+    let repo = Repo::init_on(w);
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let stream = tmp.path().join("stream.bin");
+    // Expected content of every snapshot ever written.
+    let mut trees: HashMap<String, HashMap<String, String>> = HashMap::new();
+    let mut streams: HashMap<String, String> = HashMap::new();
+    for round in 0..rounds {
+        // Change part of the data each round, so every round has garbage.
+        let seed = round as u64 * 10;
+        std::fs::write(tree.join(format!("r{}.bin", round % 3)), noise(1 << 20, seed + 1)).unwrap();
+        std::fs::write(tree.join("small.txt"), format!("round {round}")).unwrap();
+        let mut s = noise(1 << 20, 5);
+        s.extend(noise(512 << 10, seed + 2));
+        std::fs::write(&stream, &s).unwrap();
+
+        let slow = slow_stream_backup(&repo, &stream, "db-host", 1.5);
+        let mut c = repo.std_cmd_via(repo.url());
+        c.args(["backup", "--json", "--host", "file-host", p(&tree)]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let files = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300 + 200 * (round as u64 % 4)));
+        repo.run(&["--retry-lock", "60s", "forget", "--keep-last", "2", "--prune"]);
+        trees.insert(snapshot_id_of(files), tree_hashes(&tree));
+        streams.insert(snapshot_id_of(slow), sha256_hex(&s));
+
+        check_passes(&repo);
+        let present: Vec<String> = repo.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        for id in &present {
+            if let Some(want) = trees.get(id) {
+                assert_eq!(&restore_hashes(&repo, id, &tree), want, "round {round}: snapshot {id} restores wrong");
+            } else if let Some(want) = streams.get(id) {
+                assert_eq!(&sha256_hex(&repo.dump(id, "dump.bin")), want, "round {round}: stream {id} dumps wrong");
+            } else {
+                panic!("unknown snapshot {id}");
+            }
+        }
+    }
+    // Once nothing runs, a prune settles every mark: nothing stays pending.
+    let out = repo.json(&["prune", "--json"]);
+    assert_eq!(out["report"]["packs_pending"], 0, "{out}");
+    check_passes(&repo);
+}
