@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(packs) = cairn::format::index::decode(data) {
-        assert_eq!(cairn::format::index::encode(&packs), data);
+    if let Ok(ix) = cairn::format::index::decode_index(data) {
+        assert_eq!(cairn::format::index::encode_index(&ix), data);
     }
 });

@@ -271,6 +271,8 @@ impl Backend {
     }
 
     /// Writes a whole object; durable when it returns.
+    ///
+    /// Every put and delete first passes [`crash_point`].
     pub fn put(&self, name: &str, data: Bytes) -> Result<()> {
         self.spawn_put(name, data).wait()
     }
@@ -281,6 +283,7 @@ impl Backend {
     /// that silently ignore it are covered in format-spec/11-backends.md:
     /// nothing in cairn's correctness depends on this condition.
     pub fn put_new(&self, name: &str, data: Bytes) -> Result<bool> {
+        crash_point();
         let path = Path::from(name);
         let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
         let payload = PutPayload::from_bytes(data.clone());
@@ -302,6 +305,7 @@ impl Backend {
 
     /// Starts a put on the I/O runtime and returns at once.
     pub fn spawn_put(&self, name: &str, data: Bytes) -> PendingPut {
+        crash_point();
         let store = self.store.clone();
         let path = Path::from(name);
         let name = name.to_string();
@@ -388,6 +392,7 @@ impl Backend {
     }
 
     pub fn delete(&self, name: &str) -> Result<()> {
+        crash_point();
         let path = Path::from(name);
         self.runtime.block_on(self.store.delete(&path)).map_err(|e| self.err(name, e))?;
         self.stats.deletes.fetch_add(1, Ordering::Relaxed);
@@ -450,3 +455,24 @@ fn sync_local(root: &FsPath, name: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// Fault injection for the crash tests: with `CAIRN_TEST_KILL_BEFORE_WRITE=N`
+/// the process kills itself with SIGKILL just before its Nth put or delete
+/// (counting from 1), so that a seeded sweep can stop an operation at every
+/// point of its write sequence. Unset, it costs one atomic increment.
+fn crash_point() {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::OnceLock;
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let limit = LIMIT.get_or_init(|| std::env::var("CAIRN_TEST_KILL_BEFORE_WRITE").ok().and_then(|v| v.parse().ok()));
+    if let Some(n) = limit {
+        if WRITES.fetch_add(1, Ordering::SeqCst) + 1 >= *n {
+            // SAFETY: kill with this process's own pid and a valid signal
+            // number; no memory is involved.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}

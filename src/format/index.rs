@@ -152,6 +152,9 @@ pub fn decode_index(bytes: &[u8]) -> Result<Index> {
             }
             ix.runs.push(RunRecord { run, time, locks });
         }
+        if ix.marked.is_empty() && ix.runs.is_empty() {
+            return Err(Error::corrupt("index: version 2 with neither marks nor run records"));
+        }
     }
     r.finish()?;
     Ok(ix)
@@ -216,6 +219,14 @@ mod tests {
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = decode_index(&bytes);
         }
+    }
+
+    #[test]
+    fn version_2_without_marks_or_runs_rejected() {
+        let mut b = encode(&[]);
+        b[0] = VERSION_MARKS;
+        b.extend([0; 8]);
+        assert!(decode_index(&b).is_err());
     }
 
     #[test]

@@ -764,3 +764,29 @@ fn norm(g: Groups) -> Vec<Vec<PathBuf>> {
     v.sort();
     v
 }
+
+/// Every object of a repository but its locks: name -> bytes.
+pub fn all_objects(repo: &Repo) -> std::collections::BTreeMap<String, bytes::Bytes> {
+    let b = repo.backend();
+    let names = b.list("").unwrap().into_iter().filter(|(n, _)| !n.starts_with("locks/"));
+    names.map(|(n, _)| (n.clone(), b.get(&n).unwrap())).collect()
+}
+
+/// A new repository on `w` holding `objects`, with a copy of `cache_of`'s
+/// local cache.
+pub fn repo_with_objects(
+    objects: &std::collections::BTreeMap<String, bytes::Bytes>,
+    cache_of: &Repo,
+    w: Where,
+) -> Repo {
+    let repo = Repo::uninit_on(w);
+    if w == Where::Local {
+        std::fs::create_dir_all(repo.path()).unwrap();
+    }
+    let b = cairn::backend::Backend::open(repo.url(), true, &Default::default()).unwrap();
+    for (name, bytes) in objects {
+        b.put(name, bytes.clone()).unwrap();
+    }
+    copy_dir(&cache_of.cache(), &repo.cache());
+    repo
+}

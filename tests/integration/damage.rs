@@ -39,7 +39,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::common::{self, copy_dir, noise, sha256_hex, Out, Repo, Where};
+use crate::common::{self, noise, sha256_hex, Out, Repo, Where};
 
 const SHARDS: u64 = 4;
 
@@ -132,12 +132,8 @@ fn build_template() -> Template {
     let key = |cur: bool| {
         keys.iter().find(|k| k["current"].as_bool() == Some(cur)).unwrap()["id"].as_str().unwrap().to_string()
     };
-    let objects = b.list("").unwrap().into_iter().filter(|(n, _)| !n.starts_with("locks/")).map(|(n, _)| {
-        let bytes = b.get(&n).unwrap();
-        (n, bytes)
-    });
     Template {
-        objects: objects.collect(),
+        objects: common::all_objects(&repo),
         stale_index,
         snap_b: b_snap["id"].as_str().unwrap().to_string(),
         snap_b_time: b_snap["time"].as_str().unwrap().to_string(),
@@ -297,16 +293,7 @@ fn apply(t: &Template, b: &cairn::backend::Backend, d: &Damage) {
 
 /// A fresh copy of the template on `w`, with a copy of its cache.
 fn fresh_copy(t: &Template, w: Where) -> Repo {
-    let repo = Repo::uninit_on(w);
-    if w == Where::Local {
-        std::fs::create_dir_all(repo.path()).unwrap();
-    }
-    let b = cairn::backend::Backend::open(repo.url(), true, &Default::default()).unwrap();
-    for (name, bytes) in &t.objects {
-        b.put(name, bytes.clone()).unwrap();
-    }
-    copy_dir(&t.repo.cache(), &repo.cache());
-    repo
+    common::repo_with_objects(&t.objects, &t.repo, w)
 }
 
 /// Relative paths and contents of the regular files under `dir`.

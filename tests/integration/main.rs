@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod compat;
 mod copy;
+mod crash;
 mod damage;
 mod dedup;
 mod faults;

@@ -190,8 +190,8 @@ fn describe(l: &Lock) -> String {
 
 #[derive(Default)]
 struct Stat {
-    marked: Option<RunId>,
-    live: bool,
+    /// Every run that marked it (a killed prune can leave two marks).
+    marked: Vec<RunId>,
     has_entries: bool,
     blobs: u32,
     used: u32,
@@ -242,9 +242,8 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
                     next_ordinal += 1;
                     Stat { ordinal: next_ordinal, ..Default::default() }
                 });
-                match mark {
-                    Some(run) => st.marked = Some(st.marked.map_or(run, |r| r.min(run))),
-                    None => st.live = true,
+                if let Some(run) = mark.filter(|r| !st.marked.contains(r)) {
+                    st.marked.push(run);
                 }
                 if st.has_entries || p.blobs.is_empty() {
                     continue;
@@ -300,21 +299,18 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         let indexed = st.is_some();
         let st = st.unwrap_or_default();
         let all_used = st.has_entries && st.used == st.blobs;
-        let action = match st.marked {
-            Some(r) if ripe.contains(&r) => {
-                if st.used > 0 {
-                    PackAction::Unmark
-                } else {
-                    PackAction::Delete
-                }
-            }
-            Some(_) => PackAction::Pending,
-            None if !indexed || st.used == 0 => PackAction::Mark,
-            None if all_used => PackAction::Keep,
-            None => PackAction::Repack, // narrowed below
+        // Marked: acted on only when every run that marked it is ripe.
+        let unripe = st.marked.iter().find(|r| !ripe.contains(*r)).copied();
+        let action = match (st.marked.is_empty(), unripe) {
+            (false, Some(_)) => PackAction::Pending,
+            (false, None) if st.used > 0 => PackAction::Unmark,
+            (false, None) => PackAction::Delete,
+            (true, _) if !indexed || st.used == 0 => PackAction::Mark,
+            (true, _) if all_used => PackAction::Keep,
+            (true, _) => PackAction::Repack, // narrowed below
         };
         let run = match action {
-            PackAction::Pending => st.marked,
+            PackAction::Pending => unripe,
             _ => None,
         };
         packs.push(PackPlan {
@@ -392,4 +388,24 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         records,
         used,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_unused_parses_like_restic() {
+        assert_eq!(MaxUnused::parse("5%").unwrap(), MaxUnused::Percent(5.0));
+        assert_eq!(MaxUnused::parse("0").unwrap(), MaxUnused::Bytes(0));
+        assert_eq!(MaxUnused::parse("500M").unwrap(), MaxUnused::Bytes(500 << 20));
+        assert_eq!(MaxUnused::parse("2g").unwrap(), MaxUnused::Bytes(2 << 30));
+        assert_eq!(MaxUnused::parse("unlimited").unwrap(), MaxUnused::Unlimited);
+        for bad in ["", "-1", "5%%", "100%", "x", "5Q", "99999999999999T"] {
+            let e = MaxUnused::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--max-unused"), "{bad:?}: {e}");
+        }
+        // 5% of the total: unused / (used + unused) <= 5%.
+        assert_eq!(MaxUnused::Percent(5.0).allowed(95_000), 5_000);
+    }
 }
