@@ -139,17 +139,72 @@ fn killed_prune_at_every_point_leaves_a_repository_that_checks_and_restores(w: W
     repo.run(&["forget", "--keep-last", "2", "--group-by", ""]);
     let objects = common::all_objects(&repo);
 
+    // Alone, the swept prune settles its own marks at once; beside a
+    // running backup, it leaves them pending with a record.
+    sweep_prune(&objects, &repo, w, &mut exp, false);
+    sweep_prune(&objects, &repo, w, &mut exp, true);
+}
+
+/// A stream backup of `x\n` that holds its lock for a few seconds.
+fn writer(repo: &Repo) -> std::process::Child {
+    let c = repo
+        .std_cmd_via(repo.url())
+        .args([
+            "backup",
+            "--json",
+            "--stdin-filename",
+            "x",
+            "--stdin-from-command",
+            "--",
+            "sh",
+            "-c",
+            "sleep 2.5; echo x",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    c
+}
+
+fn finish_writer(c: std::process::Child, exp: &mut Expected) {
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "the backup beside prune failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["snapshot_id"].as_str().unwrap().to_string();
+    exp.snapshots.insert(id, ("x".into(), BTreeMap::from([("x".to_string(), sha256_hex(b"x\n"))])));
+}
+
+fn sweep_prune(objects: &BTreeMap<String, Bytes>, template: &Repo, w: Where, exp: &mut Expected, beside_backup: bool) {
+    let what = if beside_backup { "prune beside a backup" } else { "prune" };
     // How many writes a whole prune makes.
-    let full = common::repo_with_objects(&objects, &repo, w);
+    let full = common::repo_with_objects(objects, template, w);
+    let held = beside_backup.then(|| writer(&full));
     let out = full.out(&["-v", "prune", "--max-unused", "0"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    if beside_backup {
+        assert!(out.stdout_str().contains("stay marked"), "{what}: no marks were left pending:\n{}", out.stdout_str());
+    }
+    if let Some(c) = held {
+        finish_writer(c, exp);
+    }
     let r = requests(&out.stderr, "");
-    exp.verify(&full, "uninterrupted prune");
-    for k in points(r.put + r.delete, "prune") {
-        let copy = killed_run(&objects, &repo, w, &["prune", "--max-unused", "0"], k);
-        exp.verify(&copy, &format!("prune killed before write {k}"));
+    exp.verify(&full, &format!("uninterrupted {what}"));
+    for k in points(r.put + r.delete, what) {
+        let copy = common::repo_with_objects(objects, template, w);
+        let held = beside_backup.then(|| writer(&copy));
+        let mut c = copy.cmd();
+        c.env("CAIRN_TEST_KILL_BEFORE_WRITE", k.to_string()).args(["prune", "--max-unused", "0"]);
+        let out = common::output(c);
+        out.assert_no_panic(&format!("{what} killed before write {k}"));
+        assert_eq!(out.code, None, "{what} was to be killed before write {k}, but ended:\n{}", out.stderr);
+        if let Some(c) = held {
+            finish_writer(c, exp);
+        }
+        exp.verify(&copy, &format!("{what} killed before write {k}"));
         copy.run(&["prune", "--max-unused", "0"]);
-        exp.verify(&copy, &format!("prune after a prune killed before write {k}"));
+        exp.verify(&copy, &format!("prune after a {what} killed before write {k}"));
         let again = copy.json(&["prune", "--json"]);
         assert_eq!(
             again["report"]["index_objects_written"], 0,

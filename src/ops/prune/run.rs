@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::usage::{self, CLAIMED, USED};
+use super::usage::{self, CLAIMED, IN_MARKED, USED};
 use super::{PackAction, PrunePlan};
 use crate::error::{ErrorKind, Result};
 use crate::format::index::{Index, IndexPack, MarkedPack, RunId, RunRecord, SeenLock};
@@ -254,11 +254,13 @@ pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Res
                 continue;
             }
             // Blobs the plan already placed (claimed by a kept pack, or
-            // repacked) are not needed here; only those that a snapshot
-            // written meanwhile uses and nothing else holds.
+            // repacked) are not needed here. Needed: those used and held
+            // only by marked packs (a pending mark adopted by this run), and
+            // those that a snapshot written meanwhile uses.
             let mut in_use = false;
             for e in &m.pack.blobs {
-                in_use |= reader.get(&BlobId { kind: e.kind, id: e.id })? == USED;
+                let v = reader.get(&BlobId { kind: e.kind, id: e.id })?;
+                in_use |= v == USED || v == IN_MARKED;
             }
             if in_use {
                 report.packs_unmarked += 1;
