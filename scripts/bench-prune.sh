@@ -57,7 +57,7 @@ backup() { # tool
   case $1 in
     cairn)  run cairn backup --host bench "$W/vol" ;;
     restic) run restic backup --host bench "$W/vol" ;;
-    rustic) run rustic backup --host bench "$W/vol" ;;
+    rustic) run rustic backup --host bench "$W/vol" 2>> "$W/logs/rustic-backups.log" ;;
   esac
 }
 

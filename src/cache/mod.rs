@@ -29,6 +29,10 @@ const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapsh
 /// Packs that a prune has marked for deletion -> the run that marked them.
 /// Their blobs stay readable but are not reused (format-spec/06-index.md).
 const MARKED: TableDefinition<[u8; 32], [u8; 16]> = TableDefinition::new("marked");
+/// Packs that a prune deleted -> how many entries still point at them.
+/// Those entries are ignored (not removed: rewriting half of a large table
+/// costs far more than the prune itself); a rebuild drops them.
+const GONE: TableDefinition<[u8; 32], u64> = TableDefinition::new("gone");
 /// Index objects absorbed, with their entry counts.
 const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
 
@@ -141,6 +145,7 @@ impl IndexCache {
         tx.open_table(TREES)?;
         tx.open_table(SNAPSHOTS)?;
         tx.open_table(MARKED)?;
+        tx.open_table(GONE)?;
         tx.commit()?;
         Ok(())
     }
@@ -251,7 +256,11 @@ impl IndexCache {
             let mut blobs = tx.open_table(BLOBS)?;
             let mut files = tx.open_table(INDEX_FILES)?;
             let mut marked = tx.open_table(MARKED)?;
+            let mut gone = tx.open_table(GONE)?;
             for (id, ix) in items {
+                for p in ix.packs.iter().chain(ix.marked.iter().map(|m| &m.pack)) {
+                    gone.remove(p.id.0)?;
+                }
                 let mut n = 0u64;
                 for p in &ix.packs {
                     for e in &p.blobs {
@@ -283,6 +292,69 @@ impl IndexCache {
         Ok(())
     }
 
+    /// Brings the cache in line with an index rewritten by prune, without
+    /// reading it again: the entries of kept packs are unchanged, so only
+    /// the absorbed index objects (`old` out, `new` in, with entry counts),
+    /// the marked packs (replaced by `marked`) and the entries of `deleted`
+    /// packs change. `used` says whether a snapshot uses a blob: when an
+    /// entry of a deleted pack is one (its cached copy was a duplicate that
+    /// prune dropped), returns `false` and the caller rebuilds.
+    pub fn apply_prune(
+        &self,
+        old: &[IndexId],
+        new: &[(IndexId, u64)],
+        marked: &[(PackId, [u8; 16])],
+        deleted: &HashSet<PackId>,
+        mut used: impl FnMut(&BlobId) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Eventual);
+        let mut sound = true;
+        {
+            let mut files = tx.open_table(INDEX_FILES)?;
+            for id in old {
+                files.remove(id.0)?;
+            }
+            for (id, n) in new {
+                files.insert(id.0, n)?;
+            }
+            tx.delete_table(MARKED)?;
+            let mut m = tx.open_table(MARKED)?;
+            for (p, run) in marked {
+                m.insert(p.0, run)?;
+            }
+            if !deleted.is_empty() {
+                let blobs = tx.open_table(BLOBS)?;
+                let mut stale: std::collections::HashMap<PackId, u64> = deleted.iter().map(|p| (*p, 0)).collect();
+                for r in blobs.iter()? {
+                    let (k, v) = r?;
+                    let pack = decode_loc(&v.value()).pack;
+                    let Some(n) = stale.get_mut(&pack) else { continue };
+                    *n += 1;
+                    let k = k.value();
+                    let blob =
+                        BlobKind::from_u8(k[0]).map(|kind| BlobId { kind, id: k[1..].try_into().expect("32 bytes") });
+                    // A used blob whose cached copy was in a deleted pack
+                    // has another copy, which the cache does not know.
+                    if blob.map_or(Ok(true), |b| used(&b))? {
+                        sound = false;
+                    }
+                }
+                let mut gone = tx.open_table(GONE)?;
+                for (p, n) in stale {
+                    gone.insert(p.0, n)?;
+                }
+                let total: u64 = gone.iter()?.map(|r| r.map(|(_, v)| v.value()).unwrap_or(0)).sum();
+                // Mostly stale: worth a rebuild.
+                if total > 2 * blobs.len()?.saturating_sub(total) {
+                    sound = false;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(sound)
+    }
+
     /// Packs marked for deletion by some absorbed index object.
     pub fn marked_packs(&self) -> Result<HashSet<PackId>> {
         let tx = self.db.begin_read()?;
@@ -304,6 +376,8 @@ impl IndexCache {
         tx.delete_table(BLOBS)?;
         tx.delete_table(INDEX_FILES)?;
         tx.delete_table(MARKED)?;
+        tx.delete_table(GONE)?;
+        tx.open_table(GONE)?;
         tx.open_table(BLOBS)?;
         tx.open_table(INDEX_FILES)?;
         tx.open_table(MARKED)?;
@@ -314,14 +388,26 @@ impl IndexCache {
     /// A snapshot of the cache for many fast lookups.
     pub fn reader(&self) -> Result<CacheReader> {
         let marked = self.marked_packs()?;
+        let gone = self.gone_packs()?;
         let tx = self.db.begin_read()?;
-        Ok(CacheReader { table: tx.open_table(BLOBS)?, marked })
+        Ok(CacheReader { table: tx.open_table(BLOBS)?, marked, gone })
     }
 
     /// Number of blobs indexed.
     pub fn len(&self) -> Result<u64> {
         let tx = self.db.begin_read()?;
-        Ok(tx.open_table(BLOBS)?.len()?)
+        let stale: u64 = tx.open_table(GONE)?.iter()?.map(|r| r.map(|(_, v)| v.value()).unwrap_or(0)).sum();
+        Ok(tx.open_table(BLOBS)?.len()?.saturating_sub(stale))
+    }
+
+    fn gone_packs(&self) -> Result<HashSet<PackId>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(GONE)?;
+        let mut out = HashSet::new();
+        for r in t.iter()? {
+            out.insert(PackId(r?.0.value()));
+        }
+        Ok(out)
     }
 
     pub fn is_empty(&self) -> Result<bool> {
@@ -330,6 +416,7 @@ impl IndexCache {
 
     /// Every indexed blob, in key order (for check and stats).
     pub fn for_each(&self, mut f: impl FnMut(BlobId, Location) -> Result<()>) -> Result<()> {
+        let gone = self.gone_packs()?;
         let tx = self.db.begin_read()?;
         let t = tx.open_table(BLOBS)?;
         for r in t.iter()? {
@@ -338,7 +425,10 @@ impl IndexCache {
             let kind = BlobKind::from_u8(k[0]).ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
             let mut id = [0u8; 32];
             id.copy_from_slice(&k[1..]);
-            f(BlobId { kind, id }, decode_loc(&v.value()))?;
+            let loc = decode_loc(&v.value());
+            if !gone.contains(&loc.pack) {
+                f(BlobId { kind, id }, loc)?;
+            }
         }
         Ok(())
     }
@@ -363,17 +453,19 @@ pub struct CacheReader {
     table: ReadOnlyTable<[u8; 33], [u8; 44]>,
     /// Packs marked for deletion (few: a prune's leftovers).
     marked: HashSet<PackId>,
+    /// Packs deleted, whose entries are ignored.
+    gone: HashSet<PackId>,
 }
 
 impl CacheReader {
     /// Where to read a blob: a live pack if it has one, else a marked pack.
     pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
-        Ok(self.table.get(key(blob))?.map(|v| decode_loc(&v.value())))
+        Ok(self.table.get(key(blob))?.map(|v| decode_loc(&v.value())).filter(|l| !self.gone.contains(&l.pack)))
     }
 
     /// Whether the index has the blob (in any pack, marked or not).
     pub fn contains(&self, blob: &BlobId) -> Result<bool> {
-        Ok(self.table.get(key(blob))?.is_some())
+        Ok(self.get(blob)?.is_some())
     }
 
     /// Where a writer may reuse a blob from: only a pack that no prune has
@@ -420,6 +512,30 @@ mod tests {
         assert_eq!(r.get(&other).unwrap().unwrap().pack, PackId([7; 32]));
         assert!(r.get_live(&other).unwrap().is_none());
         assert_eq!(c.marked_packs().unwrap(), HashSet::from([PackId([7; 32])]));
+
+        // Prune deletes pack 7 and replaces index object 4 by 8: its entries
+        // are ignored from then on, without a rebuild.
+        let deleted = HashSet::from([PackId([7; 32])]);
+        let sound = c.apply_prune(&[IndexId([4; 32])], &[(IndexId([8; 32]), 0)], &[], &deleted, |_| Ok(false)).unwrap();
+        assert!(sound);
+        let r = c.reader().unwrap();
+        assert!(r.get(&other).unwrap().is_none());
+        assert_eq!(r.get(&blob).unwrap().unwrap().pack, PackId([9; 32]));
+        assert_eq!(c.len().unwrap(), 1);
+        let mut seen = Vec::new();
+        c.for_each(|b, _| {
+            seen.push(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![blob]);
+        assert!(c.marked_packs().unwrap().is_empty());
+        let files = c.known_index_files().unwrap();
+        assert!(files.contains(&IndexId([8; 32])) && !files.contains(&IndexId([4; 32])));
+        // A used blob whose cached copy was deleted: the cache cannot say
+        // where its other copy is, so it asks for a rebuild.
+        let sound = c.apply_prune(&[], &[], &[], &HashSet::from([PackId([9; 32])]), |_| Ok(true)).unwrap();
+        assert!(!sound);
         c.clear().unwrap();
         assert!(c.marked_packs().unwrap().is_empty());
     }

@@ -120,6 +120,10 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<i32> {
             }
         }
     }
+    if g.verbose {
+        let t: Vec<String> = report.timings.iter().map(|(what, s)| format!("{what} {s:.2}s")).collect();
+        eprintln!("prune phases: {}", t.join(", "));
+    }
     g.report_stats(repo);
     Ok(0)
 }

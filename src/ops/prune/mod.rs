@@ -170,6 +170,26 @@ pub struct PrunePlan {
     pub records: Vec<RunRecord>,
     #[serde(skip)]
     pub used: BlobSet,
+    /// Seconds spent per phase, for `-v`.
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+/// Records how long each phase took.
+pub(crate) struct Stopwatch(std::time::Instant, Vec<(&'static str, f64)>);
+
+impl Stopwatch {
+    pub(crate) fn new() -> Self {
+        Self(std::time::Instant::now(), Vec::new())
+    }
+
+    pub(crate) fn lap(&mut self, what: &'static str) {
+        self.1.push((what, self.0.elapsed().as_secs_f64()));
+        self.0 = std::time::Instant::now();
+    }
+
+    pub(crate) fn into_laps(self) -> Vec<(&'static str, f64)> {
+        self.1
+    }
 }
 
 impl PrunePlan {
@@ -208,6 +228,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         )));
     }
     let now = chrono::Utc::now().timestamp();
+    let mut sw = Stopwatch::new();
     // Locks before the index and the snapshots: whatever the writers seen
     // here wrote before finishing is then visible below.
     let locks: Vec<([u8; 32], Lock)> = repo
@@ -218,9 +239,12 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     let mut index_objects: Vec<IndexId> = repo.list_ids("index")?.into_iter().map(IndexId).collect();
     index_objects.sort();
     let snapshots = repo.snapshots()?;
+    sw.lap("list locks, index, snapshots");
     let mut used = BlobSet::new(opts.scratch_dir.as_deref())?;
     usage::mark_used(repo, &snapshots, &mut used)?;
+    sw.lap("walk snapshots");
     let (listed, _) = pack::list_packs(&repo.backend)?;
+    sw.lap("list packs");
     let sizes: HashMap<PackId, u64> = listed.into_iter().collect();
 
     // One pass over the index: per pack, how much is used. A used blob is
@@ -276,6 +300,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
         Ok(())
     })?;
+    sw.lap("read index");
     let missing = used.count(USED)?;
     if missing > 0 {
         return Err(Error::corrupt(format!(
@@ -387,6 +412,10 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         waiting_for,
         records,
         used,
+        timings: {
+            sw.lap("decide");
+            sw.into_laps()
+        },
     })
 }
 

@@ -14,7 +14,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::usage::{self, CLAIMED, IN_MARKED, USED};
-use super::{PackAction, PrunePlan};
+use super::{PackAction, PrunePlan, Stopwatch};
+use crate::cache::scratch::BlobSet;
 use crate::error::{ErrorKind, Result};
 use crate::format::index::{Index, IndexPack, MarkedPack, RunId, RunRecord, SeenLock};
 use crate::format::lock::LockKind;
@@ -43,57 +44,113 @@ pub struct PruneReport {
     pub bytes_pending: u64,
     /// Writers that were running when the marks were stored.
     pub waiting_for: Vec<String>,
+    /// Seconds spent per phase (plan and run), for `-v`.
+    pub timings: Vec<(&'static str, f64)>,
 }
 
-/// Writes index objects in bounded batches.
+/// Writes index objects in bounded batches: live packs and marks in
+/// separate objects, so that settling the marks rewrites only theirs.
 struct IndexWriter<'a> {
     repo: &'a Repository,
     live: Vec<IndexPack>,
+    live_entries: usize,
     marked: Vec<MarkedPack>,
+    marked_entries: usize,
     runs: Vec<RunRecord>,
-    entries: usize,
-    written: Vec<IndexId>,
+    /// Objects written, with their entry counts.
+    written: Vec<(IndexId, u64)>,
+    /// The objects holding marks or run records.
+    written_marks: Vec<IndexId>,
+    /// Every mark written.
+    marks: Vec<(PackId, RunId)>,
+}
+
+/// What an [`IndexWriter`] wrote.
+struct Written {
+    objects: Vec<(IndexId, u64)>,
+    with_marks: Vec<IndexId>,
+    marks: Vec<(PackId, RunId)>,
 }
 
 impl<'a> IndexWriter<'a> {
     fn new(repo: &'a Repository, runs: Vec<RunRecord>) -> Self {
-        Self { repo, live: Vec::new(), marked: Vec::new(), runs, entries: 0, written: Vec::new() }
+        Self {
+            repo,
+            live: Vec::new(),
+            live_entries: 0,
+            marked: Vec::new(),
+            marked_entries: 0,
+            runs,
+            written: Vec::new(),
+            written_marks: Vec::new(),
+            marks: Vec::new(),
+        }
     }
 
     fn add(&mut self, p: IndexPack, mark: Option<RunId>) -> Result<()> {
-        self.entries += p.blobs.len().max(1);
+        let n = p.blobs.len().max(1);
         match mark {
-            Some(run) => self.marked.push(MarkedPack { run, pack: p }),
-            None => self.live.push(p),
-        }
-        if self.entries >= ENTRIES_PER_INDEX {
-            self.flush()?;
+            Some(run) => {
+                self.marks.push((p.id, run));
+                self.marked.push(MarkedPack { run, pack: p });
+                self.marked_entries += n;
+                if self.marked_entries >= ENTRIES_PER_INDEX {
+                    self.flush_marks()?;
+                }
+            }
+            None => {
+                self.live.push(p);
+                self.live_entries += n;
+                if self.live_entries >= ENTRIES_PER_INDEX {
+                    self.flush_live()?;
+                }
+            }
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
-        if self.live.is_empty() && self.marked.is_empty() && self.runs.is_empty() {
-            return Ok(());
+    fn flush_live(&mut self) -> Result<()> {
+        if !self.live.is_empty() {
+            let ix = Index { packs: std::mem::take(&mut self.live), ..Default::default() };
+            self.written.push((self.repo.save_index_uncached(&ix)?, self.live_entries as u64));
+            self.live_entries = 0;
         }
-        let ix = Index {
-            packs: std::mem::take(&mut self.live),
-            marked: std::mem::take(&mut self.marked),
-            runs: std::mem::take(&mut self.runs),
-        };
-        self.written.push(self.repo.save_index_full(ix)?);
-        self.entries = 0;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<IndexId>> {
-        self.flush()?;
-        Ok(self.written)
+    fn flush_marks(&mut self) -> Result<()> {
+        if !self.marked.is_empty() || !self.runs.is_empty() {
+            let ix = Index {
+                marked: std::mem::take(&mut self.marked),
+                runs: std::mem::take(&mut self.runs),
+                ..Default::default()
+            };
+            let id = self.repo.save_index_uncached(&ix)?;
+            self.written.push((id, self.marked_entries as u64));
+            self.written_marks.push(id);
+            self.marked_entries = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Written> {
+        self.flush_live()?;
+        self.flush_marks()?;
+        Ok(Written { objects: self.written, with_marks: self.written_marks, marks: self.marks })
     }
 }
 
 /// Runs the plan. `own_session` is the caller's lock (not a writer).
 pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Result<PruneReport> {
+    let mut timings = std::mem::take(&mut plan.timings);
+    let mut sw = Stopwatch::new();
+    let mut report = steps(repo, plan, own_session, &mut sw)?;
+    timings.extend(sw.into_laps());
+    report.timings = timings;
+    Ok(report)
+}
+
+fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut Stopwatch) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     if plan.is_noop() {
         report.packs_pending = plan.totals.pending.0;
@@ -138,6 +195,7 @@ pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Res
         report.index_objects_written += stored.indexes.len() as u64;
     }
 
+    sw.lap("repack");
     // 2. The new index: every pack the plan read, by its action.
     let mut w = IndexWriter::new(repo, plan.records.clone());
     let mut emitted: HashSet<PackId> = HashSet::new();
@@ -170,8 +228,9 @@ pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Res
         }
     }
     let written = w.finish()?;
-    report.index_objects_written += written.len() as u64;
+    report.index_objects_written += written.objects.len() as u64;
 
+    sw.lap("write index");
     // 3. The old index objects go; 4. then the packs ripe for deletion.
     for id in &plan.index_objects {
         delete_if_present(repo, &format!("index/{id}"))?;
@@ -182,8 +241,11 @@ pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Res
         report.packs_deleted += 1;
         report.bytes_freed += p.size;
     }
+    let deleted: HashSet<PackId> = plan.packs.iter().filter(|p| p.action == PackAction::Delete).map(|p| p.id).collect();
+    update_cache(repo, &plan.index_objects, &written, &deleted, &mut plan.used)?;
     report.packs_unmarked = plan.totals.unmark.0;
 
+    sw.lap("delete");
     // 5. Who may still be writing with the old index?
     let mine: Vec<(PackId, u64)> = plan
         .packs
@@ -233,18 +295,22 @@ pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Res
     // No writer was running once the marks were stored: every snapshot that
     // can use them exists now. Read the new ones, then settle this run's
     // marks: unused ones are deleted, used ones go live again.
+    repo.sync_cache()?;
     let fresh: Vec<_> = repo.snapshots()?.into_iter().filter(|(id, _)| !plan.snapshot_ids.contains(id)).collect();
     usage::mark_used(repo, &fresh, &mut plan.used)?;
+    sw.lap("settle: sync, new snapshots");
     let reader = plan.used.reader()?;
     let mut w2 = IndexWriter::new(repo, Vec::new());
     let mut doomed: Vec<(PackId, u64)> = Vec::new();
     let mut rewritten = Vec::new();
-    for id in &written {
+    let mut rewritten_packs: Vec<PackId> = Vec::new();
+    for id in &written.with_marks {
         let ix = repo.load_index_full(id)?;
         if ix.marked.iter().all(|m| m.run != run_id) {
             continue; // holds nothing of this run: stays
         }
         rewritten.push(*id);
+        rewritten_packs.extend(ix.marked.iter().map(|m| m.pack.id));
         for p in ix.packs {
             w2.add(p, None)?;
         }
@@ -272,18 +338,42 @@ pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Res
         }
         w2.runs.extend(ix.runs);
     }
-    report.index_objects_written += w2.finish()?.len() as u64;
+    let mut w2 = w2.finish()?;
+    report.index_objects_written += w2.objects.len() as u64;
     for id in &rewritten {
         delete_if_present(repo, &format!("index/{id}"))?;
         report.index_objects_deleted += 1;
     }
-    for (id, size) in doomed {
-        delete_if_present(repo, &pack::object_name(&id))?;
+    for (id, size) in &doomed {
+        delete_if_present(repo, &pack::object_name(id))?;
         report.packs_deleted += 1;
         report.bytes_freed += size;
     }
+    // The marks now: those of untouched objects, and those rewritten.
+    let untouched: HashSet<PackId> = rewritten_packs.iter().copied().collect();
+    w2.marks.extend(written.marks.into_iter().filter(|(p, _)| !untouched.contains(p)));
+    drop(reader);
+    let deleted: HashSet<PackId> = doomed.iter().map(|d| d.0).collect();
+    update_cache(repo, &rewritten, &w2, &deleted, &mut plan.used)?;
     repo.sync_cache()?;
     Ok(report)
+}
+
+/// Tells the cache what changed (old index objects out, new in, the marks,
+/// the deleted packs), or rebuilds it if that cannot be done exactly.
+fn update_cache(
+    repo: &Repository,
+    old: &[IndexId],
+    written: &Written,
+    deleted: &HashSet<PackId>,
+    used: &mut BlobSet,
+) -> Result<()> {
+    let reader = used.reader()?;
+    let sound = repo.cache.apply_prune(old, &written.objects, &written.marks, deleted, |b| Ok(reader.get(b)? != 0))?;
+    if !sound {
+        repo.rebuild_cache()?;
+    }
+    Ok(())
 }
 
 /// Deletes an object; one already gone is fine (a killed run may have
