@@ -184,18 +184,24 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
         return Ok(0);
     }
     let report = forget::run(&repo, &plan)?;
-    if a.json {
-        println!("{}", json(&json!({ "dry_run": false, "plan": plan, "report": report }))?);
-    } else if say {
+    if say {
         println!("removed {} snapshot(s), kept {}", report.removed, report.kept);
         if report.removed > 0 && !a.prune {
             println!("their data stays in the repository until `cairn prune`");
         }
     }
     drop(lock);
-    let code = if a.prune { super::prune::after_forget(g, &repo, a.json)? } else { 0 };
+    // One JSON document, with the prune's under "prune".
+    let pruned = if a.prune { super::prune::after_forget(g, &repo, a.json)? } else { None };
+    if a.json {
+        let mut doc = json!({ "dry_run": false, "plan": plan, "report": report });
+        if let Some(p) = pruned {
+            doc["prune"] = p;
+        }
+        println!("{}", json(&doc)?);
+    }
     g.report_stats(&repo);
-    Ok(code)
+    Ok(0)
 }
 
 /// Per group: a header line and a table, newest first.

@@ -27,15 +27,24 @@ pub struct PruneArgs {
 
 pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
     let repo = g.open()?;
-    run(g, &repo, a)
+    if let Some(doc) = run(g, &repo, a)? {
+        println!("{}", to_json(&doc)?);
+    }
+    Ok(0)
 }
 
-/// `forget --prune`: a prune with the default settings.
-pub fn after_forget(g: &Global, repo: &Repository, json: bool) -> Result<i32> {
+/// `forget --prune`: a prune with the default settings. With `json`, its
+/// document is returned (forget prints one document for both).
+pub fn after_forget(g: &Global, repo: &Repository, json: bool) -> Result<Option<serde_json::Value>> {
     run(g, repo, &PruneArgs { max_unused: "5%".into(), dry_run: false, json })
 }
 
-fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<i32> {
+fn to_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| cairn::Error::invalid(e.to_string()))
+}
+
+/// Runs prune; prints the text output, or returns the JSON document.
+fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<Option<serde_json::Value>> {
     let opts = PruneOptions {
         max_unused: MaxUnused::parse(&a.max_unused)?,
         scratch_dir: repo.cache.path().and_then(|p| p.parent()).map(Into::into),
@@ -66,17 +75,13 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<i32> {
     }
     if a.dry_run {
         if a.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "dry_run": true, "plan": plan }))
-                    .map_err(|e| cairn::Error::invalid(e.to_string()))?
-            );
+            return Ok(Some(serde_json::json!({ "dry_run": true, "plan": plan })));
         } else if say {
             let now = t.delete.1;
             let later = t.mark.1 + t.repack.1 - t.repack_used_bytes.min(t.repack.1);
             println!("dry run: would free {} now and about {} more once the marks are settled (at once if no backup is running)", bytes(now), bytes(later));
         }
-        return Ok(0);
+        return Ok(None);
     }
     let session = lock.as_ref().map(|l| l.session()).unwrap_or_default();
     let plan_json = if a.json {
@@ -86,13 +91,7 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<i32> {
     };
     let report = prune::run(repo, plan, session)?;
     drop(lock);
-    if let Some(plan) = plan_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))
-                .map_err(|e| cairn::Error::invalid(e.to_string()))?
-        );
-    } else if say {
+    if !a.json && say {
         if report.repacked_packs > 0 {
             println!(
                 "repacked {} blob(s) from {} pack(s) into {} new pack(s)",
@@ -125,5 +124,5 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<i32> {
         eprintln!("prune phases: {}", t.join(", "));
     }
     g.report_stats(repo);
-    Ok(0)
+    Ok(plan_json.map(|plan| serde_json::json!({ "dry_run": false, "plan": plan, "report": report })))
 }

@@ -92,6 +92,14 @@ fn prune_frees_forgotten_data_and_keeps_what_snapshots_use(w: Where) {
     let again = repo.json(&["prune", "--json"]);
     assert_eq!(again["report"]["index_objects_written"], 0, "{again}");
     assert_eq!(again["report"]["packs_deleted"], 0, "{again}");
+
+    // forget --prune --json: one document, the prune's under "prune".
+    std::fs::write(src.join("kept.bin"), noise(1 << 20, 4)).unwrap();
+    repo.backup_json(&[p(&src)], None);
+    let both = repo.json(&["forget", "--keep-last", "1", "--prune", "--json"]);
+    assert_eq!(both["report"]["removed"], 1, "{both}");
+    assert!(both["prune"]["report"]["bytes_freed"].as_u64().unwrap() > 0, "{both}");
+    check_passes(&repo);
 }
 
 /// A backup that reads its stream from a command sleeping `secs` first, so
