@@ -357,8 +357,13 @@ impl IndexCache {
 
     /// Packs marked for deletion by some absorbed index object.
     pub fn marked_packs(&self) -> Result<HashSet<PackId>> {
+        self.pack_ids(MARKED)
+    }
+
+    /// The keys of a table keyed by pack id.
+    fn pack_ids<V: redb::Value + 'static>(&self, table: TableDefinition<[u8; 32], V>) -> Result<HashSet<PackId>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(MARKED)?;
+        let t = tx.open_table(table)?;
         let mut out = HashSet::new();
         for r in t.iter()? {
             out.insert(PackId(r?.0.value()));
@@ -401,13 +406,7 @@ impl IndexCache {
     }
 
     fn gone_packs(&self) -> Result<HashSet<PackId>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(GONE)?;
-        let mut out = HashSet::new();
-        for r in t.iter()? {
-            out.insert(PackId(r?.0.value()));
-        }
-        Ok(out)
+        self.pack_ids(GONE)
     }
 
     pub fn is_empty(&self) -> Result<bool> {

@@ -6,15 +6,13 @@
 //! share a prefix (2^-64 odds per pair) only make the set answer "present"
 //! for both, which for prune means keeping a blob it could have dropped.
 
-use redb::{Database, Durability, ReadableTable, Table, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
 
 use crate::error::Result;
 use crate::id::BlobId;
 
 const SET: TableDefinition<[u8; 17], u32> = TableDefinition::new("set");
 const CACHE_BYTES: usize = 32 << 20;
-/// Inserts per write transaction.
-const BATCH: usize = 50_000;
 
 fn key(b: &BlobId) -> [u8; 17] {
     let mut k = [0u8; 17];
@@ -23,10 +21,10 @@ fn key(b: &BlobId) -> [u8; 17] {
     k
 }
 
+/// Blob ids, each with a non-zero mark.
 pub struct BlobSet {
     db: Database,
-    _file: Option<tempfile::NamedTempFile>,
-    pending: Vec<([u8; 17], u32)>,
+    _file: tempfile::NamedTempFile,
 }
 
 /// Reads and writes inside one transaction ([`BlobSet::with_writer`]).
@@ -35,10 +33,12 @@ pub struct SetWriter<'t> {
 }
 
 impl SetWriter<'_> {
+    /// A blob's mark, 0 if absent.
     pub fn get(&self, b: &BlobId) -> Result<u32> {
         Ok(self.table.get(key(b))?.map(|v| v.value()).unwrap_or(0))
     }
 
+    /// Sets a blob's mark (non-zero), replacing an earlier one.
     pub fn set(&mut self, b: &BlobId, mark: u32) -> Result<()> {
         self.table.insert(key(b), mark)?;
         Ok(())
@@ -57,66 +57,11 @@ impl BlobSet {
         let tx = db.begin_write()?;
         tx.open_table(SET)?;
         tx.commit()?;
-        Ok(Self { db, _file: Some(file), pending: Vec::new() })
-    }
-
-    /// An in-memory set (tests).
-    pub fn in_memory() -> Result<Self> {
-        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        let tx = db.begin_write()?;
-        tx.open_table(SET)?;
-        tx.commit()?;
-        Ok(Self { db, _file: None, pending: Vec::new() })
-    }
-
-    /// Sets a blob's mark (any non-zero value), replacing an earlier one.
-    pub fn set(&mut self, b: &BlobId, mark: u32) -> Result<()> {
-        self.pending.push((key(b), mark));
-        if self.pending.len() >= BATCH {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::None);
-        {
-            let mut t = tx.open_table(SET)?;
-            self.pending.sort_unstable();
-            for (k, v) in self.pending.drain(..) {
-                t.insert(k, v)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// A blob's mark, 0 if absent.
-    pub fn get(&mut self, b: &BlobId) -> Result<u32> {
-        let k = key(b);
-        if let Some((_, v)) = self.pending.iter().rev().find(|(pk, _)| *pk == k) {
-            return Ok(*v);
-        }
-        self.flush_if_any()?;
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(SET)?;
-        Ok(t.get(k)?.map(|v| v.value()).unwrap_or(0))
-    }
-
-    fn flush_if_any(&mut self) -> Result<()> {
-        if !self.pending.is_empty() {
-            self.flush()?;
-        }
-        Ok(())
+        Ok(Self { db, _file: file })
     }
 
     /// Runs `f` with reads and writes in one transaction, committed after.
     pub fn with_writer<R>(&mut self, f: impl FnOnce(&mut SetWriter) -> Result<R>) -> Result<R> {
-        self.flush_if_any()?;
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::None);
         let r = {
@@ -127,16 +72,23 @@ impl BlobSet {
         Ok(r)
     }
 
-    /// A read view for many lookups (flushes pending inserts first).
+    /// A read view for many lookups.
     pub fn reader(&mut self) -> Result<BlobSetReader> {
-        self.flush_if_any()?;
         let tx = self.db.begin_read()?;
         Ok(BlobSetReader { table: tx.open_table(SET)? })
     }
 
+    /// Number of blobs in the set.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.db.begin_read()?.open_table(SET)?.len()?)
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
     /// Counts the entries whose mark is `mark`.
     pub fn count(&mut self, mark: u32) -> Result<u64> {
-        self.flush_if_any()?;
         let tx = self.db.begin_read()?;
         let t = tx.open_table(SET)?;
         let mut n = 0;
@@ -154,6 +106,7 @@ pub struct BlobSetReader {
 }
 
 impl BlobSetReader {
+    /// A blob's mark, 0 if absent.
     pub fn get(&self, b: &BlobId) -> Result<u32> {
         Ok(self.table.get(key(b))?.map(|v| v.value()).unwrap_or(0))
     }
@@ -165,23 +118,28 @@ mod tests {
     use crate::id::BlobKind;
 
     #[test]
-    fn set_get_across_batches() {
+    fn set_get_count() {
         let mut s = BlobSet::new(None).unwrap();
         let b = |i: u32, kind| {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&i.to_le_bytes());
             BlobId { kind, id }
         };
-        for i in 0..(BATCH as u32 + 10) {
-            s.set(&b(i, BlobKind::Data), 1).unwrap();
-        }
-        s.set(&b(3, BlobKind::Data), 2).unwrap();
-        assert_eq!(s.get(&b(3, BlobKind::Data)).unwrap(), 2);
-        assert_eq!(s.get(&b(3, BlobKind::Tree)).unwrap(), 0);
+        s.with_writer(|w| {
+            for i in 0..60_000 {
+                w.set(&b(i, BlobKind::Data), 1)?;
+            }
+            w.set(&b(3, BlobKind::Data), 2)?;
+            assert_eq!(w.get(&b(3, BlobKind::Data))?, 2);
+            assert_eq!(w.get(&b(3, BlobKind::Tree))?, 0);
+            Ok(())
+        })
+        .unwrap();
         let r = s.reader().unwrap();
-        assert_eq!(r.get(&b(BATCH as u32 + 9, BlobKind::Data)).unwrap(), 1);
-        assert_eq!(r.get(&b(BATCH as u32 + 10, BlobKind::Data)).unwrap(), 0);
+        assert_eq!(r.get(&b(59_999, BlobKind::Data)).unwrap(), 1);
+        assert_eq!(r.get(&b(60_000, BlobKind::Data)).unwrap(), 0);
         drop(r);
         assert_eq!(s.count(2).unwrap(), 1);
+        assert_eq!(s.len().unwrap(), 60_000);
     }
 }

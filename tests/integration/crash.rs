@@ -80,16 +80,13 @@ fn hashes(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// Runs `args` on a fresh copy of `objects` with a kill before write `k`;
-/// returns the copy.
-fn killed_run(objects: &BTreeMap<String, Bytes>, template: &Repo, w: Where, args: &[&str], k: u64) -> Repo {
-    let repo = common::repo_with_objects(objects, template, w);
+/// Runs `args` on `repo` with a kill before write `k`, which must happen.
+fn killed_run(repo: &Repo, args: &[&str], k: u64) {
     let mut c = repo.cmd();
     c.env("CAIRN_TEST_KILL_BEFORE_WRITE", k.to_string()).args(args);
     let out = common::output(c);
     out.assert_no_panic(&format!("{args:?} killed before write {k}"));
     assert_eq!(out.code, None, "{args:?} was to be killed before write {k}, but ended:\n{}", out.stderr);
-    repo
 }
 
 fn killed_prune_at_every_point_leaves_a_repository_that_checks_and_restores(w: Where) {
@@ -111,31 +108,9 @@ fn killed_prune_at_every_point_leaves_a_repository_that_checks_and_restores(w: W
     // Marks left pending by an earlier prune (a backup held its lock), so the
     // swept prune both deletes ripe marks and makes and settles its own.
     repo.run(&["forget", "--keep-last", "3", "--group-by", ""]);
-    let held = repo
-        .std_cmd_via(repo.url())
-        .args([
-            "backup",
-            "--json",
-            "--stdin-filename",
-            "x",
-            "--stdin-from-command",
-            "--",
-            "sh",
-            "-c",
-            "sleep 3; echo x",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let held = writer(&repo);
     repo.run(&["prune", "--max-unused", "0"]);
-    let out = held.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    exp.snapshots.insert(
-        v["snapshot_id"].as_str().unwrap().to_string(),
-        ("x".into(), BTreeMap::from([("x".to_string(), sha256_hex(b"x\n"))])),
-    );
+    finish_writer(held, &mut exp);
     repo.run(&["forget", "--keep-last", "2", "--group-by", ""]);
     let objects = common::all_objects(&repo);
 
@@ -194,11 +169,7 @@ fn sweep_prune(objects: &BTreeMap<String, Bytes>, template: &Repo, w: Where, exp
     for k in points(r.put + r.delete, what) {
         let copy = common::repo_with_objects(objects, template, w);
         let held = beside_backup.then(|| writer(&copy));
-        let mut c = copy.cmd();
-        c.env("CAIRN_TEST_KILL_BEFORE_WRITE", k.to_string()).args(["prune", "--max-unused", "0"]);
-        let out = common::output(c);
-        out.assert_no_panic(&format!("{what} killed before write {k}"));
-        assert_eq!(out.code, None, "{what} was to be killed before write {k}, but ended:\n{}", out.stderr);
+        killed_run(&copy, &["prune", "--max-unused", "0"], k);
         if let Some(c) = held {
             finish_writer(c, exp);
         }
@@ -233,7 +204,8 @@ fn killed_backup_at_every_point_leaves_a_repository_that_checks_and_restores(w: 
     let r = requests(&out.stderr, "");
     let after = hashes(&src);
     for k in points(r.put + r.delete, "backup") {
-        let copy = killed_run(&objects, &repo, w, &["backup", p(&src)], k);
+        let copy = common::repo_with_objects(&objects, &repo, w);
+        killed_run(&copy, &["backup", p(&src)], k);
         // A killed backup leaves no snapshot, or (killed after it) a whole one.
         for s in copy.snapshots() {
             exp.snapshots

@@ -405,7 +405,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         run_id,
         snapshots: snapshots.len(),
         snapshot_ids: snapshots.iter().map(|(id, _)| *id).collect(),
-        used_blobs: 0,
+        used_blobs: used.len()?,
         index_objects,
         packs,
         totals,

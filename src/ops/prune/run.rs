@@ -275,11 +275,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     }
     if !seen.is_empty() {
         let time = chrono::Utc::now().timestamp();
-        let id = repo.save_index_full(Index {
-            runs: vec![RunRecord { run: run_id, time, locks: seen }],
-            ..Default::default()
-        })?;
-        let _ = id;
+        repo.save_index_full(Index { runs: vec![RunRecord { run: run_id, time, locks: seen }], ..Default::default() })?;
         report.index_objects_written += 1;
         report.packs_pending += mine.len() as u64;
         report.bytes_pending += mine.iter().map(|p| p.1).sum::<u64>();
