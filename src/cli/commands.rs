@@ -225,6 +225,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Cmd::Forget(a) => super::forget::forget(g, a),
         Cmd::Prune(a) => super::prune::prune(g, a),
         Cmd::Repair(a) => super::repair::repair(g, a),
+        Cmd::Find(a) => super::browse::find(g, a),
+        Cmd::Diff(a) => super::browse::diff(g, a),
+        Cmd::Stats(a) => super::browse::stats(g, a),
+        Cmd::Tag(a) => super::browse::tag(g, a),
+        Cmd::Mount(a) => super::mount::mount(g, a),
     }
 }
 

@@ -1,9 +1,11 @@
 //! The command line: the only module that knows clap. Parses arguments,
 //! opens the repository, calls one operation in `cairn::ops`, prints.
 
+mod browse;
 mod commands;
 mod copy;
 mod forget;
+mod mount;
 mod output;
 mod password;
 mod prune;
@@ -92,6 +94,16 @@ pub enum Cmd {
     Check(commands::CheckArgs),
     /// Repair a damaged repository: rebuild the index, rewrite snapshots
     Repair(repair::RepairArgs),
+    /// Find files by name or path pattern across snapshots
+    Find(browse::FindArgs),
+    /// Show what changed between two snapshots
+    Diff(browse::DiffArgs),
+    /// Sizes of snapshots: logical, stored, dedup and compression ratios
+    Stats(browse::StatsArgs),
+    /// Add, remove or set the tags of snapshots
+    Tag(browse::TagArgs),
+    /// Mount the repository read-only as a filesystem (FUSE)
+    Mount(mount::MountArgs),
 }
 
 impl Global {

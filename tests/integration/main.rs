@@ -4,6 +4,7 @@
 mod common;
 
 mod backup_restore;
+mod browse;
 mod check;
 mod cli;
 mod compat;
@@ -13,6 +14,7 @@ mod damage;
 mod dedup;
 mod faults;
 mod forget;
+mod mount;
 mod postgres;
 mod prune;
 mod repair;

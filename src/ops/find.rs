@@ -1,0 +1,1 @@
+//! `find` (work in progress).

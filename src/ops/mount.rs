@@ -1,0 +1,1 @@
+//! `mount`: a read-only FUSE view of the repository (work in progress).

@@ -1,0 +1,1 @@
+//! `tag` (work in progress).

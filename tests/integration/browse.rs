@@ -1,0 +1,1 @@
+//! find, diff, stats and tag across snapshots (work in progress).
