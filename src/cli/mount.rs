@@ -1,13 +1,50 @@
-//! `mount` (work in progress).
+//! `cairn mount MOUNTPOINT`: the repository as a read-only filesystem.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 
 use super::Global;
-use cairn::{Error, Result};
+use cairn::format::lock::LockKind;
+use cairn::ops::mount::{self, MountOptions};
+use cairn::Result;
 
 #[derive(Args)]
-pub struct MountArgs {}
+pub struct MountArgs {
+    /// An empty directory to mount on
+    pub mountpoint: PathBuf,
+    /// Let other users read the mount (checked against each file's recorded owner and mode)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Memory for decrypted chunks, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub cache_size: u32,
+    /// Take no lock (a prune meanwhile may then delete data the mount reads)
+    #[arg(long)]
+    pub no_lock: bool,
+}
 
-pub fn mount(_g: &Global, _a: &MountArgs) -> Result<i32> {
-    Err(Error::invalid("mount is not implemented yet"))
+pub fn mount(g: &Global, a: &MountArgs) -> Result<i32> {
+    let repo = Arc::new(g.open()?);
+    // A shared lock, like a backup's: prune marks beside it but deletes
+    // nothing the mount may still read until it ends.
+    let lock = if a.no_lock { None } else { Some(g.lock(&repo, LockKind::Shared, "mount")?) };
+    let opts =
+        MountOptions { allow_other: a.allow_other, cache_bytes: (a.cache_size as usize) << 20, ..Default::default() };
+    // Chunks cross threads (fetch-ahead workers -> readers): keep freed ones
+    // from piling up in glibc's arenas, as backup does.
+    super::commands::limit_heap_growth();
+    let point = a.mountpoint.display().to_string();
+    let quiet = g.quiet;
+    mount::mount(repo, &a.mountpoint, &opts, || {
+        if !quiet {
+            eprintln!("mounted at {point}; Ctrl-C or `umount {point}` unmounts it");
+        }
+    })?;
+    drop(lock);
+    if !quiet {
+        eprintln!("unmounted {point}");
+    }
+    Ok(0)
 }

@@ -109,7 +109,7 @@ fn set_distinct_times(root: &Path) {
 }
 
 /// Builds the source tree of the round-trip test under `src`.
-fn build_odd_tree(src: &Path) {
+pub(crate) fn build_odd_tree(src: &Path) {
     std::fs::create_dir_all(src).expect("mkdir");
     // Regular files: empty, small, several chunks of noise.
     write(&src.join("empty"), b"");

@@ -1,1 +1,0 @@
-//! `mount`: a read-only FUSE view of the repository (work in progress).
