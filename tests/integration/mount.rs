@@ -362,3 +362,52 @@ fn mount_refuses_bad_mount_points_and_repositories_in_one_line() {
     assert_eq!(o.code, Some(10), "{}", o.stderr);
     assert_eq!(o.stderr.trim().lines().count(), 1, "{}", o.stderr);
 }
+
+#[test]
+fn mount_shows_snapshots_made_and_forgotten_while_it_runs() {
+    if skip("mount_shows_snapshots_made_and_forgotten_while_it_runs") {
+        return;
+    }
+    let repo = Repo::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"first\n").unwrap();
+    let s = src.to_str().unwrap();
+    let first = repo.backup_json(&["--time", "2026-11-20 01:00:00", s], None);
+    let point = tmp.path().join("mnt");
+    let m = Mounted::start(&repo, &point, &[]);
+    let listed = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(point.join("snapshots"))
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listed().len(), 2, "{:?}", listed());
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ok() {
+            assert!(Instant::now() < deadline, "the mount did not show {what} within 30 s: {:?}", listed());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    std::fs::write(src.join("f"), b"second\n").unwrap();
+    repo.backup_json(&["--tag", "later", "--time", "2026-11-21 01:00:00", s], None);
+    wait_for("the new snapshot", &|| listed().len() == 3);
+    let latest = std::fs::read_link(point.join("snapshots/latest")).expect("latest");
+    assert!(latest.to_str().unwrap().starts_with("2026-11-21T01:00:00"), "{latest:?}");
+    let rel = src.strip_prefix("/").unwrap();
+    assert_eq!(std::fs::read(point.join("snapshots/latest").join(rel).join("f")).unwrap(), b"second\n");
+    assert_eq!(std::fs::read(point.join("tags/later/latest").join(rel).join("f")).unwrap(), b"second\n");
+
+    let o = repo.out(&["forget", first["snapshot_id"].as_str().unwrap()]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    wait_for("the snapshot forgotten", &|| listed().len() == 2);
+
+    m.signal(libc::SIGTERM);
+    let (code, log) = m.wait();
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -5,9 +5,11 @@
 //! unreadable tree) answers that one request with EIO and is logged on
 //! stderr with the path in the mount; the mount itself goes on.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
@@ -16,14 +18,26 @@ use fuser::{
 };
 
 use super::blobs::ChunkCache;
-use super::layout::{Item, Table};
+use super::layout::{root_item, Item, Table};
 use crate::error::Error;
 use crate::format::tree::{Content, Node, NodeKind};
+use crate::id::SnapshotId;
 use crate::repo::Repository;
 
-/// How long the kernel may cache names and attributes: a snapshot never
-/// changes.
+/// How long the kernel may cache names and attributes inside a snapshot,
+/// which never changes.
 const TTL: Duration = Duration::from_secs(300);
+/// The same for the made-up directories, which change with the snapshots.
+const TTL_LAYOUT: Duration = Duration::from_secs(1);
+/// How often the snapshot list is looked at again (one list request) while
+/// the made-up directories are being read.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// The snapshots the layout shows, and when the list was last read.
+pub struct Shown {
+    pub ids: BTreeSet<SnapshotId>,
+    pub checked: Instant,
+}
 
 pub struct CairnFs {
     pub repo: Arc<Repository>,
@@ -34,6 +48,7 @@ pub struct CairnFs {
     /// Owner of the directories the mount makes up.
     pub uid: u32,
     pub gid: u32,
+    pub shown: Mutex<Shown>,
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -130,6 +145,35 @@ impl CairnFs {
         }
     }
 
+    /// Before a made-up directory is read: takes in new or forgotten
+    /// snapshots, at most every [`REFRESH_EVERY`]. A failure is logged and
+    /// the old layout stays.
+    fn refresh(&self, ino: u64) {
+        if !matches!(self.table.item(ino), Some((Item::Virtual { .. }, _))) {
+            return;
+        }
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        if shown.checked.elapsed() < REFRESH_EVERY {
+            return;
+        }
+        shown.checked = Instant::now();
+        let ids: BTreeSet<SnapshotId> = match self.repo.list_ids("snapshots") {
+            Ok(ids) => ids.into_iter().map(SnapshotId).collect(),
+            Err(e) => return eprintln!("cairn mount: listing snapshots: {e}"),
+        };
+        if ids == shown.ids {
+            return;
+        }
+        // New snapshots come with new index objects: read them first.
+        match self.repo.sync_cache().and_then(|()| self.repo.snapshots()) {
+            Ok(snaps) => {
+                shown.ids = snaps.iter().map(|(id, _)| *id).collect();
+                self.table.refresh(root_item(&snaps));
+            }
+            Err(e) => eprintln!("cairn mount: reading the new snapshots: {e}"),
+        }
+    }
+
     /// Logs an error with the path it concerns; the request gets EIO.
     fn fail(&self, ino: u64, what: &str, e: &Error) -> Errno {
         eprintln!("cairn mount: {}: {what}: {e}", self.table.path(ino).display());
@@ -141,6 +185,13 @@ impl CairnFs {
             Some((Item::Node(n), _)) => n.xattrs.clone(),
             _ => Vec::new(),
         }
+    }
+}
+
+fn ttl(item: &Item) -> Duration {
+    match item {
+        Item::Node(_) => TTL,
+        _ => TTL_LAYOUT,
     }
 }
 
@@ -163,9 +214,10 @@ impl Filesystem for CairnFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.refresh(parent.0);
         match self.table.lookup(&self.repo, parent.0, name) {
             Ok(Some(ino)) => match self.table.item(ino) {
-                Some((item, _)) => reply.entry(&TTL, &self.attr(ino, &item), Generation(0)),
+                Some((item, _)) => reply.entry(&ttl(&item), &self.attr(ino, &item), Generation(0)),
                 None => reply.error(Errno::ENOENT),
             },
             Ok(None) => reply.error(Errno::ENOENT),
@@ -175,7 +227,7 @@ impl Filesystem for CairnFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.table.item(ino.0) {
-            Some((item, _)) => reply.attr(&TTL, &self.attr(ino.0, &item)),
+            Some((item, _)) => reply.attr(&ttl(&item), &self.attr(ino.0, &item)),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -229,6 +281,9 @@ impl Filesystem for CairnFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        if offset == 0 {
+            self.refresh(ino.0);
+        }
         let children = match self.table.children(&self.repo, ino.0) {
             Ok(Some(c)) => c,
             Ok(None) => return reply.error(Errno::ENOTDIR),

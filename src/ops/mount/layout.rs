@@ -213,6 +213,16 @@ impl Table {
         Ok(Some(names))
     }
 
+    /// Takes in a new snapshot list's layout (`root_item` of it). Listed
+    /// directories keep the inodes of entries that are still there (a
+    /// snapshot directory stays the same inode while its tree is the same),
+    /// gain inodes for new entries and drop vanished ones from their
+    /// listing; old inodes stay valid for whoever still holds them.
+    pub fn refresh(&self, root: Item) {
+        let mut t = self.lock();
+        update(&mut t, ROOT, root);
+    }
+
     /// Looks a name up in a directory.
     pub fn lookup(&self, repo: &Repository, parent: u64, name: &OsStr) -> Result<Option<u64>> {
         let Some(children) = self.children(repo, parent)? else { return Ok(None) };
@@ -239,6 +249,47 @@ impl Table {
     pub fn path(&self, ino: u64) -> PathBuf {
         self.with(ino, |i| i.path.clone()).unwrap_or_else(|| Path::new("?").to_path_buf())
     }
+}
+
+/// Whether an inode may keep standing for a new layout entry.
+fn same_entry(old: &Item, new: &Item) -> bool {
+    match (old, new) {
+        (Item::Virtual { .. }, Item::Virtual { .. }) | (Item::Link { .. }, Item::Link { .. }) => true,
+        (Item::Snapshot { tree: a, .. }, Item::Snapshot { tree: b, .. }) => a == b,
+        _ => false,
+    }
+}
+
+fn update(t: &mut Vec<Inode>, ino: u64, item: Item) {
+    let i = (ino - 1) as usize;
+    let specs = match &item {
+        Item::Virtual { children, .. } => Some(children.clone()),
+        _ => None,
+    };
+    t[i].item = item;
+    let (Some(specs), Some(old)) = (specs, t[i].children.clone()) else {
+        return; // not a listed made-up directory: it lists from the new item when asked
+    };
+    let mut specs = specs.as_ref().clone();
+    specs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let path = t[i].path.clone();
+    let mut names = Vec::with_capacity(specs.len());
+    for (name, spec) in specs {
+        let kept = old.iter().find(|(n, c)| *n == name && same_entry(&t[(*c - 1) as usize].item, &spec));
+        let child = match kept {
+            Some((_, c)) => {
+                let c = *c;
+                update(t, c, spec);
+                c
+            }
+            None => {
+                t.push(Inode { item: spec, parent: ino, path: path.join(&name), children: None, file: None });
+                t.len() as u64
+            }
+        };
+        names.push((name, child));
+    }
+    t[i].children = Some(Arc::new(names));
 }
 
 fn tree_children(repo: &Repository, tree: &TreeId) -> Result<Vec<(OsString, Item)>> {
@@ -289,6 +340,55 @@ mod tests {
             Item::Virtual { children, .. } => &children.iter().find(|(n, _)| n == name).expect(name).1,
             _ => panic!("not a virtual dir"),
         }
+    }
+
+    #[test]
+    fn refresh_keeps_inodes_of_entries_still_there_and_adds_new_ones() {
+        let one = vec![(SnapshotId([1; 32]), snap("2026-11-20T01:00:00+00:00", "db1", &[]))];
+        let mut two = one.clone();
+        two.push((SnapshotId([2; 32]), snap("2026-11-21T01:00:00+00:00", "db1", &[])));
+        let repo_less = |t: &Table, parent: u64, name: &str| -> Option<u64> {
+            let c = t.with(parent, |i| i.children.clone()).flatten()?;
+            c.iter().find(|(n, _)| n == name).map(|(_, i)| *i)
+        };
+        let t = Table::new(root_item(&one));
+        // List root, hosts and hosts/db1 by hand (no repository needed for
+        // made-up directories).
+        let list = |ino: u64| {
+            let item = t.item(ino).unwrap().0;
+            let Item::Virtual { children, .. } = item else { panic!() };
+            let mut tt = t.lock();
+            let path = tt[(ino - 1) as usize].path.clone();
+            let mut names = Vec::new();
+            let mut sorted = children.as_ref().clone();
+            sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            for (n, it) in sorted {
+                tt.push(Inode { item: it, parent: ino, path: path.join(&n), children: None, file: None });
+                names.push((n, tt.len() as u64));
+            }
+            tt[(ino - 1) as usize].children = Some(Arc::new(names));
+        };
+        list(ROOT);
+        let hosts = repo_less(&t, ROOT, "hosts").unwrap();
+        list(hosts);
+        let db1 = repo_less(&t, hosts, "db1").unwrap();
+        list(db1);
+        let first = repo_less(&t, db1, "2026-11-20T01:00:00+00:00").unwrap();
+        t.refresh(root_item(&two));
+        assert_eq!(repo_less(&t, ROOT, "hosts"), Some(hosts));
+        assert_eq!(repo_less(&t, hosts, "db1"), Some(db1));
+        assert_eq!(repo_less(&t, db1, "2026-11-20T01:00:00+00:00"), Some(first), "a kept snapshot changed inode");
+        let second = repo_less(&t, db1, "2026-11-21T01:00:00+00:00").expect("the new snapshot is listed");
+        assert!(second > first);
+        let latest = repo_less(&t, db1, "latest").unwrap();
+        match t.item(latest).unwrap().0 {
+            Item::Link { target, .. } => assert_eq!(target, "2026-11-21T01:00:00+00:00"),
+            other => panic!("{other:?}"),
+        }
+        // And back: the second snapshot is forgotten.
+        t.refresh(root_item(&one));
+        assert_eq!(repo_less(&t, db1, "2026-11-21T01:00:00+00:00"), None);
+        assert_eq!(repo_less(&t, db1, "2026-11-20T01:00:00+00:00"), Some(first));
     }
 
     #[test]

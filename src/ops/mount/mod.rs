@@ -61,6 +61,10 @@ pub fn mount(repo: Arc<Repository>, mountpoint: &Path, opts: &MountOptions, read
         uid: unsafe { libc::getuid() },
         // SAFETY: as above.
         gid: unsafe { libc::getgid() },
+        shown: std::sync::Mutex::new(fs::Shown {
+            ids: snapshots.iter().map(|(id, _)| *id).collect(),
+            checked: std::time::Instant::now(),
+        }),
     };
     let mut config = Config::default();
     config.mount_options = vec![
