@@ -376,7 +376,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
 /// fixed 256 KiB threshold, at the same speed. (Restore is faster with the
 /// adaptive threshold, and its memory is bounded by batching; streams are
 /// faster with it too and stay near 40 MB either way.)
-pub(super) fn limit_heap_growth() {
+fn limit_heap_growth() {
     // SAFETY: mallopt only sets an allocator tunable; it is called before
     // the pipeline threads start, with a valid parameter and value.
     unsafe {

@@ -290,12 +290,16 @@ impl Filesystem for CairnFs {
             Err(e) => return reply.error(self.fail(ino.0, "listing", &e)),
         };
         let parent = self.table.parent(ino.0).unwrap_or(ino.0);
-        let dots = [(OsStr::new("."), ino.0, FileType::Directory), (OsStr::new(".."), parent, FileType::Directory)];
-        let entries = dots.into_iter().chain(children.iter().map(|(name, child)| {
-            let kind = self.table.item(*child).map(|(i, _)| item_type(&i)).unwrap_or(FileType::RegularFile);
-            (name.as_os_str(), *child, kind)
-        }));
-        for (i, (name, child, kind)) in entries.enumerate().skip(offset as usize) {
+        let dots = [(OsStr::new("."), ino.0), (OsStr::new(".."), parent)];
+        let entries = dots.into_iter().chain(children.iter().map(|(name, child)| (name.as_os_str(), *child)));
+        // Skipped before anything is looked up: a large directory is read
+        // in many calls, each from where the last one stopped.
+        for (i, (name, child)) in entries.enumerate().skip(offset as usize) {
+            let kind = if child == ino.0 || i < 2 {
+                FileType::Directory
+            } else {
+                self.table.with(child, |c| item_type(&c.item)).unwrap_or(FileType::RegularFile)
+            };
             if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
                 break;
             }
