@@ -251,7 +251,8 @@ fn ratio(r: Option<f64>) -> String {
 pub fn stats(g: &Global, a: &StatsArgs) -> Result<i32> {
     let repo = g.open()?;
     let snaps = find::select(&repo, &a.snapshots, &a.filter.filter())?;
-    let r = stats::stats(&repo, &snaps, a.mode)?;
+    let scratch = repo.cache.path().and_then(|p| p.parent()).map(std::path::Path::to_path_buf);
+    let r = stats::stats(&repo, &snaps, a.mode, scratch.as_deref())?;
     if let Some(raw) = r.raw.as_ref().filter(|raw| raw.missing_blobs > 0) {
         eprintln!("warning: {} referenced blob(s) are not in the index (run `cairn check`)", raw.missing_blobs);
     }

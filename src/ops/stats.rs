@@ -11,16 +11,20 @@
 //!   list), each once, and their size.
 //!
 //! Each distinct tree is read once for all snapshots: its totals are kept
-//! by tree id (a few dozen bytes per tree). The raw-data mode also keeps
-//! the set of distinct chunk ids in memory (about 50 bytes per chunk, so
-//! some 100 MB per TiB of distinct data at the default chunk size).
+//! in memory by tree id (a few dozen bytes per tree, plus its hard-linked
+//! inodes). The distinct chunks (raw-data) and chunk lists
+//! (files-by-contents) go into a scratch set on disk, as prune's used
+//! blobs do, so they do not grow memory with the repository.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::Path;
 use std::rc::Rc;
 use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::cache::scratch::{BlobSet, SetWriter};
+use crate::cache::CacheReader;
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::NodeKind;
@@ -135,20 +139,43 @@ impl Totals {
     }
 }
 
-struct Walker<'a> {
+struct Walker<'a, 'w, 't> {
     repo: &'a Repository,
     mode: Mode,
     /// Each distinct tree's totals: the trees already read.
     memo: HashMap<TreeId, Rc<Totals>>,
-    /// raw-data: distinct chunks.
-    chunks: HashSet<ChunkId>,
-    /// files-by-contents: hashes of distinct chunk lists, with their count
-    /// and bytes.
-    contents: HashSet<[u8; 32]>,
+    /// raw-data: the distinct chunks seen; files-by-contents: the distinct
+    /// chunk lists (by [`content_key`]). On disk, so memory does not grow
+    /// with the repository.
+    seen: &'w mut SetWriter<'t>,
+    index: CacheReader,
+    /// raw-data: the distinct data blobs, sized as they are first seen.
+    raw: RawData,
+    stored: u64,
+    /// files-by-contents: distinct contents and their bytes.
+    contents: u64,
     content_bytes: u64,
 }
 
-impl Walker<'_> {
+impl Walker<'_, '_, '_> {
+    /// Counts a chunk the first time it is seen.
+    fn chunk(&mut self, c: ChunkId) -> Result<()> {
+        let b = BlobId::data(c);
+        if self.seen.get(&b)? != 0 {
+            return Ok(());
+        }
+        self.seen.set(&b, 1)?;
+        match self.index.get(&b)? {
+            Some(loc) => {
+                self.raw.data_blob_count += 1;
+                self.raw.data_uncompressed_size += u64::from(loc.raw_length);
+                self.stored += u64::from(loc.length);
+            }
+            None => self.raw.missing_blobs += 1,
+        }
+        Ok(())
+    }
+
     fn tree(&mut self, id: TreeId) -> Result<Rc<Totals>> {
         if let Some(t) = self.memo.get(&id) {
             return Ok(t.clone());
@@ -164,9 +191,16 @@ impl Walker<'_> {
                         t.size += n.size;
                     }
                     match self.mode {
-                        Mode::RawData => self.chunks.extend(n.chunks().iter().copied()),
+                        Mode::RawData => {
+                            for c in n.chunks() {
+                                self.chunk(*c)?;
+                            }
+                        }
                         Mode::FilesByContents => {
-                            if self.contents.insert(content_key(n.chunks())) {
+                            let key = BlobId::data(ChunkId(content_key(n.chunks())));
+                            if self.seen.get(&key)? == 0 {
+                                self.seen.set(&key, 1)?;
+                                self.contents += 1;
                                 self.content_bytes += n.size;
                             }
                         }
@@ -198,51 +232,67 @@ pub fn content_key(chunks: &[ChunkId]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// Counts `snapshots` in `mode`.
-pub fn stats(repo: &Repository, snapshots: &[(SnapshotId, Snapshot)], mode: Mode) -> Result<StatsReport> {
-    let mut w =
-        Walker { repo, mode, memo: HashMap::new(), chunks: HashSet::new(), contents: HashSet::new(), content_bytes: 0 };
-    let (mut files, mut bytes) = (0u64, 0u64);
-    for (_, s) in snapshots {
-        let t = w.tree(s.tree)?;
-        files += t.count();
-        bytes += t.bytes();
-    }
+/// Counts `snapshots` in `mode`. The distinct chunks (or contents) are
+/// kept in a scratch set under `scratch_dir` (the system's temp dir if
+/// `None`), as prune keeps its used blobs.
+pub fn stats(
+    repo: &Repository,
+    snapshots: &[(SnapshotId, Snapshot)],
+    mode: Mode,
+    scratch_dir: Option<&Path>,
+) -> Result<StatsReport> {
+    let mut set = BlobSet::new(scratch_dir)?;
+    let index = repo.cache.reader()?;
+    let (w, files, bytes) = set.with_writer(|seen| {
+        let mut w = Walker {
+            repo,
+            mode,
+            memo: HashMap::new(),
+            seen,
+            index,
+            raw: RawData::default(),
+            stored: 0,
+            contents: 0,
+            content_bytes: 0,
+        };
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for (_, s) in snapshots {
+            let t = w.tree(s.tree)?;
+            files += t.count();
+            bytes += t.bytes();
+        }
+        Ok((Finished::from(w), files, bytes))
+    })?;
     let mut r = StatsReport {
         mode,
         snapshots_count: snapshots.len() as u64,
         total_file_count: files,
         total_size: bytes,
         raw: None,
-        trees_loaded: w.memo.len() as u64,
+        trees_loaded: w.trees.len() as u64,
     };
     match mode {
         Mode::RestoreSize => {}
         Mode::FilesByContents => {
-            r.total_file_count = w.contents.len() as u64;
+            r.total_file_count = w.contents;
             r.total_size = w.content_bytes;
         }
         Mode::RawData => {
             let reader = repo.cache.reader()?;
-            let mut raw = RawData { restore_size: bytes, ..Default::default() };
-            let (mut stored, mut missing) = (0u64, 0u64);
-            let blobs = w.chunks.iter().map(|c| BlobId::data(*c)).chain(w.memo.keys().map(|t| BlobId::tree(*t)));
-            for b in blobs {
-                let Some(loc) = reader.get(&b)? else {
-                    missing += 1;
-                    continue;
-                };
-                if b.kind == crate::id::BlobKind::Data {
-                    raw.data_blob_count += 1;
-                    raw.data_uncompressed_size += u64::from(loc.raw_length);
-                } else {
-                    raw.tree_blob_count += 1;
+            let (mut raw, mut stored) = (w.raw, w.stored);
+            raw.restore_size = bytes;
+            raw.total_uncompressed_size = raw.data_uncompressed_size;
+            for t in &w.trees {
+                match reader.get(&BlobId::tree(*t))? {
+                    Some(loc) => {
+                        raw.tree_blob_count += 1;
+                        raw.total_uncompressed_size += u64::from(loc.raw_length);
+                        stored += u64::from(loc.length);
+                    }
+                    None => raw.missing_blobs += 1,
                 }
-                raw.total_uncompressed_size += u64::from(loc.raw_length);
-                stored += u64::from(loc.length);
             }
             raw.total_blob_count = raw.data_blob_count + raw.tree_blob_count;
-            raw.missing_blobs = missing;
             raw.dedup_ratio = ratio(bytes, raw.data_uncompressed_size);
             raw.compression_ratio = ratio(raw.total_uncompressed_size, stored);
             raw.compression_space_saving = (raw.total_uncompressed_size > 0)
@@ -252,6 +302,27 @@ pub fn stats(repo: &Repository, snapshots: &[(SnapshotId, Snapshot)], mode: Mode
         }
     }
     Ok(r)
+}
+
+/// What the walk leaves, once its borrow of the scratch set ends.
+struct Finished {
+    trees: Vec<TreeId>,
+    raw: RawData,
+    stored: u64,
+    contents: u64,
+    content_bytes: u64,
+}
+
+impl From<Walker<'_, '_, '_>> for Finished {
+    fn from(w: Walker<'_, '_, '_>) -> Self {
+        Self {
+            trees: w.memo.into_keys().collect(),
+            raw: w.raw,
+            stored: w.stored,
+            contents: w.contents,
+            content_bytes: w.content_bytes,
+        }
+    }
 }
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
