@@ -30,8 +30,12 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<i32> {
     // A shared lock, like a backup's: prune marks beside it but deletes
     // nothing the mount may still read until it ends.
     let lock = if a.no_lock { None } else { Some(g.lock(&repo, LockKind::Shared, "mount")?) };
-    let opts =
-        MountOptions { allow_other: a.allow_other, cache_bytes: (a.cache_size as usize) << 20, ..Default::default() };
+    let opts = MountOptions {
+        allow_other: a.allow_other,
+        cache_bytes: (a.cache_size as usize) << 20,
+        verbose: g.verbose,
+        ..Default::default()
+    };
     // Chunks cross threads (fetch-ahead workers -> readers), and glibc's
     // per-thread arenas keep freed ones. Two arenas: measured reading 1 GiB
     // (scripts/bench-mount.sh), RSS 135 MiB instead of 153 at the same speed;

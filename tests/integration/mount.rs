@@ -411,3 +411,43 @@ fn mount_shows_snapshots_made_and_forgotten_while_it_runs() {
     let (code, log) = m.wait();
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// The mount holds the inodes the kernel holds: after a walk, once the
+/// kernel drops its dentry and inode caches, the table is back to (about)
+/// the root, so a walk of a huge repository does not keep growing it.
+#[test]
+fn mount_lets_go_of_inodes_the_kernel_forgets() {
+    if skip("mount_lets_go_of_inodes_the_kernel_forgets") {
+        return;
+    }
+    let repo = Repo::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for d in 0..20 {
+        for f in 0..20 {
+            let p = src.join(format!("d{d}/f{f}"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, format!("{d}/{f}\n")).unwrap();
+        }
+    }
+    repo.backup_json(&[src.to_str().unwrap()], None);
+    let point = tmp.path().join("mnt");
+    let m = Mounted::start(&repo, &point, &["--verbose"]);
+    let base = point.join("snapshots/latest").join(src.strip_prefix("/").unwrap());
+    let entries = walk(&base);
+    assert_eq!(entries.len(), 20 + 400);
+    for e in entries.iter().filter(|e| e.components().count() == 2) {
+        std::fs::read(base.join(e)).expect("read");
+    }
+    // Drop the kernel's dentries and inodes: it forgets ours.
+    std::fs::write("/proc/sys/vm/drop_caches", b"2").expect("drop_caches");
+    std::thread::sleep(Duration::from_millis(500));
+    m.signal(libc::SIGTERM);
+    let (code, log) = m.wait();
+    assert_eq!(code, Some(0), "{log}");
+    let line = log.lines().find(|l| l.contains("inodes held at the end")).unwrap_or_else(|| panic!("{log}"));
+    let numbers: Vec<usize> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let (end, most) = (numbers[0], numbers[1]);
+    assert!(most > 400, "the walk held only {most} inodes at once: {line}");
+    assert!(end < 20, "{end} inodes still held after the kernel dropped its caches: {line}");
+}

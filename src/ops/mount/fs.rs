@@ -18,7 +18,8 @@ use fuser::{
 };
 
 use super::blobs::ChunkCache;
-use super::layout::{root_item, Item, Table};
+use super::inodes::Table;
+use super::layout::{root_item, Item};
 use crate::error::Error;
 use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::SnapshotId;
@@ -49,6 +50,8 @@ pub struct CairnFs {
     pub uid: u32,
     pub gid: u32,
     pub shown: Mutex<Shown>,
+    /// Print what the mount held when it ends.
+    pub verbose: bool,
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -149,7 +152,7 @@ impl CairnFs {
     /// snapshots, at most every [`REFRESH_EVERY`]. A failure is logged and
     /// the old layout stays.
     fn refresh(&self, ino: u64) {
-        if !matches!(self.table.item(ino), Some((Item::Virtual { .. }, _))) {
+        if !matches!(self.table.item(ino), Some(Item::Virtual { .. })) {
             return;
         }
         let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
@@ -182,7 +185,7 @@ impl CairnFs {
 
     fn xattrs(&self, ino: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         match self.table.item(ino) {
-            Some((Item::Node(n), _)) => n.xattrs.clone(),
+            Some(Item::Node(n)) => n.xattrs.clone(),
             _ => Vec::new(),
         }
     }
@@ -213,11 +216,22 @@ impl Filesystem for CairnFs {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        if self.verbose {
+            eprintln!(
+                "cairn mount: {} inodes held at the end, at most {} at once; {} KiB of chunks cached",
+                self.table.len(),
+                self.table.most(),
+                self.cache.held() >> 10
+            );
+        }
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.refresh(parent.0);
         match self.table.lookup(&self.repo, parent.0, name) {
             Ok(Some(ino)) => match self.table.item(ino) {
-                Some((item, _)) => reply.entry(&ttl(&item), &self.attr(ino, &item), Generation(0)),
+                Some(item) => reply.entry(&ttl(&item), &self.attr(ino, &item), Generation(0)),
                 None => reply.error(Errno::ENOENT),
             },
             Ok(None) => reply.error(Errno::ENOENT),
@@ -225,19 +239,21 @@ impl Filesystem for CairnFs {
         }
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.table.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.table.item(ino.0) {
-            Some((item, _)) => reply.attr(&ttl(&item), &self.attr(ino.0, &item)),
+            Some(item) => reply.attr(&ttl(&item), &self.attr(ino.0, &item)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.table.item(ino.0) {
-            Some((Item::Link { target, .. }, _)) => {
-                reply.data(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))
-            }
-            Some((Item::Node(n), _)) => match &n.content {
+            Some(Item::Link { target, .. }) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str())),
+            Some(Item::Node(n)) => match &n.content {
                 Content::Symlink(t) => reply.data(t),
                 _ => reply.error(Errno::EINVAL),
             },
@@ -290,17 +306,14 @@ impl Filesystem for CairnFs {
             Err(e) => return reply.error(self.fail(ino.0, "listing", &e)),
         };
         let parent = self.table.parent(ino.0).unwrap_or(ino.0);
-        let dots = [(OsStr::new("."), ino.0), (OsStr::new(".."), parent)];
-        let entries = dots.into_iter().chain(children.iter().map(|(name, child)| (name.as_os_str(), *child)));
+        let dots = [(OsStr::new("."), ino.0, FileType::Directory), (OsStr::new(".."), parent, FileType::Directory)];
+        let entries =
+            dots.into_iter().chain(children.iter().map(|(name, item)| (name.as_os_str(), 0, item_type(item))));
         // Skipped before anything is looked up: a large directory is read
         // in many calls, each from where the last one stopped.
-        for (i, (name, child)) in entries.enumerate().skip(offset as usize) {
-            let kind = if child == ino.0 || i < 2 {
-                FileType::Directory
-            } else {
-                self.table.with(child, |c| item_type(&c.item)).unwrap_or(FileType::RegularFile)
-            };
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+        for (i, (name, number, kind)) in entries.enumerate().skip(offset as usize) {
+            let number = if i < 2 { number } else { self.table.number(ino.0, name) };
+            if reply.add(INodeNo(number), i as u64 + 1, kind, name) {
                 break;
             }
         }

@@ -1,4 +1,4 @@
-//! The mount's directory layout and its inode table.
+//! The mount's directory layout.
 //!
 //! ```text
 //! /snapshots/<time>/…      every snapshot, named by its time; `latest` links to the newest
@@ -7,25 +7,15 @@
 //! /tags/<tag>/<time>/…     per tag, with a `latest` link
 //! ```
 //!
-//! Inodes are made as the kernel looks names up: a directory's children
-//! are listed (a snapshot's trees loaded) the first time it is read, and
-//! each child gets its own inode, so one snapshot reached by two paths is
-//! two distinct directories (the kernel does not allow directory aliases).
+//! The inodes that stand for these entries are in [`super::inodes`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::ffi::OsString;
+use std::sync::Arc;
 
-use super::blobs::FileMap;
-use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{SnapshotId, TreeId};
-use crate::repo::Repository;
-
-pub const ROOT: u64 = 1;
 
 /// What an inode is.
 #[derive(Clone, Debug)]
@@ -49,25 +39,6 @@ impl Item {
             Item::Link { .. } => false,
         }
     }
-}
-
-pub struct Inode {
-    pub item: Item,
-    pub parent: u64,
-    /// The path in the mount, for messages.
-    pub path: PathBuf,
-    /// Children, sorted by name, once listed.
-    pub children: Option<Children>,
-    /// A file's chunk map, once opened.
-    pub file: Option<Arc<FileMap>>,
-}
-
-/// A directory's entries (name, inode), sorted by name.
-pub type Children = Arc<Vec<(OsString, u64)>>;
-
-/// The inode table. Inode `n` is `inodes[n - 1]`.
-pub struct Table {
-    inodes: Mutex<Vec<Inode>>,
 }
 
 /// A snapshot's directory name: its time, made unique with the short id
@@ -152,154 +123,6 @@ pub fn root_item(snapshots: &[(SnapshotId, Snapshot)]) -> Item {
     ])
 }
 
-impl Table {
-    pub fn new(root: Item) -> Self {
-        let inode = Inode { item: root, parent: ROOT, path: PathBuf::from("/"), children: None, file: None };
-        Self { inodes: Mutex::new(vec![inode]) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Inode>> {
-        self.inodes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs `f` on an inode, if it exists.
-    pub fn with<T>(&self, ino: u64, f: impl FnOnce(&Inode) -> T) -> Option<T> {
-        let t = self.lock();
-        let i = usize::try_from(ino).ok()?.checked_sub(1)?;
-        t.get(i).map(f)
-    }
-
-    /// The item and path of an inode.
-    pub fn item(&self, ino: u64) -> Option<(Item, PathBuf)> {
-        self.with(ino, |i| (i.item.clone(), i.path.clone()))
-    }
-
-    pub fn parent(&self, ino: u64) -> Option<u64> {
-        self.with(ino, |i| i.parent)
-    }
-
-    /// A directory's children (name, inode), listing it first if needed.
-    /// Loading trees happens outside the table's lock.
-    pub fn children(&self, repo: &Repository, ino: u64) -> Result<Option<Children>> {
-        let Some((item, path, known)) = self.with(ino, |i| (i.item.clone(), i.path.clone(), i.children.clone())) else {
-            return Ok(None);
-        };
-        if let Some(c) = known {
-            return Ok(Some(c));
-        }
-        let mut listed: Vec<(OsString, Item)> = match &item {
-            Item::Virtual { children, .. } => children.as_ref().clone(),
-            Item::Snapshot { tree, .. } => tree_children(repo, tree)?,
-            Item::Node(n) => match n.subtree() {
-                Some(t) => tree_children(repo, &t)?,
-                None => return Ok(None),
-            },
-            Item::Link { .. } => return Ok(None),
-        };
-        listed.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let mut t = self.lock();
-        let i = (ino - 1) as usize;
-        if let Some(c) = &t[i].children {
-            return Ok(Some(c.clone())); // another thread listed it meanwhile
-        }
-        let mut names = Vec::with_capacity(listed.len());
-        for (name, item) in listed {
-            let child = t.len() as u64 + 1;
-            t.push(Inode { item, parent: ino, path: path.join(&name), children: None, file: None });
-            names.push((name, child));
-        }
-        let names = Arc::new(names);
-        t[i].children = Some(names.clone());
-        Ok(Some(names))
-    }
-
-    /// Takes in a new snapshot list's layout (`root_item` of it). Listed
-    /// directories keep the inodes of entries that are still there (a
-    /// snapshot directory stays the same inode while its tree is the same),
-    /// gain inodes for new entries and drop vanished ones from their
-    /// listing; old inodes stay valid for whoever still holds them.
-    pub fn refresh(&self, root: Item) {
-        let mut t = self.lock();
-        update(&mut t, ROOT, root);
-    }
-
-    /// Looks a name up in a directory.
-    pub fn lookup(&self, repo: &Repository, parent: u64, name: &OsStr) -> Result<Option<u64>> {
-        let Some(children) = self.children(repo, parent)? else { return Ok(None) };
-        Ok(children.binary_search_by(|(n, _)| n.as_bytes().cmp(name.as_bytes())).ok().map(|i| children[i].1))
-    }
-
-    /// A file's chunk map, built on first use.
-    pub fn file_map(&self, repo: &Repository, ino: u64) -> Result<Option<Arc<FileMap>>> {
-        let Some((item, known)) = self.with(ino, |i| (i.item.clone(), i.file.clone())) else { return Ok(None) };
-        if let Some(m) = known {
-            return Ok(Some(m));
-        }
-        let Item::Node(n) = item else { return Ok(None) };
-        if n.kind != NodeKind::File {
-            return Ok(None);
-        }
-        let map = Arc::new(FileMap::build(repo, n.chunks(), n.size)?);
-        let mut t = self.lock();
-        let slot = &mut t[(ino - 1) as usize].file;
-        Ok(Some(slot.get_or_insert(map).clone()))
-    }
-
-    /// The path of an inode, for messages.
-    pub fn path(&self, ino: u64) -> PathBuf {
-        self.with(ino, |i| i.path.clone()).unwrap_or_else(|| Path::new("?").to_path_buf())
-    }
-}
-
-/// Whether an inode may keep standing for a new layout entry.
-fn same_entry(old: &Item, new: &Item) -> bool {
-    match (old, new) {
-        (Item::Virtual { .. }, Item::Virtual { .. }) | (Item::Link { .. }, Item::Link { .. }) => true,
-        (Item::Snapshot { tree: a, .. }, Item::Snapshot { tree: b, .. }) => a == b,
-        _ => false,
-    }
-}
-
-fn update(t: &mut Vec<Inode>, ino: u64, item: Item) {
-    let i = (ino - 1) as usize;
-    let specs = match &item {
-        Item::Virtual { children, .. } => Some(children.clone()),
-        _ => None,
-    };
-    t[i].item = item;
-    let (Some(specs), Some(old)) = (specs, t[i].children.clone()) else {
-        return; // not a listed made-up directory: it lists from the new item when asked
-    };
-    let mut specs = specs.as_ref().clone();
-    specs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let path = t[i].path.clone();
-    let mut names = Vec::with_capacity(specs.len());
-    for (name, spec) in specs {
-        let kept = old.iter().find(|(n, c)| *n == name && same_entry(&t[(*c - 1) as usize].item, &spec));
-        let child = match kept {
-            Some((_, c)) => {
-                let c = *c;
-                update(t, c, spec);
-                c
-            }
-            None => {
-                t.push(Inode { item: spec, parent: ino, path: path.join(&name), children: None, file: None });
-                t.len() as u64
-            }
-        };
-        names.push((name, child));
-    }
-    t[i].children = Some(Arc::new(names));
-}
-
-fn tree_children(repo: &Repository, tree: &TreeId) -> Result<Vec<(OsString, Item)>> {
-    Ok(repo
-        .load_tree(tree)?
-        .into_iter()
-        .map(|n| (OsStr::from_bytes(&n.name).to_os_string(), Item::Node(Arc::new(n))))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,55 +163,6 @@ mod tests {
             Item::Virtual { children, .. } => &children.iter().find(|(n, _)| n == name).expect(name).1,
             _ => panic!("not a virtual dir"),
         }
-    }
-
-    #[test]
-    fn refresh_keeps_inodes_of_entries_still_there_and_adds_new_ones() {
-        let one = vec![(SnapshotId([1; 32]), snap("2026-11-20T01:00:00+00:00", "db1", &[]))];
-        let mut two = one.clone();
-        two.push((SnapshotId([2; 32]), snap("2026-11-21T01:00:00+00:00", "db1", &[])));
-        let repo_less = |t: &Table, parent: u64, name: &str| -> Option<u64> {
-            let c = t.with(parent, |i| i.children.clone()).flatten()?;
-            c.iter().find(|(n, _)| n == name).map(|(_, i)| *i)
-        };
-        let t = Table::new(root_item(&one));
-        // List root, hosts and hosts/db1 by hand (no repository needed for
-        // made-up directories).
-        let list = |ino: u64| {
-            let item = t.item(ino).unwrap().0;
-            let Item::Virtual { children, .. } = item else { panic!() };
-            let mut tt = t.lock();
-            let path = tt[(ino - 1) as usize].path.clone();
-            let mut names = Vec::new();
-            let mut sorted = children.as_ref().clone();
-            sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            for (n, it) in sorted {
-                tt.push(Inode { item: it, parent: ino, path: path.join(&n), children: None, file: None });
-                names.push((n, tt.len() as u64));
-            }
-            tt[(ino - 1) as usize].children = Some(Arc::new(names));
-        };
-        list(ROOT);
-        let hosts = repo_less(&t, ROOT, "hosts").unwrap();
-        list(hosts);
-        let db1 = repo_less(&t, hosts, "db1").unwrap();
-        list(db1);
-        let first = repo_less(&t, db1, "2026-11-20T01:00:00+00:00").unwrap();
-        t.refresh(root_item(&two));
-        assert_eq!(repo_less(&t, ROOT, "hosts"), Some(hosts));
-        assert_eq!(repo_less(&t, hosts, "db1"), Some(db1));
-        assert_eq!(repo_less(&t, db1, "2026-11-20T01:00:00+00:00"), Some(first), "a kept snapshot changed inode");
-        let second = repo_less(&t, db1, "2026-11-21T01:00:00+00:00").expect("the new snapshot is listed");
-        assert!(second > first);
-        let latest = repo_less(&t, db1, "latest").unwrap();
-        match t.item(latest).unwrap().0 {
-            Item::Link { target, .. } => assert_eq!(target, "2026-11-21T01:00:00+00:00"),
-            other => panic!("{other:?}"),
-        }
-        // And back: the second snapshot is forgotten.
-        t.refresh(root_item(&one));
-        assert_eq!(repo_less(&t, db1, "2026-11-21T01:00:00+00:00"), None);
-        assert_eq!(repo_less(&t, db1, "2026-11-20T01:00:00+00:00"), Some(first));
     }
 
     #[test]

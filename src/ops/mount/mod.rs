@@ -2,7 +2,9 @@
 //! `fuser` crate; no libfuse is needed when running as root).
 //!
 //! - [`layout`]: the directories (`snapshots/`, `ids/`, `hosts/`, `tags/`,
-//!   `latest` links) and the inode table, filled in lazily;
+//!   `latest` links);
+//! - [`inodes`]: the inodes the kernel holds, made as it looks names up
+//!   and dropped as it forgets them;
 //! - [`blobs`]: a file's chunk map and the bounded LRU of decrypted chunks,
 //!   read through the same verifying blob reader as `dump`, with a few
 //!   chunks fetched ahead of sequential reads;
@@ -13,6 +15,7 @@
 
 pub mod blobs;
 pub mod fs;
+pub mod inodes;
 pub mod layout;
 
 use std::path::Path;
@@ -35,11 +38,13 @@ pub struct MountOptions {
     pub threads: usize,
     /// Chunks fetched ahead of a sequential read.
     pub ahead: usize,
+    /// Print what the mount held (inodes, cached chunks) when it ends.
+    pub verbose: bool,
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
-        Self { allow_other: false, cache_bytes: 64 << 20, threads: 4, ahead: 4 }
+        Self { allow_other: false, cache_bytes: 64 << 20, threads: 4, ahead: 4, verbose: false }
     }
 }
 
@@ -53,7 +58,7 @@ pub fn mount(repo: Arc<Repository>, mountpoint: &Path, opts: &MountOptions, read
     }
     let snapshots = repo.snapshots()?;
     let fs = fs::CairnFs {
-        table: layout::Table::new(layout::root_item(&snapshots)),
+        table: inodes::Table::new(layout::root_item(&snapshots)),
         cache: blobs::ChunkCache::new(repo.clone(), opts.cache_bytes, opts.ahead.clamp(1, 8)),
         repo,
         ahead: opts.ahead,
@@ -61,6 +66,7 @@ pub fn mount(repo: Arc<Repository>, mountpoint: &Path, opts: &MountOptions, read
         uid: unsafe { libc::getuid() },
         // SAFETY: as above.
         gid: unsafe { libc::getgid() },
+        verbose: opts.verbose,
         shown: std::sync::Mutex::new(fs::Shown {
             ids: snapshots.iter().map(|(id, _)| *id).collect(),
             checked: std::time::Instant::now(),
