@@ -11,23 +11,47 @@ pub fn config(repo: &Repository) -> Result<Value> {
     serde_json::to_value(&repo.config).map_err(|e| Error::corrupt(e.to_string()))
 }
 
-/// An index object (by unique id prefix), decoded.
+fn pack_json(p: &crate::format::index::IndexPack) -> Value {
+    json!({
+        "id": p.id,
+        "blobs": p.blobs.iter().map(|b| json!({
+            "type": b.kind,
+            "id": hex::encode(b.id),
+            "offset": b.offset,
+            "length": b.length,
+            "raw_length": b.raw_length,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// An index object (by unique id prefix), decoded: its live packs, and
+/// (version 2) the packs a prune marked for deletion and its run records.
 pub fn index(repo: &Repository, prefix: &str) -> Result<Value> {
     let id = IndexId(unique(repo, "index", prefix)?);
-    let packs = repo.load_index(&id)?;
-    Ok(json!({
+    let ix = repo.load_index_full(&id)?;
+    let mut v = json!({
         "id": id,
-        "packs": packs.iter().map(|p| json!({
-            "id": p.id,
-            "blobs": p.blobs.iter().map(|b| json!({
-                "type": b.kind,
-                "id": hex::encode(b.id),
-                "offset": b.offset,
-                "length": b.length,
-                "raw_length": b.raw_length,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    }))
+        "packs": ix.packs.iter().map(pack_json).collect::<Vec<_>>(),
+    });
+    if !ix.marked.is_empty() || !ix.runs.is_empty() {
+        v["marked"] =
+            ix.marked.iter().map(|m| json!({"run": hex::encode(m.run), "pack": pack_json(&m.pack)})).collect();
+        v["runs"] = ix
+            .runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "run": hex::encode(r.run),
+                    "time": r.time,
+                    "locks": r.locks.iter().map(|l| json!({
+                        "session": hex::encode(l.session),
+                        "object": hex::encode(l.object),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    }
+    Ok(v)
 }
 
 /// A pack's header, read from the pack itself.

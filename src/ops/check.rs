@@ -107,6 +107,10 @@ pub struct CheckReport {
     pub affected: Vec<String>,
     /// Harmless findings (e.g. unindexed packs from an interrupted backup).
     pub notes: Vec<String>,
+    /// Packs that a prune marked for deletion and has not deleted yet
+    /// (format-spec/10-write-order.md rule 11), and their bytes.
+    pub marked_packs: usize,
+    pub marked_bytes: u64,
 }
 
 /// Packs read whole at once (jobs queued ahead of the readers): with the
@@ -177,6 +181,18 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     // absorbed earlier is damaged now, rebuild it without that one.
     if index_damaged {
         repo.rebuild_cache()?;
+    }
+    // Prune's marks still pending: not damage, but worth knowing.
+    for p in repo.cache.marked_packs()? {
+        r.marked_packs += 1;
+        r.marked_bytes += sizes.get(&p).copied().unwrap_or(0);
+    }
+    if r.marked_packs > 0 {
+        r.notes.push(format!(
+            "{} pack(s), {} bytes, are marked for deletion by prune: the next prune deletes them once the backups that \
+             ran beside the marking prune have ended (or unmarks them if a snapshot uses them)",
+            r.marked_packs, r.marked_bytes
+        ));
     }
     let index = repo.cache.reader()?;
     // Snapshots and the trees they reach.

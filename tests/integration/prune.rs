@@ -140,6 +140,19 @@ fn prune_beside_a_running_backup_defers_deletion_until_it_ends(w: Where) {
     let waiting = out["report"]["waiting_for"].to_string();
     assert!(waiting.contains("backup") && waiting.contains("pid"), "{out}");
     assert_eq!(repo.list("data").len(), packs_before, "a pack was deleted beside a running backup");
+    // check passes, and says what waits.
+    let c = repo.json(&["check", "--json"]);
+    assert!(c["marked_packs"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["notes"].to_string().contains("marked for deletion"), "{c}");
+    // `cat index` shows the marks and the run record apart from live packs.
+    let (mut marked, mut runs) = (0, 0);
+    for id in repo.object_ids("index") {
+        let ix = repo.json(&["cat", "index", &id]);
+        marked += ix["marked"].as_array().map_or(0, Vec::len);
+        runs += ix["runs"].as_array().map_or(0, Vec::len);
+        assert!(ix["packs"].is_array(), "{ix}");
+    }
+    assert!(marked >= 1 && runs >= 1, "cat index shows {marked} marked packs and {runs} run records");
 
     // While the marks wait, a new backup of the same data stores it again:
     // it must not reuse a pack marked for deletion.
@@ -153,6 +166,7 @@ fn prune_beside_a_running_backup_defers_deletion_until_it_ends(w: Where) {
     assert!(out["report"]["packs_deleted"].as_u64().unwrap() >= 1, "{out}");
     assert_eq!(out["report"]["packs_pending"], 0, "{out}");
     check_passes(&repo);
+    assert_eq!(repo.json(&["check", "--json"])["marked_packs"], 0);
     assert_eq!(sha256_hex(&repo.dump(&busy, "dump.bin")), sha256_hex(&std::fs::read(&fresh).unwrap()));
     assert_eq!(sha256_hex(&repo.dump(&again_id, "old.bin")), sha256_hex(&std::fs::read(&old).unwrap()));
 }
