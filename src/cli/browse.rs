@@ -13,6 +13,7 @@ use super::Global;
 use cairn::format::lock::LockKind;
 use cairn::ops::diff::{self, Change};
 use cairn::ops::find::{self, FindOptions, Matcher, SnapshotHits};
+use cairn::ops::snapshots;
 use cairn::ops::stats::{self, Mode};
 use cairn::ops::tag::{self, TagChange};
 use cairn::{Error, Result};
@@ -140,7 +141,7 @@ pub fn find(g: &Global, a: &FindArgs) -> Result<i32> {
     };
     let matcher = Matcher::new(&opts)?;
     let repo = g.open()?;
-    let snaps = find::select(&repo, &a.snapshots, &a.filter.filter())?;
+    let snaps = snapshots::select(&repo, &a.snapshots, &a.filter.filter())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut all: Vec<SnapshotHits> = Vec::new();
     let mut first = true;
@@ -250,7 +251,7 @@ fn ratio(r: Option<f64>) -> String {
 
 pub fn stats(g: &Global, a: &StatsArgs) -> Result<i32> {
     let repo = g.open()?;
-    let snaps = find::select(&repo, &a.snapshots, &a.filter.filter())?;
+    let snaps = snapshots::select(&repo, &a.snapshots, &a.filter.filter())?;
     let scratch = repo.cache.path().and_then(|p| p.parent()).map(std::path::Path::to_path_buf);
     let r = stats::stats(&repo, &snaps, a.mode, scratch.as_deref())?;
     if let Some(raw) = r.raw.as_ref().filter(|raw| raw.missing_blobs > 0) {
@@ -308,7 +309,7 @@ pub fn tag(g: &Global, a: &TagArgs) -> Result<i32> {
     }
     let repo = g.open()?;
     let lock = g.lock(&repo, LockKind::Maintenance, "tag")?;
-    let snaps = find::select(&repo, &a.snapshots, &filter)?;
+    let snaps = snapshots::select(&repo, &a.snapshots, &filter)?;
     let report = tag::run(&repo, &snaps, &change)?;
     drop(lock);
     if a.json {

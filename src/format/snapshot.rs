@@ -104,6 +104,33 @@ impl Snapshot {
 }
 
 #[cfg(test)]
+impl Snapshot {
+    /// A plain snapshot for unit tests: path `/a`, user `u`, empty tree id,
+    /// no parent, stream, summary counts or program version.
+    pub fn for_test(time: DateTime<FixedOffset>, host: &str, tags: &[&str]) -> Self {
+        Snapshot {
+            version: 1,
+            time,
+            hostname: host.into(),
+            username: "u".into(),
+            paths: vec!["/a".into()],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            parent: None,
+            tree: TreeId([0; 32]),
+            partial: false,
+            excludes: vec![],
+            stream: None,
+            summary: Summary::default(),
+            original: None,
+            repaired: None,
+            backup_start: time,
+            backup_end: time,
+            program_version: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -11,7 +11,7 @@
 //! not depend on where it is, so a subtree found to hold none is not walked
 //! again in later snapshots (most of a repository's trees are shared).
 //!
-//! [`select`] picks snapshots by ids or filters; `stats` and `tag` use it too.
+//! Snapshots are picked by ids or filters with [`crate::ops::snapshots::select`].
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -25,36 +25,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::{SnapshotId, TreeId};
-use crate::ops::snapshots::SnapshotFilter;
 use crate::repo::Repository;
-
-/// The snapshots named by `ids` (ids, unique prefixes, `latest` = the
-/// newest snapshot the filter matches), or, without ids, all that match
-/// `filter` (as restic: explicit ids are not filtered). Oldest first, each
-/// once.
-pub fn select(repo: &Repository, ids: &[String], filter: &SnapshotFilter) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    let all = repo.snapshots()?;
-    if ids.is_empty() {
-        return Ok(all.into_iter().filter(|(_, s)| filter.matches(s)).collect());
-    }
-    let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
-    for spec in ids {
-        let found = if spec == "latest" {
-            all.iter()
-                .rev()
-                .find(|(_, s)| filter.matches(s))
-                .cloned()
-                .ok_or_else(|| Error::not_found("no snapshot matches the filters for 'latest'"))?
-        } else {
-            repo.find_snapshot(spec)?
-        };
-        if !out.iter().any(|(id, _)| *id == found.0) {
-            out.push(found);
-        }
-    }
-    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-    Ok(out)
-}
 
 /// What to look for.
 #[derive(Clone, Debug, Default)]

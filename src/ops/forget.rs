@@ -668,8 +668,6 @@ pub fn run(repo: &Repository, plan: &ForgetPlan) -> Result<ForgetReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::snapshot::Summary;
-    use crate::id::TreeId;
     use chrono::NaiveDate;
     use chrono_tz::Europe::Berlin;
     use chrono_tz::Tz;
@@ -677,25 +675,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn snapshot(time: DateTime<FixedOffset>, host: &str, paths: &[&str], tags: &[&str]) -> Snapshot {
-        Snapshot {
-            version: 1,
-            time,
-            hostname: host.into(),
-            username: "u".into(),
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            parent: None,
-            tree: TreeId([0; 32]),
-            partial: false,
-            excludes: vec![],
-            stream: None,
-            summary: Summary::default(),
-            original: None,
-            repaired: None,
-            backup_start: time,
-            backup_end: time,
-            program_version: String::new(),
-        }
+        Snapshot { paths: paths.iter().map(|p| p.to_string()).collect(), ..Snapshot::for_test(time, host, tags) }
     }
 
     fn id(n: usize) -> SnapshotId {
@@ -1348,14 +1328,7 @@ mod tests {
 
     #[test]
     fn run_deletes_the_removed_snapshot_objects() {
-        std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
-        let repo = Repository::init(
-            crate::backend::Backend::memory().unwrap(),
-            b"pw",
-            &crate::repo::InitOptions::default(),
-            crate::repo::CacheMode::Memory,
-        )
-        .unwrap();
+        let repo = crate::repo::memory_repo();
         for d in 1..=3 {
             let t = Berlin.with_ymd_and_hms(2026, 1, d, 12, 0, 0).unwrap().fixed_offset();
             repo.save_snapshot(&snapshot(t, "a", &["/x"], &[])).unwrap();

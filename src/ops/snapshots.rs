@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, StreamInfo, Summary};
 use crate::id::{SnapshotId, TreeId};
 use crate::repo::Repository;
@@ -34,6 +34,34 @@ impl SnapshotFilter {
 /// Matching snapshots, oldest first.
 pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<Vec<(SnapshotId, Snapshot)>> {
     Ok(repo.snapshots()?.into_iter().filter(|(_, s)| filter.matches(s)).collect())
+}
+
+/// The snapshots named by `ids` (ids, unique prefixes, `latest` = the
+/// newest snapshot the filter matches), or, without ids, all that match
+/// `filter` (as restic: explicit ids are not filtered). Oldest first, each
+/// once.
+pub fn select(repo: &Repository, ids: &[String], filter: &SnapshotFilter) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let all = repo.snapshots()?;
+    if ids.is_empty() {
+        return Ok(all.into_iter().filter(|(_, s)| filter.matches(s)).collect());
+    }
+    let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
+    for spec in ids {
+        let found = if spec == "latest" {
+            all.iter()
+                .rev()
+                .find(|(_, s)| filter.matches(s))
+                .cloned()
+                .ok_or_else(|| Error::not_found("no snapshot matches the filters for 'latest'"))?
+        } else {
+            repo.find_snapshot(spec)?
+        };
+        if !out.iter().any(|(id, _)| *id == found.0) {
+            out.push(found);
+        }
+    }
+    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok(out)
 }
 
 /// A snapshot as `snapshots --json` prints it.
@@ -81,25 +109,7 @@ mod tests {
     #[test]
     fn tag_filter_semantics() {
         let t = chrono::DateTime::from_timestamp(0, 0).unwrap().fixed_offset();
-        let s = Snapshot {
-            version: 1,
-            time: t,
-            hostname: "h".into(),
-            username: "u".into(),
-            paths: vec!["/a".into()],
-            tags: vec!["db".into(), "nightly".into()],
-            parent: None,
-            tree: TreeId([0; 32]),
-            partial: false,
-            excludes: vec![],
-            stream: None,
-            summary: Summary::default(),
-            original: None,
-            repaired: None,
-            backup_start: t,
-            backup_end: t,
-            program_version: String::new(),
-        };
+        let s = Snapshot::for_test(t, "h", &["db", "nightly"]);
         let f =
             |tags: &[&str]| SnapshotFilter { tags: tags.iter().map(|x| x.to_string()).collect(), ..Default::default() };
         assert!(f(&["db"]).matches(&s));

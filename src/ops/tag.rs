@@ -120,7 +120,6 @@ pub fn run(repo: &Repository, snapshots: &[(SnapshotId, Snapshot)], change: &Tag
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::snapshot::Summary;
     use crate::id::TreeId;
 
     fn v(x: &[&str]) -> Vec<String> {
@@ -159,23 +158,10 @@ mod tests {
     fn retagging_records_the_first_id() {
         let t = chrono::DateTime::from_timestamp(0, 0).unwrap().fixed_offset();
         let s = Snapshot {
-            version: 1,
-            time: t,
-            hostname: "h".into(),
-            username: "u".into(),
-            paths: vec!["/a".into()],
-            tags: vec!["a".into()],
             parent: Some(SnapshotId([3; 32])),
             tree: TreeId([4; 32]),
-            partial: false,
-            excludes: vec![],
-            stream: None,
-            summary: Summary::default(),
-            original: None,
-            repaired: None,
-            backup_start: t,
-            backup_end: t,
             program_version: "x".into(),
+            ..Snapshot::for_test(t, "h", &["a"])
         };
         let first = SnapshotId([1; 32]);
         let r = retagged(&first, &s, v(&["b"]));
@@ -189,33 +175,12 @@ mod tests {
 
     #[test]
     fn run_stores_the_new_snapshot_and_deletes_the_old() {
-        std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
-        let repo = Repository::init(
-            crate::backend::Backend::memory().unwrap(),
-            b"pw",
-            &crate::repo::InitOptions::default(),
-            crate::repo::CacheMode::Memory,
-        )
-        .unwrap();
+        let repo = crate::repo::memory_repo();
         let t = chrono::DateTime::from_timestamp(0, 0).unwrap().fixed_offset();
         let mk = |tags: &[&str]| Snapshot {
-            version: 1,
-            time: t,
-            hostname: "h".into(),
-            username: "u".into(),
-            paths: vec!["/a".into()],
-            tags: v(tags),
-            parent: None,
             tree: TreeId([4; 32]),
-            partial: false,
-            excludes: vec![],
-            stream: None,
-            summary: Summary::default(),
-            original: None,
-            repaired: None,
-            backup_start: t,
-            backup_end: t,
             program_version: "x".into(),
+            ..Snapshot::for_test(t, "h", tags)
         };
         let a = repo.save_snapshot(&mk(&["x"])).unwrap();
         let b = repo.save_snapshot(&mk(&["y"])).unwrap();

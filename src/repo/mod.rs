@@ -467,14 +467,16 @@ impl Repository {
     }
 }
 
+/// A new repository in memory, for unit tests (fast key derivation).
+#[cfg(test)]
+pub fn memory_repo() -> Repository {
+    std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
+    Repository::init(Backend::memory().unwrap(), b"pw", &InitOptions::default(), CacheMode::Memory).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn memory_repo() -> Repository {
-        std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
-        Repository::init(Backend::memory().unwrap(), b"pw", &InitOptions::default(), CacheMode::Memory).unwrap()
-    }
 
     #[test]
     fn objects_are_named_by_hash_and_verified() {

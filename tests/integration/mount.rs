@@ -170,6 +170,26 @@ fn meta(path: &Path) -> Meta {
     }
 }
 
+/// The names in a directory, sorted.
+fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A temporary directory with `src/NAME` holding `data`: (the directory,
+/// the source path).
+fn source_with(name: &str, data: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join(name), data).unwrap();
+    (tmp, src)
+}
+
 /// Every path under `root`, relative, in a stable order.
 fn walk(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -204,14 +224,7 @@ fn mount_shows_every_snapshot_with_exact_files_and_metadata(w: Where) {
 
     let point = tmp.path().join("mnt");
     let m = Mounted::start(&repo, &point, &[]);
-    let names = |d: &str| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(point.join(d))
-            .unwrap_or_else(|e| panic!("read_dir {d}: {e}"))
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
+    let names = |d: &str| sorted_names(&point.join(d));
     assert_eq!(names(""), ["hosts", "ids", "snapshots", "tags"]);
     assert_eq!(names("hosts"), ["db1", "db2"]);
     assert_eq!(names("tags"), ["nightly"]);
@@ -276,10 +289,7 @@ fn mount_gives_eio_for_a_damaged_chunk_names_the_file_and_goes_on(w: Where) {
         return;
     }
     let repo = Repo::init_on(w);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("victim.bin"), common::noise(4 << 20, 7)).unwrap();
+    let (tmp, src) = source_with("victim.bin", &common::noise(4 << 20, 7));
     let s = src.to_str().expect("utf-8");
     repo.backup_json(&[s], None);
     // The tree lives in its own pack; damage the data pack (the larger).
@@ -322,10 +332,7 @@ fn mount_detaches_when_busy_at_sigterm() {
         return;
     }
     let repo = Repo::init();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"held open\n").unwrap();
+    let (tmp, src) = source_with("f", b"held open\n");
     repo.backup_json(&[src.to_str().unwrap()], None);
     let point = tmp.path().join("mnt");
     let m = Mounted::start(&repo, &point, &[]);
@@ -369,22 +376,12 @@ fn mount_shows_snapshots_made_and_forgotten_while_it_runs() {
         return;
     }
     let repo = Repo::init();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"first\n").unwrap();
+    let (tmp, src) = source_with("f", b"first\n");
     let s = src.to_str().unwrap();
     let first = repo.backup_json(&["--time", "2026-11-20 01:00:00", s], None);
     let point = tmp.path().join("mnt");
     let m = Mounted::start(&repo, &point, &[]);
-    let listed = || -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(point.join("snapshots"))
-            .expect("read_dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
+    let listed = || sorted_names(&point.join("snapshots"));
     assert_eq!(listed().len(), 2, "{:?}", listed());
     let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -271,39 +271,14 @@ fn tree_children(repo: &Repository, tree: &TreeId) -> Result<Vec<(OsString, Item
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
     use crate::format::snapshot::Snapshot;
     use crate::id::SnapshotId;
     use crate::ops::mount::layout::root_item;
-    use crate::repo::{CacheMode, InitOptions};
+    use crate::repo::memory_repo;
     use chrono::DateTime;
 
-    fn repo() -> Repository {
-        std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
-        Repository::init(Backend::memory().unwrap(), b"pw", &InitOptions::default(), CacheMode::Memory).unwrap()
-    }
-
     fn snap(time: &str) -> Snapshot {
-        let t = DateTime::parse_from_rfc3339(time).unwrap();
-        Snapshot {
-            version: 1,
-            time: t,
-            hostname: "db1".into(),
-            username: "u".into(),
-            paths: vec!["/a".into()],
-            tags: vec![],
-            parent: None,
-            tree: TreeId([0; 32]),
-            partial: false,
-            excludes: vec![],
-            stream: None,
-            summary: Default::default(),
-            original: None,
-            repaired: None,
-            backup_start: t,
-            backup_end: t,
-            program_version: String::new(),
-        }
+        Snapshot::for_test(DateTime::parse_from_rfc3339(time).unwrap(), "db1", &[])
     }
 
     fn look(t: &Table, r: &Repository, parent: u64, name: &str) -> Option<u64> {
@@ -312,7 +287,7 @@ mod tests {
 
     #[test]
     fn forgotten_entries_go_and_come_back_with_the_same_number() {
-        let r = repo();
+        let r = memory_repo();
         let t = Table::new(root_item(&[(SnapshotId([1; 32]), snap("2026-11-20T01:00:00+00:00"))]));
         let hosts = look(&t, &r, ROOT, "hosts").unwrap();
         assert_eq!(t.number(ROOT, OsStr::new("hosts")), hosts);
@@ -333,7 +308,7 @@ mod tests {
 
     #[test]
     fn refresh_keeps_inodes_of_entries_still_there_and_relists() {
-        let r = repo();
+        let r = memory_repo();
         let one = vec![(SnapshotId([1; 32]), snap("2026-11-20T01:00:00+00:00"))];
         let mut two = one.clone();
         two.push((SnapshotId([2; 32]), snap("2026-11-21T01:00:00+00:00")));

@@ -129,26 +129,7 @@ mod tests {
     use chrono::DateTime;
 
     fn snap(time: &str, host: &str, tags: &[&str]) -> Snapshot {
-        let t = DateTime::parse_from_rfc3339(time).unwrap();
-        Snapshot {
-            version: 1,
-            time: t,
-            hostname: host.into(),
-            username: "u".into(),
-            paths: vec!["/a".into()],
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            parent: None,
-            tree: TreeId([0; 32]),
-            partial: false,
-            excludes: vec![],
-            stream: None,
-            summary: Default::default(),
-            original: None,
-            repaired: None,
-            backup_start: t,
-            backup_end: t,
-            program_version: String::new(),
-        }
+        Snapshot::for_test(DateTime::parse_from_rfc3339(time).unwrap(), host, tags)
     }
 
     fn names(item: &Item) -> Vec<String> {
