@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{GetResultPayload, ObjectStore, PutPayload, WriteMultipart};
 
 pub use s3::{S3Location, S3Options};
 
@@ -97,6 +97,9 @@ impl BackendOptions {
 }
 
 /// A repository's storage. Cloning is cheap and shares the runtime.
+/// The largest piece [`Backend::get_streamed`] reads from a local file.
+pub const STREAM_PIECE: usize = 1 << 20;
+
 #[derive(Clone)]
 pub struct Backend {
     store: Arc<dyn ObjectStore>,
@@ -344,6 +347,46 @@ impl Backend {
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
         Ok(b)
+    }
+
+    /// Reads a whole object in order, a piece at a time, handing each piece
+    /// to `visit`: memory holds one piece (at most [`STREAM_PIECE`] bytes
+    /// from a local file; what the connection delivers from S3), never the
+    /// whole object. Returns the bytes read. One request, like [`get`](Self::get).
+    pub fn get_streamed(&self, name: &str, mut visit: impl FnMut(&[u8])) -> Result<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = Path::from(name);
+        let got = self.runtime.block_on(self.store.get(&path)).map_err(|e| self.err(name, e))?;
+        self.stats.gets.fetch_add(1, Ordering::Relaxed);
+        let mut n = 0u64;
+        match got.payload {
+            GetResultPayload::File(mut file, fs_path) => {
+                // A local file: read it here, on the caller's thread.
+                let io = |e| Error::io(fs_path.display(), e);
+                file.seek(SeekFrom::Start(got.range.start)).map_err(io)?;
+                let mut left = got.range.end - got.range.start;
+                let mut buf = vec![0u8; STREAM_PIECE.min(left as usize)];
+                while left > 0 {
+                    let want = (left as usize).min(buf.len());
+                    let k = file.read(&mut buf[..want]).map_err(io)?;
+                    if k == 0 {
+                        break;
+                    }
+                    visit(&buf[..k]);
+                    n += k as u64;
+                    left -= k as u64;
+                }
+            }
+            GetResultPayload::Stream(mut stream) => {
+                while let Some(piece) = self.runtime.block_on(stream.next()) {
+                    let piece = piece.map_err(|e| self.err(name, e))?;
+                    visit(&piece);
+                    n += piece.len() as u64;
+                }
+            }
+        }
+        self.stats.bytes_read.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
     }
 
     /// Reads `range` of an object. A range past the end is an error.

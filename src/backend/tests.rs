@@ -15,6 +15,8 @@ pub fn suite(b: &Backend) {
     assert_eq!(&b.get_range("data/ab/abcd", 10..14).unwrap()[..], &[10, 11, 12, 13]);
     let rs = b.get_ranges("data/ab/abcd", &[0..2, 254..256]).unwrap();
     assert_eq!(&rs[1][..], &[254, 255]);
+    // streamed get: the pieces, in order, are the object
+    assert_eq!(streamed(b, "data/ab/abcd"), (0u8..=255).collect::<Vec<_>>());
     // listing is by prefix and recursive
     b.put("data/cd/cdef", Bytes::from_static(b"x")).unwrap();
     let mut names: Vec<String> = b.list("data").unwrap().into_iter().map(|(n, _)| n).collect();
@@ -24,6 +26,7 @@ pub fn suite(b: &Backend) {
     // missing objects are NotFound
     assert_eq!(b.get("snapshots/zz").unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(b.get_range("snapshots/zz", 0..1).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(b.get_streamed("snapshots/zz", |_| ()).unwrap_err().kind(), ErrorKind::NotFound);
     // background puts
     let p: Vec<PendingPut> =
         (0..8).map(|i| b.spawn_put(&format!("index/{i}"), Bytes::from(vec![i as u8; 1000]))).collect();
@@ -36,6 +39,15 @@ pub fn suite(b: &Backend) {
     assert_eq!(b.list("data").unwrap().len(), 1);
 }
 
+/// An object read through [`Backend::get_streamed`], with a check that the
+/// count it returns is the bytes it handed over.
+fn streamed(b: &Backend, name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let n = b.get_streamed(name, |piece| out.extend_from_slice(piece)).unwrap();
+    assert_eq!(n, out.len() as u64);
+    out
+}
+
 #[test]
 fn memory_backend_passes_suite() {
     suite(&Backend::memory().unwrap());
@@ -45,6 +57,23 @@ fn memory_backend_passes_suite() {
 fn local_backend_passes_suite() {
     let dir = tempfile::tempdir().unwrap();
     suite(&Backend::local(dir.path(), true).unwrap());
+}
+
+#[test]
+fn local_streamed_get_reads_in_bounded_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::local(dir.path(), true).unwrap();
+    let data: Vec<u8> = (0..STREAM_PIECE * 5 / 2 + 3).map(|i| (i % 253) as u8).collect();
+    b.put("data/ab/big", Bytes::from(data.clone())).unwrap();
+    let mut pieces = Vec::new();
+    let mut back = Vec::new();
+    b.get_streamed("data/ab/big", |p| {
+        pieces.push(p.len());
+        back.extend_from_slice(p)
+    })
+    .unwrap();
+    assert!(back == data, "the object read back differs");
+    assert_eq!(pieces, vec![STREAM_PIECE, STREAM_PIECE, STREAM_PIECE / 2 + 3]);
 }
 
 #[test]
@@ -166,6 +195,7 @@ fn s3_large_objects_go_up_in_parts_and_read_back_whole() {
     let b = s.reopen();
     assert_eq!(b.size("data/big").unwrap(), len as u64);
     assert!(b.get("data/big").unwrap() == data, "the object read back differs");
+    assert!(streamed(&b, "data/big") == data, "the object streamed back differs");
     // A range across the first part boundary, and the last bytes.
     let at = MULTIPART_PART as u64;
     assert_eq!(b.get_range("data/big", at - 3..at + 3).unwrap(), data.slice(MULTIPART_PART - 3..MULTIPART_PART + 3));

@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, TRAILER_LEN};
-use crate::id::{BlobId, BlobKind, IndexId, PackId, SnapshotId, TreeId};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack;
-use crate::repo::{content_id, keys, Repository};
+use crate::pack::verify::PackVerifier;
+use crate::repo::{keys, Repository};
 
 /// Which packs `check` reads whole.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,9 +114,9 @@ pub struct CheckReport {
     pub marked_bytes: u64,
 }
 
-/// Packs read whole at once (jobs queued ahead of the readers): with the
-/// index entries of each, this bounds check's memory whatever the
-/// repository's size.
+/// Packs queued ahead of the readers, with their index entries: with the
+/// readers' blobs in hand, this bounds check's memory whatever the
+/// repository's and the packs' sizes.
 const PACKS_QUEUED: usize = 8;
 
 /// Checks the repository. Memory holds the pack list, which index object
@@ -297,7 +298,8 @@ type ReadOutcome = (Vec<String>, HashSet<BlobId>, HashSet<PackId>, u64);
 
 /// Reads the chosen packs whole, in parallel. One thread streams the index
 /// objects and queues each chosen pack with its expected entries; the
-/// readers verify. Memory: a few packs and one index object at a time.
+/// readers verify as the bytes stream in. Memory: a blob per reader, the
+/// queued packs' index entries, and one index object at a time.
 fn read_packs(
     repo: &Repository,
     indexes: &[IndexId],
@@ -313,7 +315,7 @@ fn read_packs(
             let out = &out;
             s.spawn(move || {
                 for (id, expected) in rx.iter() {
-                    let (probs, bad, n) = read_pack(repo, &id, &expected);
+                    let (probs, bad, n) = read_pack(repo, &id, expected);
                     let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                     if !probs.is_empty() {
                         o.2.insert(id);
@@ -388,45 +390,21 @@ fn other_copies(
     Ok(v)
 }
 
-/// Reads one pack whole and checks it against its name, its header and the index.
-fn read_pack(repo: &Repository, id: &PackId, expected: &[PackEntry]) -> (Vec<String>, Vec<BlobId>, u64) {
-    let mut probs = Vec::new();
-    let mut bad = Vec::new();
-    let all_bad = |bad: &mut Vec<BlobId>| bad.extend(expected.iter().map(|e| BlobId { kind: e.kind, id: e.id }));
-    let bytes = match repo.backend.get(&pack::object_name(id)) {
-        Ok(b) => b,
-        Err(e) => {
-            probs.push(format!("pack {id}: {e}"));
-            all_bad(&mut bad);
-            return (probs, bad, 0);
+/// Reads one pack and checks it against its name, its header and the
+/// index, as its bytes stream in ([`PackVerifier`]: memory holds a blob,
+/// not the pack).
+fn read_pack(repo: &Repository, id: &PackId, expected: Vec<PackEntry>) -> (Vec<String>, Vec<BlobId>, u64) {
+    let all: Vec<BlobId> = expected.iter().map(|e| BlobId { kind: e.kind, id: e.id }).collect();
+    let mut v = PackVerifier::new(&repo.key, *id, expected);
+    match repo.backend.get_streamed(&pack::object_name(id), |piece| v.feed(piece)) {
+        Ok(_) => {
+            let verdict = v.finish();
+            (verdict.problems, verdict.bad, verdict.blobs_read)
         }
-    };
-    if content_id(&bytes) != id.0 {
-        probs.push(format!("pack {id} is damaged: its content does not match its name"));
+        // Not read (missing, or the read failed part way): every blob is
+        // in doubt, and the error says why.
+        Err(e) => (vec![format!("pack {id}: {e}")], all, 0),
     }
-    match pack::header_from_bytes(&repo.key.enc, id, &bytes) {
-        Ok(header) => {
-            let mut h: Vec<(u8, [u8; 32], u32)> = header.iter().map(|e| (e.kind as u8, e.id, e.offset)).collect();
-            let mut x: Vec<(u8, [u8; 32], u32)> = expected.iter().map(|e| (e.kind as u8, e.id, e.offset)).collect();
-            h.sort();
-            x.sort();
-            x.dedup();
-            if !expected.is_empty() && h != x {
-                probs.push(format!("pack {id}: header does not agree with the index"));
-            }
-        }
-        Err(e) => probs.push(format!("{e}")),
-    }
-    let mut n = 0;
-    for e in expected {
-        n += 1;
-        if let Err(err) = pack::blob_from_pack_bytes(&repo.key, &bytes, e) {
-            let kind = if e.kind == BlobKind::Tree { "tree" } else { "chunk" };
-            probs.push(format!("pack {id}: {kind} {}: {err}", hex::encode(e.id)));
-            bad.push(BlobId { kind: e.kind, id: e.id });
-        }
-    }
-    (probs, bad, n)
 }
 
 /// Files (and trees) of a snapshot that need a lost blob.

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 pub mod packer;
 pub mod salvage;
+pub mod verify;
 
 use sha2::{Digest, Sha256};
 
@@ -112,13 +113,17 @@ pub fn read_header(backend: &Backend, key: &[u8; 32], id: &PackId) -> Result<Vec
     }
     let start = size - fmt::TRAILER_LEN as u64 - hlen;
     let sealed = backend.get_range(&name, start..start + hlen)?;
+    open_header(key, id, &sealed, start)
+}
+
+/// Opens a pack's sealed header, which starts at byte `start` of the pack;
+/// every entry must lie between the magic and `start`.
+fn open_header(key: &[u8; 32], id: &PackId, sealed: &[u8], start: u64) -> Result<Vec<PackEntry>> {
     let plain =
-        seal::open(key, ObjectType::PackHeader, &sealed, MAX_HEADER as usize).context(format!("pack {id} header"))?;
+        seal::open(key, ObjectType::PackHeader, sealed, MAX_HEADER as usize).context(format!("pack {id} header"))?;
     let entries = fmt::decode_header(&plain).context(format!("pack {id}"))?;
-    for e in &entries {
-        if e.end() > start {
-            return Err(Error::corrupt(format!("pack {id}: header points past the blobs")));
-        }
+    if entries.iter().any(|e| e.end() > start || (e.offset as usize) < fmt::MAGIC.len() + fmt::FRAME_LEN) {
+        return Err(Error::corrupt(format!("pack {id}: header points outside the blobs")));
     }
     Ok(entries)
 }
@@ -132,13 +137,7 @@ pub fn header_from_bytes(key: &[u8; 32], id: &PackId, bytes: &[u8]) -> Result<Ve
     let hlen =
         fmt::decode_trailer(&bytes[bytes.len() - fmt::TRAILER_LEN..], size).context(format!("pack {id}"))? as usize;
     let start = bytes.len() - fmt::TRAILER_LEN - hlen;
-    let plain = seal::open(key, ObjectType::PackHeader, &bytes[start..start + hlen], MAX_HEADER as usize)
-        .context(format!("pack {id} header"))?;
-    let entries = fmt::decode_header(&plain).context(format!("pack {id}"))?;
-    if entries.iter().any(|e| e.end() > start as u64 || (e.offset as usize) < fmt::MAGIC.len() + fmt::FRAME_LEN) {
-        return Err(Error::corrupt(format!("pack {id}: header points outside the blobs")));
-    }
-    Ok(entries)
+    open_header(key, id, &bytes[start..start + hlen], start as u64)
 }
 
 /// Opens one blob's sealed bytes and checks that the plaintext hashes to
