@@ -74,6 +74,31 @@ pub struct Node {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+#[cfg(test)]
+impl Node {
+    /// A plain node for unit tests: mode 0644, owner 0, no names, times,
+    /// size, inode or xattrs, one link.
+    pub fn for_test(name: &str, kind: NodeKind, content: Content) -> Self {
+        Node {
+            name: name.as_bytes().to_vec(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: String::new(),
+            group: String::new(),
+            mtime_ns: 0,
+            ctime_ns: 0,
+            size: 0,
+            inode: 0,
+            device: 0,
+            nlink: 1,
+            content,
+            xattrs: vec![],
+        }
+    }
+}
+
 impl Node {
     /// The file's chunks, or an empty slice.
     pub fn chunks(&self) -> &[ChunkId] {

@@ -399,10 +399,8 @@ mod tests {
     use crate::id::ChunkId;
 
     fn file(chunks: &[u8]) -> Node {
+        let content = Content::File(chunks.iter().map(|c| ChunkId([*c; 32])).collect());
         Node {
-            name: b"f".to_vec(),
-            kind: NodeKind::File,
-            mode: 0o644,
             uid: 1000,
             gid: 1000,
             user: "alice".into(),
@@ -412,9 +410,7 @@ mod tests {
             size: chunks.len() as u64,
             inode: 7,
             device: 1,
-            nlink: 1,
-            content: Content::File(chunks.iter().map(|c| ChunkId([*c; 32])).collect()),
-            xattrs: vec![],
+            ..Node::for_test("f", NodeKind::File, content)
         }
     }
 

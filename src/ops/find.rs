@@ -262,23 +262,7 @@ mod tests {
     use super::*;
 
     fn node(name: &str, mtime_ns: i64) -> Node {
-        Node {
-            name: name.as_bytes().to_vec(),
-            kind: NodeKind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: String::new(),
-            group: String::new(),
-            mtime_ns,
-            ctime_ns: 0,
-            size: 0,
-            inode: 0,
-            device: 0,
-            nlink: 1,
-            content: Content::File(vec![]),
-            xattrs: vec![],
-        }
+        Node { mtime_ns, ..Node::for_test(name, NodeKind::File, Content::File(vec![])) }
     }
 
     fn matcher(patterns: &[&str], ignore_case: bool) -> Matcher {

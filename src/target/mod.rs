@@ -176,23 +176,7 @@ mod tests {
     }
 
     fn node(kind: NodeKind, content: Content, mode: u32, mtime_ns: i64) -> Node {
-        Node {
-            name: b"x".to_vec(),
-            kind,
-            mode,
-            uid: 1234,
-            gid: 5678,
-            user: String::new(),
-            group: String::new(),
-            mtime_ns,
-            ctime_ns: 0,
-            size: 0,
-            inode: 0,
-            device: 0,
-            nlink: 1,
-            content,
-            xattrs: vec![],
-        }
+        Node { mode, uid: 1234, gid: 5678, mtime_ns, ..Node::for_test("x", kind, content) }
     }
 
     #[test]
