@@ -25,6 +25,7 @@ pub mod repo;
 pub mod saver;
 pub mod seal;
 pub mod source;
+pub mod steps;
 pub mod target;
 
 pub use error::{Error, ErrorKind, Result};

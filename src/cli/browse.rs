@@ -141,6 +141,7 @@ pub fn find(g: &Global, a: &FindArgs) -> Result<i32> {
     };
     let matcher = Matcher::new(&opts)?;
     let repo = g.open()?;
+    let _lock = g.read_lock(&repo, "find")?;
     let snaps = snapshots::select(&repo, &a.snapshots, &a.filter.filter())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut all: Vec<SnapshotHits> = Vec::new();
@@ -197,6 +198,7 @@ pub fn diff(g: &Global, a: &DiffArgs) -> Result<i32> {
     let abs = |p: Option<PathBuf>| Path::new("/").join(p.unwrap_or_else(|| PathBuf::from("/")));
     let (path1, path2) = (abs(p1.or(common.clone())), abs(p2.or(common)));
     let repo = g.open()?;
+    let _lock = g.read_lock(&repo, "diff")?;
     let (id1, snap1) = repo.find_snapshot(s1)?;
     let (id2, snap2) = repo.find_snapshot(s2)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -251,6 +253,7 @@ fn ratio(r: Option<f64>) -> String {
 
 pub fn stats(g: &Global, a: &StatsArgs) -> Result<i32> {
     let repo = g.open()?;
+    let _lock = g.read_lock(&repo, "stats")?;
     let snaps = snapshots::select(&repo, &a.snapshots, &a.filter.filter())?;
     let scratch = repo.cache.path().and_then(|p| p.parent()).map(std::path::Path::to_path_buf);
     let r = stats::stats(&repo, &snaps, a.mode, scratch.as_deref())?;
@@ -308,6 +311,7 @@ pub fn tag(g: &Global, a: &TagArgs) -> Result<i32> {
         ));
     }
     let repo = g.open()?;
+    g.needs_lock("tag")?;
     let lock = g.lock(&repo, LockKind::Maintenance, "tag")?;
     let snaps = snapshots::select(&repo, &a.snapshots, &filter)?;
     let report = tag::run(&repo, &snaps, &change)?;

@@ -273,6 +273,7 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
 }
 
 fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
+    g.needs_lock("backup")?;
     if a.stdin_filename.is_some() && !a.paths.is_empty() {
         return Err(Error::invalid("give either paths or --stdin-filename, not both"));
     }
@@ -310,6 +311,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         lock: None,
     };
     let lock = std::sync::Arc::new(g.lock(&repo, LockKind::Shared, "backup")?);
+    cairn::steps::reached("backup:locked");
     let opts = BackupOptions { lock: Some(lock.clone()), ..opts };
     let start = std::time::Instant::now();
     let out = match &a.stdin_filename {
@@ -416,6 +418,7 @@ fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
 
 fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
     let repo = g.open()?;
+    let _lock = g.read_lock(&repo, "ls")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let path = a.path.clone().unwrap_or_else(|| PathBuf::from("/"));
     let mut out = std::io::stdout().lock();
@@ -448,6 +451,7 @@ fn split_spec(spec: &str) -> (&str, PathBuf) {
 
 fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let repo = g.open()?;
+    let _lock = g.read_lock(&repo, "restore")?;
     let (snap_spec, sub) = split_spec(&a.snapshot);
     let (id, snap) = repo.find_snapshot(snap_spec)?;
     let filter = Filter::new(&a.include, &a.exclude)?;
@@ -499,6 +503,7 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
 
 fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
     let repo = g.open()?;
+    let _lock = g.read_lock(&repo, "dump")?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
     let path = if a.path.is_absolute() { a.path.clone() } else { Path::new("/").join(&a.path) };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
@@ -570,7 +575,7 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     };
     let repo = g.open_quietly()?;
     // Not beside a prune, whose half-done index rewrite would read as damage.
-    let lock = g.lock(&repo, LockKind::Maintenance, "check")?;
+    let lock = if g.no_lock { None } else { Some(g.lock(&repo, LockKind::Maintenance, "check")?) };
     let report = check::check(&repo, read)?;
     drop(lock);
     if a.json {

@@ -63,6 +63,7 @@ pub struct CopyArgs {
 }
 
 pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
+    g.needs_lock("copy")?;
     let src = a.from.open(g)?;
     let dst = g.open()?;
     if src.config.id == dst.config.id {
@@ -70,6 +71,7 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
     }
     let src_lock = g.lock(&src, LockKind::Shared, "copy (source)")?;
     let dst_lock = g.lock(&dst, LockKind::Shared, "copy")?;
+    cairn::steps::reached("copy:locked");
     let plan = copy::plan(&src, &dst, &a.filter.filter(), &a.snapshots)?;
     let say = !g.quiet && !a.json;
     if say && plan.mode == CopyMode::Rechunk && plan.to_copy().next().is_some() {

@@ -155,6 +155,7 @@ fn json(v: &impl serde::Serialize) -> Result<String> {
 
 pub fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
     let mode = a.mode()?;
+    g.needs_lock("forget")?;
     let repo = g.open()?;
     let lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Maintenance, "forget")?) };
     let plan = match &mode {

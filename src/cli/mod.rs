@@ -56,6 +56,10 @@ pub struct Global {
     /// Wait up to this long for a conflicting lock to go (e.g. 30s, 10m, 2h)
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
     pub retry_lock: Option<std::time::Duration>,
+    /// Take no lock: for commands that only read (snapshots, ls, restore, dump, find, diff, stats, cat,
+    /// check, mount), e.g. on read-only media. A prune running meanwhile may then move data they read.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// Print less (no summaries)
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -161,8 +165,34 @@ impl Global {
     }
 
     /// Takes a lock, waiting up to `--retry-lock` for a conflicting one.
+    /// The index is read again once the lock is stored: what this process
+    /// then reuses or reads was indexed before its lock existed, which is
+    /// what prune's two phases rely on (format-spec/10-write-order.md,
+    /// rule 11; the open read it before the lock).
     pub(crate) fn lock(&self, repo: &Repository, kind: LockKind, op: &str) -> Result<LockGuard> {
-        repo.lock_retrying(kind, op, self.retry_lock.unwrap_or_default())
+        let guard = repo.lock_retrying(kind, op, self.retry_lock.unwrap_or_default())?;
+        repo.sync_cache()?;
+        Ok(guard)
+    }
+
+    /// The shared lock a reading command holds (none with `--no-lock`):
+    /// prune then marks beside it but deletes nothing until it is gone, so
+    /// a restore, dump or mount never finds its data moved away.
+    pub(crate) fn read_lock(&self, repo: &Repository, op: &str) -> Result<Option<LockGuard>> {
+        if self.no_lock {
+            return Ok(None);
+        }
+        let guard = self.lock(repo, LockKind::Shared, op)?;
+        cairn::steps::reached("read:locked");
+        Ok(Some(guard))
+    }
+
+    /// Refuses `--no-lock` for a command that writes or deletes.
+    pub(crate) fn needs_lock(&self, command: &str) -> Result<()> {
+        if self.no_lock {
+            return Err(Error::invalid(format!("--no-lock is only for commands that read; {command} writes")));
+        }
+        Ok(())
     }
 
     fn report_stats(&self, repo: &Repository) {

@@ -29,7 +29,7 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<i32> {
     let repo = Arc::new(g.open()?);
     // A shared lock, like a backup's: prune marks beside it but deletes
     // nothing the mount may still read until it ends.
-    let lock = if a.no_lock { None } else { Some(g.lock(&repo, LockKind::Shared, "mount")?) };
+    let lock = if a.no_lock || g.no_lock { None } else { Some(g.lock(&repo, LockKind::Shared, "mount")?) };
     let opts = MountOptions {
         allow_other: a.allow_other,
         cache_bytes: (a.cache_size as usize) << 20,

@@ -26,6 +26,7 @@ pub struct PruneArgs {
 }
 
 pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
+    g.needs_lock("prune")?;
     let repo = g.open()?;
     if let Some(doc) = run(g, &repo, a)? {
         println!("{}", to_json(&doc)?);

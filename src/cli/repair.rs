@@ -54,6 +54,7 @@ fn json(v: &impl serde::Serialize) -> Result<String> {
 }
 
 pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
+    g.needs_lock("repair")?;
     match &a.what {
         RepairCmd::Index(a) => repair_index(g, a),
         RepairCmd::Snapshots(a) => repair_snapshots(g, a),
@@ -63,6 +64,7 @@ pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
 fn repair_index(g: &Global, a: &IndexArgs) -> Result<i32> {
     let repo = g.open_quietly()?;
     let _lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Exclusive, "repair index")?) };
+    cairn::steps::reached("repair:locked");
     let plan = index::plan(&repo, a.read_data)?;
     let say = !a.json && !g.quiet;
     if !a.json {
@@ -131,6 +133,7 @@ fn repair_index(g: &Global, a: &IndexArgs) -> Result<i32> {
 fn repair_snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
     let repo = g.open_quietly()?;
     let _lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Exclusive, "repair snapshots")?) };
+    cairn::steps::reached("repair:locked");
     let plan = snapshots::plan(&repo, a.forget)?;
     let say = !a.json && !g.quiet;
     if !a.json {

@@ -134,6 +134,8 @@ pub fn run(src: &Repository, dst: &Repository, plan: &CopyPlan) -> Result<CopyRe
     if todo.is_empty() {
         return Ok(report);
     }
+    // What the destination's index holds now (read after its lock).
+    let recheck = crate::ops::backup::recheck::Recheck::start(dst)?;
     // Stage 1: blobs (packs and index objects).
     let (roots, stored) = std::thread::scope(|scope| -> Result<_> {
         let mut saver = Saver::start(scope, dst)?;
@@ -179,6 +181,10 @@ pub fn run(src: &Repository, dst: &Repository, plan: &CopyPlan) -> Result<CopyRe
     report.packs = stored.packs;
     // Stage 2: read back what was written.
     report.packs_verified = verify_packs(dst, &stored.pack_ids)?;
+    // The second line of rule 11: blobs reused from packs a prune marked
+    // meanwhile are stored again.
+    recheck.finish(dst, &roots, &stored.pack_ids)?;
+    crate::steps::reached("copy:verified");
     // Stage 3: the snapshots, each naming its original.
     // A parent maps to its copy: made in this run, or already there
     // (found by its original id); else it is dropped.
@@ -190,6 +196,7 @@ pub fn run(src: &Repository, dst: &Repository, plan: &CopyPlan) -> Result<CopyRe
         s.tree = root;
         s.parent = s.parent.and_then(|p| new_ids.get(&p).or_else(|| plan.dest_by_origin.get(&p)).copied());
         let id = dst.save_snapshot(&s)?;
+        crate::steps::reached("copy:snapshot-written");
         new_ids.insert(item.source_id, id);
         report.copied.push((item.source_id, id));
     }

@@ -24,6 +24,7 @@ pub fn dump(repo: &Repository, root: TreeId, path: &Path, out: &mut dyn Write) -
     let chunks = node.chunks();
     let workers = crate::saver::worker_count().clamp(2, WINDOW);
     let mut written = 0u64;
+    crate::steps::reached("dump:started");
     for window in chunks.chunks(WINDOW) {
         let mut results: Vec<Option<Result<Vec<u8>>>> = (0..window.len()).map(|_| None).collect();
         std::thread::scope(|s| {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::cache::Location;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::PackEntry;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, BlobKind, PackId, TreeId};
@@ -184,6 +184,7 @@ impl<'a> Builder<'a> {
     /// Executes the files planned so far and forgets them.
     fn flush(&mut self) -> Result<()> {
         if let Some(b) = &mut self.batch {
+            crate::steps::reached("restore:planned");
             execute_files(self.repo, &self.plan, b.opts, &mut b.report, &mut b.state)?;
             self.plan.files.clear();
             self.plan.packs.clear();
@@ -481,6 +482,27 @@ fn restore_pack(
         let span = match repo.backend.get_range(&name, start..end) {
             Ok(b) => Some(b),
             Err(e) if e.kind().is_transient() => return Err(e),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Moved, not lost: a prune repacked it (rule 11). The index
+                // is read again and each blob looked up anew; only a blob
+                // that is then still missing is damage.
+                for r in &order[i..j] {
+                    let blob = BlobId { kind: r.entry.kind, id: r.entry.id };
+                    match repo.read_blob(&blob) {
+                        Ok(plain) => write_targets(plan, r, &plain, failed)?,
+                        Err(e) if e.kind().is_transient() => return Err(e),
+                        Err(e) => {
+                            let why = format!("chunk {}: {e}", hex::encode(r.entry.id));
+                            let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                            for (file, _) in &r.targets {
+                                f.entry(*file).or_insert_with(|| why.clone());
+                            }
+                        }
+                    }
+                }
+                i = j;
+                continue;
+            }
             Err(e) => {
                 let why = format!("pack {id}: {e}");
                 let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
@@ -497,22 +519,7 @@ fn restore_pack(
                 let a = (r.entry.offset as u64 - start) as usize;
                 let sealed = &span[a..a + r.entry.length as usize];
                 match pack::open_blob(&repo.key, &r.entry, sealed) {
-                    Ok(plain) => {
-                        for (file, off) in &r.targets {
-                            if failed.lock().unwrap_or_else(|p| p.into_inner()).contains_key(file) {
-                                continue;
-                            }
-                            let path = &plan.files[*file].path;
-                            let res = std::fs::OpenOptions::new()
-                                .write(true)
-                                .custom_flags(libc::O_NOFOLLOW)
-                                .open(path)
-                                .and_then(|f| f.write_all_at(&plain, *off));
-                            if let Err(e) = res {
-                                return Err(Error::io(path.display(), e));
-                            }
-                        }
-                    }
+                    Ok(plain) => write_targets(plan, r, &plain, failed)?,
                     Err(e) => {
                         let why = format!("chunk {} in pack {id}: {e}", hex::encode(r.entry.id));
                         let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
@@ -524,6 +531,25 @@ fn restore_pack(
             }
         }
         i = j;
+    }
+    Ok(())
+}
+
+/// Writes one blob's plaintext at each place the plan wants it.
+fn write_targets(plan: &RestorePlan, r: &BlobRead, plain: &[u8], failed: &Mutex<HashMap<usize, String>>) -> Result<()> {
+    for (file, off) in &r.targets {
+        if failed.lock().unwrap_or_else(|p| p.into_inner()).contains_key(file) {
+            continue;
+        }
+        let path = &plan.files[*file].path;
+        let res = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .and_then(|f| f.write_all_at(plain, *off));
+        if let Err(e) = res {
+            return Err(Error::io(path.display(), e));
+        }
     }
     Ok(())
 }

@@ -89,6 +89,7 @@ impl Packer<'_> {
 
     fn write_index(&mut self) -> Result<()> {
         if !self.stored.is_empty() {
+            crate::steps::reached("store:before-index");
             let packs = std::mem::take(&mut self.stored);
             self.result.indexes.push(self.repo.save_index(packs)?);
             self.last_index = std::time::Instant::now();

@@ -85,6 +85,8 @@ pub struct Repository {
     /// Index objects that did not load at the last sync (damaged or gone),
     /// with the reason. Their packs are not used until `repair index`.
     damaged_indexes: std::sync::Mutex<Vec<(IndexId, String)>>,
+    /// Held while the cache is rebuilt because a pack was missing.
+    relocating: std::sync::Mutex<()>,
 }
 
 /// An object name: exactly 64 lower-case hex digits.
@@ -140,7 +142,15 @@ impl Repository {
         }
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
         cache.clear()?;
-        Ok(Self { backend, key, config, cache, key_id, damaged_indexes: Default::default() })
+        Ok(Self {
+            backend,
+            key,
+            config,
+            cache,
+            key_id,
+            damaged_indexes: Default::default(),
+            relocating: Default::default(),
+        })
     }
 
     /// Opens a repository with a password and syncs the cache.
@@ -160,7 +170,15 @@ impl Repository {
         })?;
         let config = Config::decode(&plain)?;
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
-        let repo = Self { backend, key, config, cache, key_id, damaged_indexes: Default::default() };
+        let repo = Self {
+            backend,
+            key,
+            config,
+            cache,
+            key_id,
+            damaged_indexes: Default::default(),
+            relocating: Default::default(),
+        };
         repo.sync_cache()?;
         Ok(repo)
     }
@@ -311,12 +329,24 @@ impl Repository {
             BlobKind::Data => "chunk",
             BlobKind::Tree => "tree",
         };
-        let loc = self
-            .locate(blob)?
-            .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?;
+        // Not in the cache: index objects written since it was synced (a
+        // backup that committed meanwhile, a prune's repack) may name it.
+        let loc = match self.locate(blob)? {
+            Some(loc) => loc,
+            None => {
+                self.sync_cache()?;
+                self.locate(blob)?
+                    .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?
+            }
+        };
         match self.read_blob_at(blob, &loc) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.rebuild_cache()?;
+                // One rebuild at a time; a reader that waited finds the
+                // blob moved by the rebuild another one did.
+                let _one = self.relocating.lock().unwrap_or_else(|p| p.into_inner());
+                if self.locate(blob)?.is_none_or(|now| now.pack == loc.pack) {
+                    self.rebuild_cache()?;
+                }
                 let loc = self
                     .locate(blob)?
                     .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?;

@@ -19,3 +19,4 @@ mod postgres;
 mod prune;
 mod repair;
 mod s3;
+mod schedule;

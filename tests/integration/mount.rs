@@ -448,3 +448,37 @@ fn mount_lets_go_of_inodes_the_kernel_forgets() {
     assert!(most > 400, "the walk held only {most} inodes at once: {line}");
     assert!(end < 20, "{end} inodes still held after the kernel dropped its caches: {line}");
 }
+
+/// A mount beside a prune that repacks what it serves: with its shared
+/// lock, prune defers the deletions; with `--no-lock`, the packs go, and
+/// the mount reads the index again and serves the same bytes.
+#[test]
+fn mount_reads_exactly_while_prune_repacks_under_it() {
+    if skip("mount_reads_exactly_while_prune_repacks_under_it") {
+        return;
+    }
+    use crate::schedule::{hashes, World};
+    for extra in [&[][..], &["--no-lock"][..]] {
+        let world = World::new(Where::Local);
+        let v2 = world.versions.values().find(|d| d.ends_with("v2")).unwrap().clone();
+        let id = world.snapshot_of(&v2).unwrap();
+        let point = world.repo.dir.path().join("mnt");
+        let m = Mounted::start(&world.repo, &point, extra);
+        let inside = point.join("ids").join(&id[..8]).join(v2.strip_prefix("/").unwrap());
+        assert_eq!(sorted_names(&inside).len(), 9, "{extra:?}");
+        let o = world.repo.out(&["prune", "--max-unused", "0"]);
+        assert_eq!(o.code, Some(0), "prune beside a mount {extra:?}:\n{}", o.stderr);
+        let deleted = !o.stdout_str().contains("deleted 0 pack(s)");
+        assert_eq!(
+            deleted,
+            !extra.is_empty(),
+            "{extra:?}: prune deleted packs under a locked mount?\n{}",
+            o.stdout_str()
+        );
+        assert_eq!(hashes(&inside), hashes(&v2), "mount {extra:?} after prune");
+        m.signal(libc::SIGTERM);
+        let (code, log) = m.wait();
+        assert_eq!(code, Some(0), "{log}");
+        world.verify(&format!("mount {extra:?} beside prune"));
+    }
+}

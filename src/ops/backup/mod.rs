@@ -4,7 +4,7 @@
 //! stored every pack and index object (format-spec/10-write-order.md).
 
 mod progress;
-mod recheck;
+pub(crate) mod recheck;
 mod stream;
 mod tree;
 
@@ -90,10 +90,12 @@ fn write_snapshot(
     stream: Option<crate::format::snapshot::StreamInfo>,
     (recheck, stored): (Recheck, &PackerResult),
 ) -> Result<(SnapshotId, Snapshot)> {
-    recheck.finish(repo, tree, &stored.pack_ids)?;
+    crate::steps::reached("backup:data-stored");
+    recheck.finish(repo, &[tree], &stored.pack_ids)?;
     if let Some(lock) = &opts.lock {
         lock.ensure_fresh()?;
     }
+    crate::steps::reached("backup:rechecked");
     let end = Local::now().fixed_offset();
     let mut tags = opts.tags.clone();
     tags.sort();
@@ -118,5 +120,6 @@ fn write_snapshot(
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
     let id = repo.save_snapshot(&s)?;
+    crate::steps::reached("backup:snapshot-written");
     Ok((id, s))
 }

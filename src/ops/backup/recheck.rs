@@ -28,9 +28,9 @@ impl Recheck {
         Ok(Self { marked: repo.cache.marked_packs()? })
     }
 
-    /// Makes sure every blob under `root` has a live copy; `own` are the
+    /// Makes sure every blob under `roots` has a live copy; `own` are the
     /// packs this backup stored. Returns how many blobs were stored again.
-    pub fn finish(mut self, repo: &Repository, root: TreeId, own: &[PackId]) -> Result<u64> {
+    pub fn finish(mut self, repo: &Repository, roots: &[TreeId], own: &[PackId]) -> Result<u64> {
         let own: HashSet<PackId> = own.iter().copied().collect();
         let mut rescued = 0;
         for _ in 0..3 {
@@ -39,7 +39,7 @@ impl Recheck {
             if now.iter().all(|p| self.marked.contains(p) || own.contains(p)) {
                 return Ok(rescued);
             }
-            let lost = orphans(repo, root, &own)?;
+            let lost = orphans(repo, roots, &own)?;
             if lost.is_empty() {
                 return Ok(rescued);
             }
@@ -60,8 +60,8 @@ impl Recheck {
     }
 }
 
-/// Blobs under `root` whose only copies are in marked packs not our own.
-fn orphans(repo: &Repository, root: TreeId, own: &HashSet<PackId>) -> Result<Vec<BlobId>> {
+/// Blobs under `roots` whose only copies are in marked packs not our own.
+fn orphans(repo: &Repository, roots: &[TreeId], own: &HashSet<PackId>) -> Result<Vec<BlobId>> {
     let reader = repo.cache.reader()?;
     let mut lost = Vec::new();
     let mut check = |b: BlobId| -> Result<()> {
@@ -81,7 +81,7 @@ fn orphans(repo: &Repository, root: TreeId, own: &HashSet<PackId>) -> Result<Vec
         }
     };
     let mut seen = HashSet::new();
-    let mut stack = vec![root];
+    let mut stack = roots.to_vec();
     while let Some(t) = stack.pop() {
         if !seen.insert(t) {
             continue;

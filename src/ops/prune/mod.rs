@@ -222,11 +222,6 @@ struct Stat {
 /// Decides what to do; reads only. `own` is the session of the caller's
 /// lock, which is not a writer to wait for.
 pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
-    if let Some((id, why)) = repo.damaged_indexes().first() {
-        return Err(Error::invalid(format!(
-            "index/{id} is damaged ({why}); prune needs a sound index: run `cairn repair index` first"
-        )));
-    }
     let now = chrono::Utc::now().timestamp();
     let mut sw = Stopwatch::new();
     // Locks before the index and the snapshots: whatever the writers seen
@@ -236,10 +231,20 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         .into_iter()
         .filter_map(|(name, l)| crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")).map(|o| (o, l)))
         .collect();
+    // Snapshots before the index: every index object a listed snapshot
+    // needs was stored before it (rule 3), so the sync and the listing
+    // below see its trees. Index objects of snapshots written later are
+    // harmless extras (their writers are handled at step 5).
+    let snapshots = repo.snapshots()?;
+    repo.sync_cache()?;
+    if let Some((id, why)) = repo.damaged_indexes().first() {
+        return Err(Error::invalid(format!(
+            "index/{id} is damaged ({why}); prune needs a sound index: run `cairn repair index` first"
+        )));
+    }
     let mut index_objects: Vec<IndexId> = repo.list_ids("index")?.into_iter().map(IndexId).collect();
     index_objects.sort();
-    let snapshots = repo.snapshots()?;
-    sw.lap("list locks, index, snapshots");
+    sw.lap("list locks, snapshots, index");
     let mut used = BlobSet::new(opts.scratch_dir.as_deref())?;
     usage::mark_used(repo, &snapshots, &mut used)?;
     sw.lap("walk snapshots");

@@ -168,7 +168,9 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         }
     }
 
+    crate::steps::reached("prune:planned");
     // 1. Repack.
+    let mut ours: HashSet<IndexId> = HashSet::new();
     let repack: Vec<(PackId, u32)> =
         plan.packs.iter().filter(|p| p.action == PackAction::Repack).map(|p| (p.id, p.ordinal)).collect();
     if !repack.is_empty() {
@@ -193,7 +195,9 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         })?;
         report.new_packs = stored.packs;
         report.index_objects_written += stored.indexes.len() as u64;
+        ours.extend(stored.indexes.iter().copied());
     }
+    crate::steps::reached("prune:repacked");
 
     sw.lap("repack");
     // 2. The new index: every pack the plan read, by its action.
@@ -229,6 +233,8 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     }
     let written = w.finish()?;
     report.index_objects_written += written.objects.len() as u64;
+    ours.extend(written.objects.iter().map(|o| o.0));
+    crate::steps::reached("prune:index-written");
 
     sw.lap("write index");
     // 3. The old index objects go; 4. then the packs ripe for deletion.
@@ -236,14 +242,25 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         delete_if_present(repo, &format!("index/{id}"))?;
         report.index_objects_deleted += 1;
     }
+    crate::steps::reached("prune:old-index-deleted");
+    // A pack is deleted only if no index object but this run's names it
+    // now (rule 11): one written since the plan names a pack its writer
+    // stored, which is live.
+    let foreign = foreign_packs(repo, &ours)?;
+    let mut deleted: HashSet<PackId> = HashSet::new();
     for p in plan.packs.iter().filter(|p| p.action == PackAction::Delete) {
+        if foreign.contains(&p.id) {
+            report.packs_unmarked += 1;
+            continue;
+        }
         delete_if_present(repo, &pack::object_name(&p.id))?;
+        deleted.insert(p.id);
         report.packs_deleted += 1;
         report.bytes_freed += p.size;
     }
-    let deleted: HashSet<PackId> = plan.packs.iter().filter(|p| p.action == PackAction::Delete).map(|p| p.id).collect();
     update_cache(repo, &plan.index_objects, &written, &deleted, &mut plan.used)?;
-    report.packs_unmarked = plan.totals.unmark.0;
+    report.packs_unmarked += plan.totals.unmark.0;
+    crate::steps::reached("prune:packs-deleted");
 
     sw.lap("delete");
     // 5. Who may still be writing with the old index?
@@ -269,6 +286,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     report.packs_pending = pending_other.len() as u64;
     report.bytes_pending = pending_other.iter().map(|p| p.size).sum();
     report.waiting_for = plan.waiting_for.clone();
+    crate::steps::reached("prune:writers-listed");
     if mine.is_empty() {
         repo.sync_cache()?;
         return Ok(report);
@@ -289,11 +307,16 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     }
 
     // No writer was running once the marks were stored: every snapshot that
-    // can use them exists now. Read the new ones, then settle this run's
-    // marks: unused ones are deleted, used ones go live again.
-    repo.sync_cache()?;
+    // can use them exists now, and so does every index object naming a
+    // pack such a writer stored. Read the new snapshots (then the index,
+    // which holds their trees), then settle this run's marks: a pack that
+    // an index object written since the plan names is its writer's and
+    // goes live again; of the others, unused ones are deleted and used ones
+    // go live again.
     let fresh: Vec<_> = repo.snapshots()?.into_iter().filter(|(id, _)| !plan.snapshot_ids.contains(id)).collect();
+    repo.sync_cache()?;
     usage::mark_used(repo, &fresh, &mut plan.used)?;
+    let foreign = foreign_packs(repo, &ours)?;
     sw.lap("settle: sync, new snapshots");
     let reader = plan.used.reader()?;
     let mut w2 = IndexWriter::new(repo, Vec::new());
@@ -313,6 +336,15 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         for m in ix.marked {
             if m.run != run_id {
                 w2.add(m.pack, Some(m.run))?;
+                continue;
+            }
+            if foreign.contains(&m.pack.id) {
+                // Named since the plan by its writer's own index object,
+                // which keeps it live; an entry-less mark is dropped.
+                report.packs_unmarked += 1;
+                if !m.pack.blobs.is_empty() {
+                    w2.add(m.pack, None)?;
+                }
                 continue;
             }
             // Blobs the plan already placed (claimed by a kept pack, or
@@ -336,6 +368,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     }
     let mut w2 = w2.finish()?;
     report.index_objects_written += w2.objects.len() as u64;
+    crate::steps::reached("prune:settle-index-written");
     for id in &rewritten {
         delete_if_present(repo, &format!("index/{id}"))?;
         report.index_objects_deleted += 1;
@@ -370,6 +403,24 @@ fn update_cache(
         repo.rebuild_cache()?;
     }
     Ok(())
+}
+
+/// The packs named by index objects other than `ours` (this run's): those
+/// written since the plan, by writers that finished meanwhile. Loads only
+/// those objects; one that vanished meanwhile names nothing.
+fn foreign_packs(repo: &Repository, ours: &HashSet<IndexId>) -> Result<HashSet<PackId>> {
+    let mut out = HashSet::new();
+    for id in repo.list_ids("index")?.into_iter().map(IndexId) {
+        if ours.contains(&id) {
+            continue;
+        }
+        match repo.load_index_full(&id) {
+            Ok(ix) => out.extend(ix.packs.iter().map(|p| p.id).chain(ix.marked.iter().map(|m| m.pack.id))),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.context("prune: reading an index object written meanwhile")),
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes an object; one already gone is fine (a killed run may have

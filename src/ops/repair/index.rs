@@ -214,6 +214,7 @@ pub fn run(repo: &Repository, plan: &IndexRepairPlan) -> Result<IndexRepairRepor
         new_indexes.extend(stored.indexes);
     }
     report.indexes_written = new_indexes.len();
+    crate::steps::reached("repair:replacements-stored");
     // 3. Only now: the old index objects, then the damaged packs.
     for id in &plan.old_indexes {
         if !new_indexes.contains(id) {
