@@ -469,7 +469,12 @@ impl Repository {
         self.cache.retain_snapshots(&ids.iter().copied().collect())?;
         for id in ids {
             let id = SnapshotId(id);
-            out.push((id, self.load_snapshot(&id)?));
+            match self.load_snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                // Forgotten since the listing (a forget or tag beside us).
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)

@@ -20,3 +20,4 @@ mod prune;
 mod repair;
 mod s3;
 mod schedule;
+mod soak;
