@@ -158,9 +158,22 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
     g.needs_lock("forget")?;
     let repo = g.open()?;
     let lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Maintenance, "forget")?) };
-    let plan = match &mode {
+    // Named snapshots whose object is damaged: removed all the same (there
+    // is nothing to show of them but their id).
+    let mut unreadable: Vec<(cairn::id::SnapshotId, String)> = Vec::new();
+    let mut plan = match &mode {
         Mode::Named => {
-            let named = a.snapshots.iter().map(|s| repo.find_snapshot(s)).collect::<Result<Vec<_>>>()?;
+            let mut named = Vec::new();
+            for spec in &a.snapshots {
+                let id = repo.find_snapshot_id(spec)?;
+                match repo.load_snapshot(&id) {
+                    Ok(s) => named.push((id, s)),
+                    Err(e) if matches!(e.kind(), cairn::ErrorKind::Corrupt | cairn::ErrorKind::Crypto) => {
+                        unreadable.push((id, e.to_string()))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             forget::plan_explicit(&named)
         }
         Mode::KeepNone => forget::plan_keep_none(&snapshots::list(&repo, &a.filter.filter())?, a.group_by),
@@ -171,7 +184,11 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> Result<i32> {
     let say = !a.json && !g.quiet;
     if say {
         print_plan(&plan, matches!(mode, Mode::Named));
+        for (id, why) in &unreadable {
+            println!("snapshot {} cannot be read ({why}): its object is removed", id.short());
+        }
     }
+    plan.remove.extend(unreadable.iter().map(|(id, _)| *id));
     if a.dry_run {
         if a.json {
             println!("{}", json(&json!({ "dry_run": true, "plan": plan }))?);

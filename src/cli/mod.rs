@@ -161,7 +161,9 @@ impl Global {
     pub fn open_quietly(&self) -> Result<Repository> {
         let backend = self.backend(false)?;
         let pw = self.password("enter password for repository: ")?;
-        Repository::open(backend, &pw, self.cache_mode())
+        let mut repo = Repository::open(backend, &pw, self.cache_mode())?;
+        repo.set_warn(std::sync::Arc::new(|m| eprintln!("warning: {m}")));
+        Ok(repo)
     }
 
     /// Takes a lock, waiting up to `--retry-lock` for a conflicting one.

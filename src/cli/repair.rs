@@ -150,7 +150,11 @@ fn repair_snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
             );
         }
         for (id, why) in &plan.unreadable {
-            println!("snapshot {}: {why}; no verified copy exists, left as it is", id.short());
+            if a.forget {
+                println!("snapshot {}: {why}; no verified copy exists: deleting it (--forget)", id.short());
+            } else {
+                println!("snapshot {}: {why}; no verified copy exists, left as it is", id.short());
+            }
         }
         for (old, new) in &plan.already_replaced {
             println!(
@@ -202,11 +206,11 @@ fn repair_snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         }
     }
     g.report_stats(&repo);
-    if plan.unreadable.is_empty() {
+    if plan.unreadable.is_empty() || a.forget {
         Ok(0)
     } else {
         Err(Error::corrupt(format!(
-            "{} snapshot object(s) are damaged and have no verified copy; remove them with `cairn forget`",
+            "{} snapshot object(s) are damaged and have no verified copy; `cairn repair snapshots --forget` (or `cairn forget ID`) removes them",
             plan.unreadable.len()
         )))
     }

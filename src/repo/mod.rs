@@ -87,7 +87,14 @@ pub struct Repository {
     damaged_indexes: std::sync::Mutex<Vec<(IndexId, String)>>,
     /// Held while the cache is rebuilt because a pack was missing.
     relocating: std::sync::Mutex<()>,
+    /// Where warnings go (the CLI prints them; by default nowhere).
+    warn: Warn,
+    /// Snapshot objects found unreadable, each warned about once.
+    unreadable_snapshots: std::sync::Mutex<HashSet<SnapshotId>>,
 }
+
+/// A sink for warnings that do not stop an operation.
+pub type Warn = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// An object name: exactly 64 lower-case hex digits.
 pub fn parse_object_name(base: &str) -> Option<[u8; 32]> {
@@ -150,6 +157,8 @@ impl Repository {
             key_id,
             damaged_indexes: Default::default(),
             relocating: Default::default(),
+            warn: std::sync::Arc::new(|_| {}),
+            unreadable_snapshots: Default::default(),
         })
     }
 
@@ -178,6 +187,8 @@ impl Repository {
             key_id,
             damaged_indexes: Default::default(),
             relocating: Default::default(),
+            warn: std::sync::Arc::new(|_| {}),
+            unreadable_snapshots: Default::default(),
         };
         repo.sync_cache()?;
         Ok(repo)
@@ -462,8 +473,26 @@ impl Repository {
         Ok(s)
     }
 
-    /// All snapshots, oldest first. A snapshot that cannot be read is an error.
+    /// Sends warnings (an unreadable snapshot left out of a listing) to `f`.
+    pub fn set_warn(&mut self, f: Warn) {
+        self.warn = f;
+    }
+
+    /// All readable snapshots, oldest first. A damaged snapshot object is
+    /// left out with a warning naming it, so that listing, browsing and
+    /// backups go on (`check` reports it; `forget ID` or `repair snapshots
+    /// --forget` removes it).
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.list_snapshots(false)
+    }
+
+    /// All snapshots, oldest first; a damaged one is an error. For prune,
+    /// which must not decide what is unused without every snapshot.
+    pub fn snapshots_strict(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.list_snapshots(true)
+    }
+
+    fn list_snapshots(&self, strict: bool) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut out = Vec::new();
         let ids = self.list_ids("snapshots")?;
         self.cache.retain_snapshots(&ids.iter().copied().collect())?;
@@ -473,6 +502,18 @@ impl Repository {
                 Ok(s) => out.push((id, s)),
                 // Forgotten since the listing (a forget or tag beside us).
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if !strict && matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto) => {
+                    let mut seen = self.unreadable_snapshots.lock().unwrap_or_else(|p| p.into_inner());
+                    if seen.insert(id) {
+                        (self.warn)(&format!(
+                            "snapshots/{id} cannot be read ({e}); it is left out (`cairn forget {}` removes it)",
+                            id.short()
+                        ));
+                    }
+                }
+                Err(e) if strict => {
+                    return Err(e.context(format!("snapshots/{id} (`cairn forget {}` removes it)", id.short())))
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -485,6 +526,16 @@ impl Repository {
         if spec == "latest" {
             return self.snapshots()?.pop().ok_or_else(|| Error::not_found("the repository has no snapshots"));
         }
+        let id = self.find_snapshot_id(spec)?;
+        Ok((id, self.load_snapshot(&id)?))
+    }
+
+    /// Resolves `latest` or a unique id prefix to an id, without reading
+    /// the snapshot named by a prefix (so that a damaged one can be named).
+    pub fn find_snapshot_id(&self, spec: &str) -> Result<SnapshotId> {
+        if spec == "latest" {
+            return self.find_snapshot(spec).map(|(id, _)| id);
+        }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::invalid(format!("{spec:?} is not a snapshot id or 'latest'")));
         }
@@ -493,10 +544,7 @@ impl Repository {
             self.list_ids("snapshots")?.into_iter().filter(|id| hex::encode(id).starts_with(&spec)).collect();
         match matches.as_slice() {
             [] => Err(Error::not_found(format!("no snapshot matches {spec:?}"))),
-            [one] => {
-                let id = SnapshotId(*one);
-                Ok((id, self.load_snapshot(&id)?))
-            }
+            [one] => Ok(SnapshotId(*one)),
             _ => Err(Error::invalid(format!("{spec:?} matches {} snapshots; give more of the id", matches.len()))),
         }
     }

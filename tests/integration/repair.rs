@@ -180,3 +180,60 @@ fn interrupted_repair_leaves_a_usable_repository_and_a_second_run_finishes(w: Wh
     assert_eq!(code, Some(0), "check after the second run:\n{out}");
     assert_eq!(repo.snapshots().len(), snapshots_before);
 }
+
+crate::common::both_backends!(a_damaged_snapshot_object_stops_nothing_but_prune_and_can_be_removed);
+
+/// Garbage in two snapshot objects, on a host whose cache never saw them:
+/// listing, browsing and backups go on with a warning naming each object;
+/// prune refuses (it must see every snapshot); `forget ID` removes one and
+/// `repair snapshots --forget` the other; then everything checks.
+fn a_damaged_snapshot_object_stops_nothing_but_prune_and_can_be_removed(w: Where) {
+    let repo = Repo::init_on(w);
+    let src = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let d = src.path().join(format!("d{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("f"), format!("content {n}\n")).unwrap();
+        let s = repo.backup_json(&[d.to_str().unwrap()], None);
+        ids.push(s["snapshot_id"].as_str().unwrap().to_string());
+    }
+    let b = repo.backend();
+    for id in &ids[..2] {
+        b.put(&format!("snapshots/{id}"), bytes::Bytes::from_static(b"garbage, not a sealed snapshot")).unwrap();
+    }
+    std::fs::remove_dir_all(repo.cache()).unwrap();
+
+    let o = repo.out(&["snapshots", "--json"]);
+    assert_eq!(o.code, Some(0), "snapshots: {}", o.stderr);
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    for id in &ids[..2] {
+        assert!(o.stderr.contains(&format!("warning: snapshots/{id}")), "warning names {id}:\n{}", o.stderr);
+    }
+    let o = repo.out(&["ls", "latest"]);
+    assert_eq!(o.code, Some(0), "ls latest: {}", o.stderr);
+    let d0 = src.path().join("d0");
+    let o = repo.out(&["backup", d0.to_str().unwrap()]);
+    assert_eq!(o.code, Some(0), "backup beside a damaged snapshot: {}", o.stderr);
+
+    let o = repo.out(&["prune"]);
+    o.assert_failed(Some(1), "prune with a damaged snapshot");
+    assert!(o.stderr.contains("snapshots/"), "prune names the object:\n{}", o.stderr);
+    let o = repo.out(&["check"]);
+    o.assert_failed(Some(1), "check with a damaged snapshot");
+
+    let o = repo.out(&["forget", &ids[0][..8]]);
+    assert_eq!(o.code, Some(0), "forget of a damaged snapshot: {}", o.stderr);
+    let o = repo.out(&["repair", "snapshots"]);
+    o.assert_failed(Some(1), "repair snapshots without --forget");
+    assert!(o.stderr.contains("--forget"), "{}", o.stderr);
+    let o = repo.out(&["repair", "snapshots", "--forget"]);
+    assert_eq!(o.code, Some(0), "repair snapshots --forget: {}\n{}", o.stdout_str(), o.stderr);
+    let left: Vec<String> = repo.object_ids("snapshots");
+    assert!(!left.contains(&ids[0]) && !left.contains(&ids[1]), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
+    repo.run(&["prune"]);
+    let o = repo.out(&["check", "--read-data"]);
+    assert_eq!(o.code, Some(0), "check after removal: {}\n{}", o.stdout_str(), o.stderr);
+}

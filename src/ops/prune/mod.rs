@@ -235,7 +235,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     // needs was stored before it (rule 3), so the sync and the listing
     // below see its trees. Index objects of snapshots written later are
     // harmless extras (their writers are handled at step 5).
-    let snapshots = repo.snapshots()?;
+    let snapshots = repo.snapshots_strict()?;
     repo.sync_cache()?;
     if let Some((id, why)) = repo.damaged_indexes().first() {
         return Err(Error::invalid(format!(

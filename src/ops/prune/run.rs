@@ -313,7 +313,8 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     // an index object written since the plan names is its writer's and
     // goes live again; of the others, unused ones are deleted and used ones
     // go live again.
-    let fresh: Vec<_> = repo.snapshots()?.into_iter().filter(|(id, _)| !plan.snapshot_ids.contains(id)).collect();
+    let fresh: Vec<_> =
+        repo.snapshots_strict()?.into_iter().filter(|(id, _)| !plan.snapshot_ids.contains(id)).collect();
     repo.sync_cache()?;
     usage::mark_used(repo, &fresh, &mut plan.used)?;
     let foreign = foreign_packs(repo, &ours)?;

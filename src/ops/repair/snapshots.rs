@@ -254,6 +254,12 @@ pub fn run(repo: &Repository, plan: &SnapshotRepairPlan) -> Result<SnapshotRepai
             delete_snapshot(repo, old)?;
             report.deleted += 1;
         }
+        // Damaged objects with no verified copy: nothing can replace them,
+        // and with --forget the user asked for what is lost to go.
+        for (id, _) in &plan.unreadable {
+            delete_snapshot(repo, id)?;
+            report.deleted += 1;
+        }
     }
     if plan.rewrite.is_empty() && plan.trees_from_cache.is_empty() {
         return Ok(report);
