@@ -97,9 +97,9 @@ impl Identity {
             .filter_map(text)
             .find(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(|s| s.to_ascii_lowercase());
-        let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
-        });
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok()));
         let pid = std::process::id();
         Identity {
             hostname: this_host(),
@@ -194,10 +194,8 @@ pub fn judge(lock: &Lock, here: &Identity, probe: impl Fn(u32) -> Process) -> Li
         // host name), and the lock must have been written before this boot
         // began (a clone of this machine, with its machine id and host
         // name, writes after it).
-        let before_boot = DateTime::parse_from_rfc3339(&lock.time)
-            .ok()
-            .zip(here.boot_time)
-            .is_some_and(|(t, b)| t.timestamp() < b);
+        let before_boot =
+            DateTime::parse_from_rfc3339(&lock.time).ok().zip(here.boot_time).is_some_and(|(t, b)| t.timestamp() < b);
         return if lock.machine_id.is_some() && before_boot { Dead } else { Unknown };
     }
     if lock.pid_ns.is_none() || lock.pid_ns != here.pid_ns {
@@ -573,7 +571,12 @@ mod tests {
                 running(5000),
                 Dead,
             ),
-            ("other boot id, written after this boot began", Box::new(|l| l.boot_id = Some("boot-0".into())), Process::Gone, Unknown),
+            (
+                "other boot id, written after this boot began",
+                Box::new(|l| l.boot_id = Some("boot-0".into())),
+                Process::Gone,
+                Unknown,
+            ),
             (
                 "other boot id, no machine id recorded",
                 Box::new(|l| {

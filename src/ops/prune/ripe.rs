@@ -121,13 +121,19 @@ mod tests {
                 .into_iter()
                 .map(|(s, o)| ([o; 32], lock(s, if gone.is_empty() { "there" } else { gone })))
                 .collect();
-            let (ripe, blockers) = ripe_runs(&records, &locks, now, |l| {
-                if l.hostname == "here" {
-                    Liveness::Dead
-                } else {
-                    Liveness::Unknown
-                }
-            });
+            let (ripe, blockers) =
+                ripe_runs(
+                    &records,
+                    &locks,
+                    now,
+                    |l| {
+                        if l.hostname == "here" {
+                            Liveness::Dead
+                        } else {
+                            Liveness::Unknown
+                        }
+                    },
+                );
             let mut got: Vec<u8> = ripe.iter().map(|r| r[0]).collect();
             got.sort();
             assert_eq!(got, want, "case {i}");
