@@ -14,6 +14,7 @@ mod damage;
 mod dedup;
 mod faults;
 mod forget;
+mod locks;
 mod mount;
 mod postgres;
 mod prune;

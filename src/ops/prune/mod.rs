@@ -321,7 +321,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         )));
     }
 
-    let (ripe, blockers) = ripe_runs(&records, &locks, now, crate::repo::lock::holder_gone);
+    let (ripe, blockers) = ripe_runs(&records, &locks, now, crate::repo::lock::liveness);
     let run_id: RunId = rand::random();
     let mut packs: Vec<PackPlan> = Vec::with_capacity(sizes.len());
     for (id, size) in &sizes {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::format::index::{RunId, RunRecord};
 use crate::format::lock::{Lock, LockKind};
-use crate::repo::lock::{session_of, STALE_AFTER};
+use crate::repo::lock::{session_of, Liveness, STALE_AFTER};
 
 /// A writer's lock that still holds back some marks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,15 +19,17 @@ pub struct Blocker {
 ///
 /// A run is ripe when it has a record and none of the sessions in it holds
 /// a lock that is alive. A lock counts as dead only by evidence that needs
-/// no clock agreement with its holder: it was taken on this host by a
-/// process that is gone, or its very object (a holder replaces its object
+/// no clock agreement with its holder: `liveness` (in prune,
+/// [`crate::repo::lock::liveness`]) judges its holder
+/// [`Liveness::Dead`] (on this host, in this boot and PID namespace, no
+/// process with its pid and start time), or its very object (a holder replaces its object
 /// at every refresh) was already seen by a prune run more than
 /// [`STALE_AFTER`] ago by the records' clock.
 pub fn ripe_runs(
     records: &HashMap<RunId, RunRecord>,
     locks: &[([u8; 32], Lock)],
     now: i64,
-    holder_gone: impl Fn(&Lock) -> bool,
+    liveness: impl Fn(&Lock) -> Liveness,
 ) -> (HashSet<RunId>, Vec<Blocker>) {
     // The earliest time each lock object was seen by any run.
     let mut seen: HashMap<[u8; 32], i64> = HashMap::new();
@@ -41,7 +43,7 @@ pub fn ripe_runs(
     let alive: Vec<(&[u8; 32], &Lock)> = locks
         .iter()
         .filter(|(_, l)| l.kind() == LockKind::Shared)
-        .filter(|(o, l)| !holder_gone(l) && seen.get(o).is_none_or(|t| now.saturating_sub(*t) <= stale))
+        .filter(|(o, l)| liveness(l) != Liveness::Dead && seen.get(o).is_none_or(|t| now.saturating_sub(*t) <= stale))
         .map(|(o, l)| (o, l))
         .collect();
     let (mut ripe, mut blockers) = (HashSet::new(), Vec::new());
@@ -73,6 +75,7 @@ mod tests {
             operation: "backup".into(),
             kind: "shared".into(),
             session: hex::encode([session; 16]),
+            ..Default::default()
         }
     }
 
@@ -118,7 +121,19 @@ mod tests {
                 .into_iter()
                 .map(|(s, o)| ([o; 32], lock(s, if gone.is_empty() { "there" } else { gone })))
                 .collect();
-            let (ripe, blockers) = ripe_runs(&records, &locks, now, |l| l.hostname == "here");
+            let (ripe, blockers) =
+                ripe_runs(
+                    &records,
+                    &locks,
+                    now,
+                    |l| {
+                        if l.hostname == "here" {
+                            Liveness::Dead
+                        } else {
+                            Liveness::Unknown
+                        }
+                    },
+                );
             let mut got: Vec<u8> = ripe.iter().map(|r| r[0]).collect();
             got.sort();
             assert_eq!(got, want, "case {i}");
@@ -131,7 +146,7 @@ mod tests {
         let (run, rec) = record(1, 0, &[(5, 50)]);
         let mut l = lock(5, "there");
         l.kind = "maintenance".into();
-        let (ripe, _) = ripe_runs(&HashMap::from([(run, rec)]), &[([51; 32], l)], 10, |_| false);
+        let (ripe, _) = ripe_runs(&HashMap::from([(run, rec)]), &[([51; 32], l)], 10, |_| Liveness::Alive);
         assert!(ripe.contains(&run));
     }
 }

@@ -21,7 +21,7 @@ use crate::format::index::{Index, IndexPack, MarkedPack, RunId, RunRecord, SeenL
 use crate::format::lock::LockKind;
 use crate::id::{BlobId, IndexId, PackId};
 use crate::pack;
-use crate::repo::lock::session_of;
+use crate::repo::lock::{liveness, session_of, Liveness};
 use crate::repo::Repository;
 use crate::saver::Saver;
 
@@ -276,7 +276,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     for (name, l) in repo.list_locks()? {
         let Some(object) = crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")) else { continue };
         let session = session_of(&object, &l);
-        if l.kind() == LockKind::Shared && session != own_session && !crate::repo::lock::holder_gone(&l) {
+        if l.kind() == LockKind::Shared && session != own_session && liveness(&l) != Liveness::Dead {
             writers.push(super::describe(&l));
             seen.push(SeenLock { session, object });
         }
