@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod id;
+pub mod interrupt;
 pub mod ops;
 pub mod pack;
 pub mod repo;

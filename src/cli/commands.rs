@@ -203,6 +203,11 @@ pub struct CheckArgs {
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
+    // SIGINT/SIGTERM/SIGHUP: remove the lock, stop a child, exit 130/143/129
+    // (mount unmounts on them itself).
+    if !matches!(cli.command, Cmd::Mount(_)) {
+        cairn::interrupt::install().map_err(|e| Error::io("installing the signal handlers", e))?;
+    }
     match &cli.command {
         Cmd::Init(a) => init(g, a),
         Cmd::Backup(a) => backup(g, a),

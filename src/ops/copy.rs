@@ -195,7 +195,10 @@ pub fn run(src: &Repository, dst: &Repository, plan: &CopyPlan) -> Result<CopyRe
         s.original = Some(origin(&item.source_id, &item.snapshot));
         s.tree = root;
         s.parent = s.parent.and_then(|p| new_ids.get(&p).or_else(|| plan.dest_by_origin.get(&p)).copied());
+        let mut committed = crate::interrupt::committing();
         let id = dst.save_snapshot(&s)?;
+        *committed = Some(format!("snapshot {} was copied as {}", item.source_id.short(), id.short()));
+        drop(committed);
         crate::steps::reached("copy:snapshot-written");
         new_ids.insert(item.source_id, id);
         report.copied.push((item.source_id, id));

@@ -235,6 +235,9 @@ pub struct LockGuard {
     thread: Option<std::thread::JoinHandle<()>>,
     backend: Backend,
     session: [u8; 16],
+    /// Deletes the lock object if the process is interrupted (SIGINT,
+    /// SIGTERM, SIGHUP: [`crate::interrupt`]).
+    _on_interrupt: crate::interrupt::Registration,
 }
 
 impl std::fmt::Debug for LockGuard {
@@ -388,7 +391,24 @@ impl Repository {
                 }
             }
         });
-        Ok(LockGuard { state, thread: Some(thread), backend: self.backend.clone(), session })
+        let on_interrupt = {
+            let (st, backend) = (state.clone(), self.backend.clone());
+            crate::interrupt::on_interrupt(move || {
+                let (m, cv) = &*st;
+                let name = m.lock().unwrap_or_else(|p| p.into_inner()).name.take();
+                cv.notify_all();
+                if let Some(name) = name {
+                    let _ = backend.delete(&name);
+                }
+            })
+        };
+        Ok(LockGuard {
+            state,
+            thread: Some(thread),
+            backend: self.backend.clone(),
+            session,
+            _on_interrupt: on_interrupt,
+        })
     }
 
     /// Removes stale locks (all locks with `all`). Returns how many.

@@ -130,6 +130,8 @@ pub struct CommandSource {
     argv: Vec<String>,
     tail: Arc<Mutex<VecDeque<String>>>,
     stderr_thread: Option<JoinHandle<()>>,
+    /// Stops the child if cairn is interrupted ([`crate::interrupt`]).
+    _on_interrupt: crate::interrupt::Registration,
 }
 
 impl CommandSource {
@@ -162,7 +164,11 @@ impl CommandSource {
                 }
             }
         });
-        Ok((Self { child, argv: argv.to_vec(), tail, stderr_thread: Some(stderr_thread) }, stdout))
+        let pid = child.id() as libc::pid_t;
+        let on_interrupt = crate::interrupt::on_interrupt(move || stop_child(pid));
+        let me =
+            Self { child, argv: argv.to_vec(), tail, stderr_thread: Some(stderr_thread), _on_interrupt: on_interrupt };
+        Ok((me, stdout))
     }
 
     /// Waits for the command; a non-zero exit is an error quoting the end of
@@ -200,6 +206,39 @@ impl CommandSource {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// SIGTERM to an interrupted backup's command (`pg_dump` gets to end its
+/// session), SIGKILL if it has not ended within 5 seconds; reaped either
+/// way, so no orphan is left to init.
+fn stop_child(pid: libc::pid_t) {
+    let reaped = || {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child's pid with a valid pointer to a
+        // local; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        r == pid || r == -1
+    };
+    // SAFETY: kill with our own child's pid (not yet reaped, so not reused)
+    // and valid signal numbers; no memory is involved.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(5) {
+        if reaped() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let t1 = std::time::Instant::now();
+    while !reaped() && t1.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

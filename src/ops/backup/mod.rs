@@ -119,7 +119,12 @@ fn write_snapshot(
         backup_end: end,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
+    // Written whole or not at all, and not after an interruption removed
+    // the lock (crate::interrupt).
+    let mut committed = crate::interrupt::committing();
     let id = repo.save_snapshot(&s)?;
+    *committed = Some(format!("snapshot {} was saved", id.short()));
+    drop(committed);
     crate::steps::reached("backup:snapshot-written");
     Ok((id, s))
 }

@@ -1,0 +1,83 @@
+//! SIGINT, SIGTERM and SIGHUP (Ctrl-C, `timeout 2h cairn backup`, a closed
+//! session): stop cleanly instead of dying where the signal lands.
+//!
+//! [`install`] starts a thread that waits for those signals. On one, it
+//! waits for a snapshot write in flight to end ([`committing`]: a snapshot
+//! is written whole or not at all, and never after the lock is gone), then
+//! runs the registered clean-ups (stop a `--stdin-from-command` child,
+//! delete the lock objects this process holds), and exits with 128 + the
+//! signal's number (130, 143, 129). Nothing is left half committed: the
+//! write order (format-spec/10-write-order.md) makes any point safe to stop
+//! at, so the clean-ups only spare others the wait for a stale lock and an
+//! orphaned child. Without [`install`] (the library, `mount`, which
+//! unmounts on these signals itself) nothing changes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+type Cleanup = Box<dyn Fn() + Send + Sync>;
+
+fn cleanups() -> &'static Mutex<BTreeMap<u64, Cleanup>> {
+    static C: OnceLock<Mutex<BTreeMap<u64, Cleanup>>> = OnceLock::new();
+    C.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(1);
+static COMMIT: Mutex<Option<String>> = Mutex::new(None);
+
+/// A registered clean-up; dropping it unregisters it.
+pub struct Registration(u64);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        cleanups().lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+    }
+}
+
+/// Runs `f` if the process is interrupted while the registration lives.
+/// Clean-ups run in the order registered, newest last.
+pub fn on_interrupt(f: impl Fn() + Send + Sync + 'static) -> Registration {
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    cleanups().lock().unwrap_or_else(|p| p.into_inner()).insert(id, Box::new(f));
+    Registration(id)
+}
+
+/// Held while a snapshot is written: an interruption waits for the write
+/// to end. Record what was committed in the guard (`Some(description)`)
+/// so that the exit message says it.
+pub fn committing() -> MutexGuard<'static, Option<String>> {
+    COMMIT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the signal thread (once).
+pub fn install() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let _ = DONE.set(());
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            // No snapshot is written after this, and none is cut short.
+            let committed = committing().take();
+            let list = std::mem::take(&mut *cleanups().lock().unwrap_or_else(|p| p.into_inner()));
+            for f in list.values() {
+                f();
+            }
+            let name = match sig {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            match committed {
+                Some(what) => eprintln!("cairn: interrupted by {name} after {what}; lock removed"),
+                None => eprintln!("cairn: interrupted by {name}; lock removed"),
+            }
+            std::process::exit(128 + sig);
+        }
+    })?;
+    Ok(())
+}
