@@ -359,7 +359,10 @@ impl Backend {
             } else if multipart {
                 put_multipart(&*store, &path, data, &stats).await.map_err(|e| map_err(false, &location, &name, e))?;
             } else {
-                store.put(&path, PutPayload::from_bytes(data)).await.map_err(|e| map_err(false, &location, &name, e))?;
+                store
+                    .put(&path, PutPayload::from_bytes(data))
+                    .await
+                    .map_err(|e| map_err(false, &location, &name, e))?;
             }
             stats.puts.fetch_add(1, Ordering::Relaxed);
             stats.bytes_written.fetch_add(len, Ordering::Relaxed);

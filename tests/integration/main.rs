@@ -15,6 +15,7 @@ mod dedup;
 mod faults;
 mod forget;
 mod mount;
+mod permissions;
 mod postgres;
 mod prune;
 mod repair;
