@@ -1,4 +1,5 @@
-//! Storage: every byte goes through an [`object_store::ObjectStore`].
+//! Storage: through an [`object_store::ObjectStore`], except the puts to a
+//! local directory, which cairn does itself ([`local`]) to make them durable.
 //!
 //! [`Backend`] wraps a store with the few operations the repository needs:
 //! whole-object puts, ranged gets, listing by prefix and deletes. It blocks
@@ -7,17 +8,21 @@
 //!
 //! # Durability contract
 //! - `put` makes an object visible whole or not at all: a reader never sees
-//!   a partial object. When `put` returns `Ok`, the object is durable: the
-//!   local backend fsyncs the file and its directory; S3 servers acknowledge
-//!   only stored objects.
+//!   a partial object, not even after a power loss. When `put` returns `Ok`,
+//!   the object is durable. The local backend ([`local`]) writes a staging
+//!   file `name#N` in the object's directory, fsyncs it, renames it into
+//!   place and fsyncs the directory (and its parent, for a directory such
+//!   as `data/ab/` that it created, or that this process has not put into
+//!   before); any failure, of an fsync too, is an error naming the object.
+//!   S3 servers acknowledge only stored objects.
 //! - Objects are immutable once written: names are content hashes, and
 //!   `config` is written once, at init. A lock is refreshed by writing a new
 //!   lock object and deleting the old one.
-//! - A killed put leaves either nothing or the whole object. The local store
-//!   stages writes in `name#N` files, which listing ignores. (object_store
-//!   renames before cairn fsyncs, so after a *power loss* an object may be
-//!   incomplete under its final name; it then fails its SHA-256 name check,
-//!   and nothing references it yet: see format-spec/10-write-order.md.)
+//! - A killed put, or a power loss during one, leaves either nothing, a
+//!   staging file (which listing ignores), or the whole object.
+//! - Local repositories are private: cairn creates directories 0700 and
+//!   files 0600 whatever the umask (existing ones keep their modes).
+//!   Reads, listings and deletes go through object_store's local store.
 //! - `list` may miss an object put very recently on eventually consistent
 //!   stores; the write order in format-spec/10-write-order.md makes that
 //!   harmless.
@@ -26,6 +31,7 @@
 //!   AWS, Ceph RGW, MinIO and Garage give), and needs no conditional write:
 //!   see format-spec/11-backends.md.
 
+pub mod local;
 pub mod s3;
 
 use std::ops::Range;
@@ -104,8 +110,11 @@ pub const STREAM_PIECE: usize = 1 << 20;
 pub struct Backend {
     store: Arc<dyn ObjectStore>,
     runtime: Arc<tokio::runtime::Runtime>,
-    /// For the local backend: the directory, to fsync after puts.
+    /// For the local backend: the directory, whose puts cairn does itself
+    /// ([`local::put`]).
     local_root: Option<PathBuf>,
+    /// The local store, to map names to files exactly as reads do.
+    local_fs: Option<Arc<LocalFileSystem>>,
     location: String,
     /// Puts that may run at once (packs in flight).
     connections: usize,
@@ -194,7 +203,7 @@ impl Backend {
     /// A repository in a local directory (created by `init` if missing).
     pub fn local(dir: &FsPath, create: bool) -> Result<Self> {
         if create {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+            local::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         } else if !dir.is_dir() {
             return Err(Error::new(
                 ErrorKind::NoRepository,
@@ -202,13 +211,15 @@ impl Backend {
             ));
         }
         let root = dir.canonicalize().map_err(|e| Error::io(dir.display(), e))?;
-        let store =
-            LocalFileSystem::new_with_prefix(&root).map_err(|e| map_err(true, "", &root.display().to_string(), e))?;
+        let store = Arc::new(
+            LocalFileSystem::new_with_prefix(&root).map_err(|e| map_err(true, "", &root.display().to_string(), e))?,
+        );
         Ok(Self {
-            store: Arc::new(store),
+            store: store.clone(),
             runtime: runtime()?,
             location: root.display().to_string(),
             local_root: Some(root),
+            local_fs: Some(store),
             connections: 1,
             multipart: false,
             stats: Arc::default(),
@@ -247,6 +258,7 @@ impl Backend {
             store,
             runtime: runtime()?,
             local_root: None,
+            local_fs: None,
             location,
             connections: 2,
             multipart: false,
@@ -287,6 +299,14 @@ impl Backend {
     /// nothing in cairn's correctness depends on this condition.
     pub fn put_new(&self, name: &str, data: Bytes) -> Result<bool> {
         crash_point();
+        if let Some((root, file)) = self.local_file(name)? {
+            let stored = local::put(&root, &file, &data, false)?;
+            if stored {
+                self.stats.puts.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            return Ok(stored);
+        }
         let path = Path::from(name);
         let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
         let payload = PutPayload::from_bytes(data.clone());
@@ -300,39 +320,52 @@ impl Backend {
         }
         self.stats.puts.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
-        if let Some(root) = &self.local_root {
-            sync_local(root, name)?;
-        }
         Ok(true)
     }
 
+    /// For the local backend: the repository directory and the file that
+    /// holds object `name` (mapped as object_store's reads map it). A name
+    /// with `#` in its last part is refused: it could be, or look like, a
+    /// staging file, which listings skip.
+    fn local_file(&self, name: &str) -> Result<Option<(PathBuf, PathBuf)>> {
+        let (Some(root), Some(fs)) = (&self.local_root, &self.local_fs) else { return Ok(None) };
+        if name.rsplit('/').next().is_some_and(|last| last.contains('#')) {
+            return Err(Error::invalid(format!("{name}: '#' is reserved for staging files in a local repository")));
+        }
+        let file = fs.path_to_filesystem(&Path::from(name)).map_err(|e| self.err(name, e))?;
+        Ok(Some((root.clone(), file)))
+    }
+
     /// Starts a put on the I/O runtime and returns at once.
+    /// On a local directory, the put is [`local::put`] on a blocking thread.
     pub fn spawn_put(&self, name: &str, data: Bytes) -> PendingPut {
         crash_point();
+        let local = match self.local_file(name) {
+            Ok(local) => local,
+            Err(e) => return PendingPut(self.runtime.spawn(async move { Err(e) })),
+        };
         let store = self.store.clone();
         let path = Path::from(name);
         let name = name.to_string();
-        let local = self.local_root.clone();
         let location = self.location.clone();
         let stats = self.stats.clone();
         let multipart = self.multipart && data.len() > MULTIPART_THRESHOLD;
         PendingPut(self.runtime.spawn(async move {
             let len = data.len() as u64;
-            if multipart {
+            if let Some((root, file)) = local {
+                tokio::task::spawn_blocking(move || local::put(&root, &file, &data, true))
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("{name}: the write task failed: {e}")))??;
+            } else if multipart {
                 put_multipart(&*store, &path, data, &stats).await.map_err(|e| map_err(false, &location, &name, e))?;
             } else {
                 store
                     .put(&path, PutPayload::from_bytes(data))
                     .await
-                    .map_err(|e| map_err(local.is_some(), &location, &name, e))?;
+                    .map_err(|e| map_err(false, &location, &name, e))?;
             }
             stats.puts.fetch_add(1, Ordering::Relaxed);
             stats.bytes_written.fetch_add(len, Ordering::Relaxed);
-            if let Some(root) = local {
-                tokio::task::spawn_blocking(move || sync_local(&root, &name))
-                    .await
-                    .map_err(|e| Error::new(ErrorKind::Io, format!("fsync task failed: {e}")))??;
-            }
             Ok(())
         }))
     }
@@ -479,21 +512,6 @@ async fn put_multipart(store: &dyn ObjectStore, path: &Path, data: Bytes, stats:
             Err(e)
         }
     }
-}
-
-/// fsync a freshly written local object and its directory.
-fn sync_local(root: &FsPath, name: &str) -> Result<()> {
-    let path = root.join(name);
-    let f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
-    f.sync_all().map_err(|e| Error::io(path.display(), e))?;
-    // The directory (its new entry), and its parent (for a new directory
-    // such as data/ab/).
-    for dir in path.ancestors().skip(1).take(2) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -83,6 +83,145 @@ fn local_missing_directory_is_no_repository() {
     assert_eq!(e.kind(), ErrorKind::NoRepository);
 }
 
+// ----- local puts: staging, permissions, errors
+
+/// Every file and directory under `dir` (not `dir` itself), sorted.
+fn walk(dir: &FsPath) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `path`'s permission bits.
+fn mode(path: &FsPath) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
+}
+
+/// Asserts that `root` and everything under it is private: directories
+/// 0700, files 0600. Returns what it checked (below `root`).
+fn assert_private(root: &FsPath) -> Vec<PathBuf> {
+    assert_eq!(mode(root), 0o700, "{}", root.display());
+    let all = walk(root);
+    for p in &all {
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(p), want, "mode of {} is {:o}, not {want:o}", p.display(), mode(p));
+    }
+    all
+}
+
+/// Staging files (`name#N`) under `dir`.
+fn staging_files(dir: &FsPath) -> Vec<PathBuf> {
+    walk(dir).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().contains('#')).collect()
+}
+
+/// Sets the process umask for the life of the guard (the umask is
+/// process-wide, so other tests see it too: only use one they tolerate).
+struct Umask(libc::mode_t);
+
+impl Umask {
+    fn set(mask: libc::mode_t) -> Self {
+        // SAFETY: umask only swaps the process's file mode mask.
+        Umask(unsafe { libc::umask(mask) })
+    }
+}
+
+impl Drop for Umask {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::umask(self.0) };
+    }
+}
+
+#[test]
+fn local_put_leaves_no_staging_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::local(dir.path(), true).unwrap();
+    suite(&b);
+    b.put("data/ef/ef01", Bytes::from(vec![7u8; 100_000])).unwrap();
+    assert!(b.put_new("config", Bytes::from_static(b"one")).unwrap());
+    assert!(!b.put_new("config", Bytes::from_static(b"two")).unwrap(), "put_new replaced an object");
+    assert_eq!(&b.get("config").unwrap()[..], b"one");
+    assert_eq!(staging_files(dir.path()), Vec::<PathBuf>::new());
+    // A staging file left by a killed put: listings skip it, and later
+    // puts of the same name work beside it and leave no other.
+    let stale = dir.path().join("data/ef/ef01#1");
+    std::fs::write(&stale, b"half").unwrap();
+    b.put("data/ef/ef01", Bytes::from_static(b"whole")).unwrap();
+    b.spawn_put("data/ef/ef01", Bytes::from_static(b"whole")).wait().unwrap();
+    assert_eq!(&b.get("data/ef/ef01").unwrap()[..], b"whole");
+    assert_eq!(staging_files(dir.path()), vec![stale]);
+    let mut names: Vec<String> = b.list("data").unwrap().into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    assert_eq!(names, vec!["data/ab/abcd", "data/ef/ef01"]);
+}
+
+#[test]
+fn local_repository_and_cache_are_private_whatever_the_umask() {
+    use crate::crypto::aead::ObjectType;
+    use crate::repo::{CacheMode, InitOptions, Repository};
+    let _umask = Umask::set(0o022);
+    std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cache) = (tmp.path().join("repo"), tmp.path().join("cache"));
+    let b = Backend::local(&root, true).unwrap();
+    let repo = Repository::init(b, b"pw", &InitOptions::default(), CacheMode::Dir(cache.clone())).unwrap();
+    // A pack (in the background, as the packer stores them), an index
+    // object and a snapshot object.
+    repo.backend.spawn_put(&format!("data/3f/3f{}", "0".repeat(62)), Bytes::from(vec![1u8; 5000])).wait().unwrap();
+    repo.save_index(Vec::new()).unwrap();
+    repo.save_object("snapshots", ObjectType::Snapshot, b"{}").unwrap();
+    let checked = assert_private(&root);
+    for want in ["config", "keys", "data", "data/3f", "index", "snapshots"] {
+        assert!(checked.contains(&root.join(want)), "no {want} in {checked:?}");
+    }
+    assert!(!walk(&root.join("keys")).is_empty() && !walk(&root.join("index")).is_empty());
+    let checked = assert_private(&cache);
+    let db = cache.join(repo.config.id.to_hex()).join("index.redb");
+    assert!(checked.contains(&db), "no {} in {checked:?}", db.display());
+}
+
+#[test]
+fn local_put_failure_is_an_error_naming_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::local(dir.path(), true).unwrap();
+    // `data` is a regular file, so `data/ab/` cannot be made (root or not).
+    std::fs::write(dir.path().join("data"), b"not a directory").unwrap();
+    let want = dir.path().canonicalize().unwrap().join("data/ab/abcd");
+    let errors = [
+        b.put("data/ab/abcd", Bytes::from_static(b"x")).unwrap_err(),
+        b.spawn_put("data/ab/abcd", Bytes::from_static(b"x")).wait().unwrap_err(),
+        b.put_new("data/ab/abcd", Bytes::from_static(b"x")).unwrap_err(),
+    ];
+    for e in errors {
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        let text = e.to_string();
+        let named = format!("{}: ", want.display());
+        assert!(text.contains(&named), "the error does not name {}: {text}", want.display());
+        assert!(!text.contains('\n'), "more than one line: {text}");
+    }
+    // The final name is a directory: the rename fails, and the staging
+    // file is removed.
+    std::fs::create_dir_all(dir.path().join("snapshots/aa")).unwrap();
+    let e = b.put("snapshots/aa", Bytes::from_static(b"x")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("snapshots/aa"), "{e}");
+    assert_eq!(staging_files(dir.path()), Vec::<PathBuf>::new());
+    // Names that listings would skip are refused, not stored unseen.
+    assert!(b.put("snapshots/bb#3", Bytes::from_static(b"x")).is_err());
+    assert_eq!(staging_files(dir.path()), Vec::<PathBuf>::new());
+}
+
 // ----- the same suite on the S3 server of `CAIRN_TEST_S3`
 
 /// `$CAIRN_TEST_S3` (e.g. `s3:http://127.0.0.1:7480/cairn-test`, with the

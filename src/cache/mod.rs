@@ -6,6 +6,9 @@
 //! records which index objects it has absorbed, and [`crate::repo`] syncs it
 //! against the repository's `index/` listing on open, rebuilding it from
 //! scratch when an index object it knew has gone. Deleting it is always safe.
+//!
+//! What cairn creates here is private: directories 0700, the database and
+//! the scratch files ([`scratch`]) 0600, whatever the umask.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -88,6 +91,20 @@ pub fn default_root() -> Option<PathBuf> {
     std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("cairn"))
 }
 
+/// Opens or creates the cache database at `path`; a new file is private
+/// (0600, whatever the umask), like everything cairn creates.
+fn create_db(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::backend::local::FILE_MODE)
+        .open(path)?;
+    Database::builder().set_cache_size(CACHE_BYTES).create_file(file)
+}
+
 pub struct IndexCache {
     db: Database,
     path: Option<PathBuf>,
@@ -101,12 +118,12 @@ impl IndexCache {
             return Self::in_memory();
         };
         let dir = root.join(repo.to_hex());
-        if let Err(e) = std::fs::create_dir_all(&dir) {
+        if let Err(e) = crate::backend::local::create_dir_all(&dir) {
             eprintln!("warning: cache dir {} unusable ({e}); using memory", dir.display());
             return Self::in_memory();
         }
         let path = dir.join("index.redb");
-        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
+        let db = match create_db(&path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 // Another cairn process uses it: work from memory.
@@ -115,7 +132,7 @@ impl IndexCache {
             Err(_) => {
                 // Damaged: the cache is only a copy, so start again.
                 let _ = std::fs::remove_file(&path);
-                Database::builder().set_cache_size(CACHE_BYTES).create(&path)?
+                create_db(&path)?
             }
         };
         advise_willneed(&path);

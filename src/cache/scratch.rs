@@ -118,6 +118,15 @@ mod tests {
     use crate::id::BlobKind;
 
     #[test]
+    fn scratch_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobSet::new(Some(dir.path())).unwrap();
+        let mode = std::fs::metadata(s._file.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", s._file.path().display());
+    }
+
+    #[test]
     fn set_get_count() {
         let mut s = BlobSet::new(None).unwrap();
         let b = |i: u32, kind| {

@@ -16,6 +16,7 @@ mod faults;
 mod forget;
 mod locks;
 mod mount;
+mod permissions;
 mod postgres;
 mod prune;
 mod repair;
