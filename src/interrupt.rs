@@ -13,8 +13,8 @@
 //! unmounts on these signals itself) nothing changes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 type Cleanup = Box<dyn Fn() + Send + Sync>;
 
@@ -43,11 +43,25 @@ pub fn on_interrupt(f: impl Fn() + Send + Sync + 'static) -> Registration {
     Registration(id)
 }
 
+fn interrupted() -> &'static Arc<AtomicBool> {
+    static F: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    F.get_or_init(|| Arc::new(AtomicBool::new(false)))
+}
+
 /// Held while a snapshot is written: an interruption waits for the write
 /// to end. Record what was committed in the guard (`Some(description)`)
-/// so that the exit message says it.
+/// so that the exit message says it. Once a signal has arrived (the flag
+/// is set in the signal handler itself), no commit starts: the caller
+/// waits here for the signal thread to end the process.
 pub fn committing() -> MutexGuard<'static, Option<String>> {
-    COMMIT.lock().unwrap_or_else(|p| p.into_inner())
+    let guard = COMMIT.lock().unwrap_or_else(|p| p.into_inner());
+    if interrupted().load(Ordering::SeqCst) {
+        drop(guard);
+        loop {
+            std::thread::park();
+        }
+    }
+    guard
 }
 
 /// Starts the signal thread (once).
@@ -57,12 +71,15 @@ pub fn install() -> std::io::Result<()> {
     if DONE.get().is_some() {
         return Ok(());
     }
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(sig, interrupted().clone())?;
+    }
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let _ = DONE.set(());
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(sig) = signals.forever().next() {
             // No snapshot is written after this, and none is cut short.
-            let committed = committing().take();
+            let committed = COMMIT.lock().unwrap_or_else(|p| p.into_inner()).take();
             let list = std::mem::take(&mut *cleanups().lock().unwrap_or_else(|p| p.into_inner()));
             for f in list.values() {
                 f();

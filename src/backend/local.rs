@@ -161,3 +161,35 @@ pub fn put(root: &Path, path: &Path, data: &[u8], replace: bool) -> Result<bool>
     }
     Ok(placed)
 }
+
+/// Whether a file name is a staging file's: `<name>#<digits>`.
+pub fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(base, n)| !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The staging files under `root` (left by puts that were killed), as
+/// paths relative to `root` with their sizes.
+pub fn staging_files(root: &Path) -> io::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            let ty = e.file_type()?;
+            if ty.is_dir() {
+                stack.push(e.path());
+            } else if ty.is_file() && e.file_name().to_str().is_some_and(is_staging_name) {
+                let rel = e.path().strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                out.push((rel, e.metadata()?.len()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -266,6 +266,30 @@ impl Backend {
         })
     }
 
+    /// Staging files that killed puts left in a local directory (relative
+    /// names, sizes); none on S3, where an upload that did not complete
+    /// leaves no object.
+    pub fn staging_files(&self) -> Result<Vec<(String, u64)>> {
+        match &self.local_root {
+            Some(root) => local::staging_files(root).map_err(|e| Error::io(root.display(), e)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes one staging file that [`Self::staging_files`] listed.
+    pub fn delete_staging(&self, name: &str) -> Result<()> {
+        let Some(root) = &self.local_root else { return Ok(()) };
+        if !name.rsplit('/').next().is_some_and(local::is_staging_name) || name.split('/').any(|c| c == "..") {
+            return Err(Error::invalid(format!("{name} is not a staging file")));
+        }
+        crash_point();
+        let path = root.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path.display(), e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether this is a local directory (requests are cheap).
     pub fn is_local(&self) -> bool {
         self.local_root.is_some()

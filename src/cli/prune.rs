@@ -106,6 +106,13 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<Option<serde_json
             report.index_objects_written,
             report.index_objects_deleted
         );
+        if report.staging_removed > 0 {
+            println!(
+                "removed {} staging file(s) of interrupted writes ({})",
+                report.staging_removed,
+                bytes(report.staging_bytes_removed)
+            );
+        }
         if report.packs_unmarked > 0 {
             println!("{} marked pack(s) are used again and were kept", report.packs_unmarked);
         }

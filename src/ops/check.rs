@@ -111,6 +111,9 @@ pub struct CheckReport {
     /// Packs that a prune marked for deletion and has not deleted yet
     /// (format-spec/10-write-order.md rule 11), and their bytes.
     pub marked_packs: usize,
+    /// Staging files that killed puts left (local directory), and bytes.
+    pub staging_files: usize,
+    pub staging_bytes: u64,
     pub marked_bytes: u64,
 }
 
@@ -193,6 +196,19 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             "{} pack(s), {} bytes, are marked for deletion by prune: the next prune deletes them once the backups that \
              ran beside the marking prune have ended (or unmarks them if a snapshot uses them)",
             r.marked_packs, r.marked_bytes
+        ));
+    }
+    // Staging files of puts that were killed: not damage (no name refers to
+    // them), but space that the next prune with no backup running frees.
+    for (_, size) in repo.backend.staging_files()? {
+        r.staging_files += 1;
+        r.staging_bytes += size;
+    }
+    if r.staging_files > 0 {
+        r.notes.push(format!(
+            "{} staging file(s), {} bytes, left by interrupted writes (`<name>#<n>` files); the next prune that runs \
+             while no backup does removes them",
+            r.staging_files, r.staging_bytes
         ));
     }
     let index = repo.cache.reader()?;

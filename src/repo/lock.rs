@@ -235,6 +235,9 @@ pub struct LockGuard {
     thread: Option<std::thread::JoinHandle<()>>,
     backend: Backend,
     session: [u8; 16],
+    /// Held while the lock object is deleted (release, or interruption),
+    /// so that an exit on a signal waits for a delete in flight.
+    releasing: Arc<Mutex<()>>,
     /// Deletes the lock object if the process is interrupted (SIGINT,
     /// SIGTERM, SIGHUP: [`crate::interrupt`]).
     _on_interrupt: crate::interrupt::Registration,
@@ -391,9 +394,12 @@ impl Repository {
                 }
             }
         });
+        let releasing = Arc::new(Mutex::new(()));
         let on_interrupt = {
-            let (st, backend) = (state.clone(), self.backend.clone());
+            let (st, backend, releasing) = (state.clone(), self.backend.clone(), releasing.clone());
             crate::interrupt::on_interrupt(move || {
+                // Waits for a release in progress to finish its delete.
+                let _one = releasing.lock().unwrap_or_else(|p| p.into_inner());
                 let (m, cv) = &*st;
                 let name = m.lock().unwrap_or_else(|p| p.into_inner()).name.take();
                 cv.notify_all();
@@ -404,6 +410,7 @@ impl Repository {
         };
         Ok(LockGuard {
             state,
+            releasing,
             thread: Some(thread),
             backend: self.backend.clone(),
             session,
@@ -427,6 +434,8 @@ impl Repository {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        let releasing = self.releasing.clone();
+        let _one = releasing.lock().unwrap_or_else(|p| p.into_inner());
         let (m, cv) = &*self.state;
         let name = m.lock().unwrap_or_else(|p| p.into_inner()).name.take();
         cv.notify_all();

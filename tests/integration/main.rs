@@ -22,4 +22,5 @@ mod prune;
 mod repair;
 mod s3;
 mod schedule;
+mod signals;
 mod soak;

@@ -44,6 +44,9 @@ pub struct PruneReport {
     pub bytes_pending: u64,
     /// Writers that were running when the marks were stored.
     pub waiting_for: Vec<String>,
+    /// Staging files of killed puts removed (local directory), and bytes.
+    pub staging_removed: u64,
+    pub staging_bytes_removed: u64,
     /// Seconds spent per phase (plan and run), for `-v`.
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -156,6 +159,10 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         report.packs_pending = plan.totals.pending.0;
         report.bytes_pending = plan.totals.pending.1;
         report.waiting_for = plan.waiting_for.clone();
+        let staging = repo.backend.staging_files()?;
+        if !staging.is_empty() && live_writers(repo, own_session)?.is_empty() {
+            remove_staging(repo, &staging, &mut report)?;
+        }
         return Ok(report);
     }
     let run_id = plan.run_id;
@@ -271,6 +278,11 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         .map(|p| (p.id, p.size))
         .collect();
     report.packs_marked = plan.totals.mark.0 + plan.totals.repack.0;
+    // Staging files listed before the locks: if no writer holds a lock at
+    // the listing, none of them can belong to a put still running (a writer
+    // writes its lock before its first put, and one that starts later
+    // makes its staging files after this listing).
+    let staging = repo.backend.staging_files()?;
     let mut seen = Vec::new();
     let mut writers = Vec::new();
     for (name, l) in repo.list_locks()? {
@@ -287,6 +299,9 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     report.bytes_pending = pending_other.iter().map(|p| p.size).sum();
     report.waiting_for = plan.waiting_for.clone();
     crate::steps::reached("prune:writers-listed");
+    if seen.is_empty() {
+        remove_staging(repo, &staging, &mut report)?;
+    }
     if mine.is_empty() {
         repo.sync_cache()?;
         return Ok(report);
@@ -402,6 +417,29 @@ fn update_cache(
     let sound = repo.cache.apply_prune(old, &written.objects, &written.marks, deleted, |b| Ok(reader.get(b)? != 0))?;
     if !sound {
         repo.rebuild_cache()?;
+    }
+    Ok(())
+}
+
+/// The shared locks of other processes whose holders may be running.
+fn live_writers(repo: &Repository, own_session: [u8; 16]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (name, l) in repo.list_locks()? {
+        let Some(object) = crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")) else { continue };
+        if l.kind() == LockKind::Shared && session_of(&object, &l) != own_session && liveness(&l) != Liveness::Dead {
+            out.push(super::describe(&l));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes staging files of killed puts, listed before a lock listing that
+/// found no writer.
+fn remove_staging(repo: &Repository, staging: &[(String, u64)], report: &mut PruneReport) -> Result<()> {
+    for (name, size) in staging {
+        repo.backend.delete_staging(name)?;
+        report.staging_removed += 1;
+        report.staging_bytes_removed += size;
     }
     Ok(())
 }
