@@ -168,9 +168,18 @@ pub fn is_staging_name(name: &str) -> bool {
         .is_some_and(|(base, n)| !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The staging files under `root` (left by puts that were killed), as
-/// paths relative to `root` with their sizes.
-pub fn staging_files(root: &Path) -> io::Result<Vec<(String, u64)>> {
+/// A staging file: its path relative to the repository, size, and when it
+/// was last written.
+#[derive(Clone, Debug)]
+pub struct Staging {
+    pub name: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
+/// The staging files under `root` (left by puts that were killed, or of
+/// puts running now).
+pub fn staging_files(root: &Path) -> io::Result<Vec<Staging>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -179,17 +188,29 @@ pub fn staging_files(root: &Path) -> io::Result<Vec<(String, u64)>> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
+        // An entry may vanish while it is read (a put renames its staging
+        // file into place): it is skipped.
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
         for e in entries {
             let e = e?;
-            let ty = e.file_type()?;
+            let ty = match e.file_type() {
+                Ok(t) => t,
+                Err(err) if gone(&err) => continue,
+                Err(err) => return Err(err),
+            };
             if ty.is_dir() {
                 stack.push(e.path());
             } else if ty.is_file() && e.file_name().to_str().is_some_and(is_staging_name) {
-                let rel = e.path().strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-                out.push((rel, e.metadata()?.len()));
+                let m = match e.metadata() {
+                    Ok(m) => m,
+                    Err(err) if gone(&err) => continue,
+                    Err(err) => return Err(err),
+                };
+                let name = e.path().strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                out.push(Staging { name, size: m.len(), modified: m.modified()? });
             }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }

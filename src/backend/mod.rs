@@ -269,7 +269,7 @@ impl Backend {
     /// Staging files that killed puts left in a local directory (relative
     /// names, sizes); none on S3, where an upload that did not complete
     /// leaves no object.
-    pub fn staging_files(&self) -> Result<Vec<(String, u64)>> {
+    pub fn staging_files(&self) -> Result<Vec<local::Staging>> {
         match &self.local_root {
             Some(root) => local::staging_files(root).map_err(|e| Error::io(root.display(), e)),
             None => Ok(Vec::new()),

@@ -200,14 +200,14 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     }
     // Staging files of puts that were killed: not damage (no name refers to
     // them), but space that the next prune with no backup running frees.
-    for (_, size) in repo.backend.staging_files()? {
+    for f in repo.backend.staging_files()? {
         r.staging_files += 1;
-        r.staging_bytes += size;
+        r.staging_bytes += f.size;
     }
     if r.staging_files > 0 {
         r.notes.push(format!(
-            "{} staging file(s), {} bytes, left by interrupted writes (`<name>#<n>` files); the next prune that runs \
-             while no backup does removes them",
+            "{} staging file(s), {} bytes, left by interrupted writes or being written (`<name>#<n>` files); a prune \
+             removes those untouched for 15 minutes while no backup runs",
             r.staging_files, r.staging_bytes
         ));
     }

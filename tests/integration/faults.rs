@@ -181,7 +181,17 @@ fn damaged_snapshot_or_index_object_fails_with_one_clear_line() {
         let o = repo.out(args);
         assert_eq!(o.code, Some(0), "{args:?} from the verified cached copy:\n{}", o.stderr);
     }
-    for args in [&["--no-cache", "snapshots"][..], &["--no-cache", "ls", "latest"], &["check"]] {
+    // Without the cache: listing goes on without it, with one warning line
+    // naming it; `latest` then finds nothing, and says so after naming it.
+    let o = repo.out(&["--no-cache", "snapshots"]);
+    assert_eq!(o.code, Some(0), "snapshots with a damaged snapshot:\n{}", o.stderr);
+    let lines = o.stderr_lines();
+    assert_eq!(lines.len(), 1, "{}", o.stderr);
+    assert!(lines[0].starts_with("warning: ") && lines[0].contains(&file_name(&snap)), "{}", o.stderr);
+    let o = repo.out(&["--no-cache", "ls", "latest"]);
+    o.assert_failed(None, "ls latest with its only snapshot damaged");
+    assert!(o.stderr.contains(&file_name(&snap)), "ls latest does not name the damaged snapshot:\n{}", o.stderr);
+    for args in [&["check"][..]] {
         let o = repo.out(args);
         o.assert_failed(None, &format!("{args:?} with a damaged snapshot"));
         let last = o.one_error_line(&format!("{args:?} with a damaged snapshot"));

@@ -133,9 +133,10 @@ fn sigint_or_sigterm_during_a_backup_removes_the_lock_and_commits_nothing(w: Whe
     repo.run(&["backup", p(src.path())]);
 }
 
-/// kill -9 in the middle of a put leaves `<name>#<n>`: check notes it,
-/// a prune beside a running backup keeps it (it could be that backup's),
-/// and a prune with no backup running removes it.
+/// kill -9 in the middle of a put leaves `<name>#<n>`: check notes it; a
+/// prune keeps it while it is fresh (a put may be writing it) or while a
+/// backup runs (it could be that backup's); a prune with no backup running
+/// removes it once it has been left untouched for 15 minutes.
 #[test]
 fn staging_files_of_killed_puts_are_noted_by_check_and_removed_by_prune() {
     let repo = Repo::init();
@@ -145,6 +146,12 @@ fn staging_files_of_killed_puts_are_noted_by_check_and_removed_by_prune() {
     let pack = repo.packs().into_iter().next().unwrap();
     let staging = pack.with_file_name(format!("{}#1", pack.file_name().unwrap().to_str().unwrap()));
     std::fs::write(&staging, noise(100_000, 1)).unwrap();
+    // A fresh one could be a put in progress: no prune touches it.
+    let o = repo.out(&["prune"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(staging.exists(), "prune removed a staging file written just now");
+    let hour_ago = filetime::FileTime::from_system_time(std::time::SystemTime::now() - Duration::from_secs(3600));
+    filetime::set_file_mtime(&staging, hour_ago).unwrap();
     let o = repo.out(&["check", "--json"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

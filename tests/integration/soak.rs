@@ -131,7 +131,7 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
             });
         }
         {
-            let (stop, figures, cmd) = (&stop, &figures, &cmd);
+            let (stop, figures, cmd, repo) = (&stop, &figures, &cmd, &repo);
             s.spawn(move || {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xf00d);
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
@@ -146,6 +146,11 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
                         Some(11) => 0,
                         _ => {
                             figures.prunes_failed.fetch_add(1, Ordering::Relaxed);
+                            if w == Where::Local {
+                                let keep = std::env::temp_dir().join(format!("cairn-soak-failed-{seed}"));
+                                common::copy_dir(&repo.path(), &keep);
+                                eprintln!("soak: the repository is kept in {}", keep.display());
+                            }
                             panic!("forget --prune failed ({code:?}):\n{err}");
                         }
                     };

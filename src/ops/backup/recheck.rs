@@ -19,13 +19,15 @@ use crate::saver::Saver;
 
 pub struct Recheck {
     marked: HashSet<PackId>,
+    /// The index objects read when the backup started.
+    known: HashSet<crate::id::IndexId>,
 }
 
 impl Recheck {
     /// Remembers the packs marked when the backup starts (it never reuses
     /// those).
     pub fn start(repo: &Repository) -> Result<Self> {
-        Ok(Self { marked: repo.cache.marked_packs()? })
+        Ok(Self { marked: repo.cache.marked_packs()?, known: repo.cache.known_index_files()? })
     }
 
     /// Makes sure every blob under `roots` has a live copy; `own` are the
@@ -36,7 +38,11 @@ impl Recheck {
         for _ in 0..3 {
             repo.sync_cache()?;
             let now = repo.cache.marked_packs()?;
-            if now.iter().all(|p| self.marked.contains(p) || own.contains(p)) {
+            // An index object read at the start is gone: a prune rewrote the
+            // index meanwhile (and may have settled its marks at once, which
+            // leaves no mark to see), so every blob is looked at.
+            let rewritten = !self.known.is_subset(&repo.cache.known_index_files()?);
+            if !rewritten && now.iter().all(|p| self.marked.contains(p) || own.contains(p)) {
                 return Ok(rescued);
             }
             let lost = orphans(repo, roots, &own)?;
@@ -52,6 +58,7 @@ impl Recheck {
             })?;
             rescued += lost.len() as u64;
             self.marked = now;
+            self.known = repo.cache.known_index_files()?;
         }
         Err(Error::new(
             ErrorKind::Transient,

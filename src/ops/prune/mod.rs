@@ -236,14 +236,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     // below see its trees. Index objects of snapshots written later are
     // harmless extras (their writers are handled at step 5).
     let snapshots = repo.snapshots_strict()?;
+    let mut index_objects: Vec<IndexId> = repo.list_ids("index")?.into_iter().map(IndexId).collect();
+    index_objects.sort();
+    // The cache absorbs every object listed (and perhaps newer ones): the
+    // index objects this run writes name the packs of all of them, and the
+    // cache is updated in place on the premise that it knows their entries.
     repo.sync_cache()?;
     if let Some((id, why)) = repo.damaged_indexes().first() {
         return Err(Error::invalid(format!(
             "index/{id} is damaged ({why}); prune needs a sound index: run `cairn repair index` first"
         )));
     }
-    let mut index_objects: Vec<IndexId> = repo.list_ids("index")?.into_iter().map(IndexId).collect();
-    index_objects.sort();
     sw.lap("list locks, snapshots, index");
     let mut used = BlobSet::new(opts.scratch_dir.as_deref())?;
     usage::mark_used(repo, &snapshots, &mut used)?;

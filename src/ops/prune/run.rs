@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::usage::{self, CLAIMED, IN_MARKED, USED};
 use super::{PackAction, PrunePlan, Stopwatch};
+use crate::backend::local::Staging;
 use crate::cache::scratch::BlobSet;
 use crate::error::{ErrorKind, Result};
 use crate::format::index::{Index, IndexPack, MarkedPack, RunId, RunRecord, SeenLock};
@@ -433,13 +434,25 @@ fn live_writers(repo: &Repository, own_session: [u8; 16]) -> Result<Vec<String>>
     Ok(out)
 }
 
-/// Removes staging files of killed puts, listed before a lock listing that
-/// found no writer.
-fn remove_staging(repo: &Repository, staging: &[(String, u64)], report: &mut PruneReport) -> Result<()> {
-    for (name, size) in staging {
-        repo.backend.delete_staging(name)?;
+/// How long a staging file must have gone unwritten before prune removes
+/// it: a put writes its staging file in one go and renames it at once, so
+/// one this old belongs to a put that was killed (or to a process
+/// suspended so long that its put will fail, harmlessly, at the rename).
+pub const STAGING_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Removes staging files of killed puts: listed before a lock listing that
+/// found no writer (so no put of a writer can be running on them), and
+/// untouched for [`STAGING_STALE_AFTER`] (which also covers the puts of
+/// lock objects themselves, which precede their lock).
+fn remove_staging(repo: &Repository, staging: &[Staging], report: &mut PruneReport) -> Result<()> {
+    let now = std::time::SystemTime::now();
+    for f in staging {
+        if now.duration_since(f.modified).unwrap_or_default() < STAGING_STALE_AFTER {
+            continue;
+        }
+        repo.backend.delete_staging(&f.name)?;
         report.staging_removed += 1;
-        report.staging_bytes_removed += size;
+        report.staging_bytes_removed += f.size;
     }
     Ok(())
 }
