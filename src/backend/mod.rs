@@ -276,6 +276,22 @@ impl Backend {
         }
     }
 
+    /// Makes the deletions done so far in `folder` durable before the
+    /// deletions that rely on them (format-spec/10-write-order.md, rule 7):
+    /// on a local directory an fsync of the folder, so that after a power
+    /// loss a pack is never gone while the index object naming it is back;
+    /// on S3 a DELETE is durable once acknowledged.
+    pub fn sync_deletes(&self, folder: &str) -> Result<()> {
+        let Some(root) = &self.local_root else { return Ok(()) };
+        let dir = root.join(folder);
+        match std::fs::File::open(&dir).and_then(|f| f.sync_all()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("fsync of {} after deleting", dir.display()), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Removes one staging file that [`Self::staging_files`] listed.
     pub fn delete_staging(&self, name: &str) -> Result<()> {
         let Some(root) = &self.local_root else { return Ok(()) };

@@ -662,6 +662,10 @@ pub fn run(repo: &Repository, plan: &ForgetPlan) -> Result<ForgetReport> {
     for id in &plan.remove {
         super::repair::snapshots::delete_snapshot(repo, id)?;
     }
+    // Durable before a prune decides what these snapshots no longer use.
+    if !plan.remove.is_empty() {
+        repo.backend.sync_deletes("snapshots")?;
+    }
     Ok(ForgetReport { removed: plan.remove.len(), kept: plan.keep.len() })
 }
 

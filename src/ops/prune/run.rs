@@ -250,6 +250,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         delete_if_present(repo, &format!("index/{id}"))?;
         report.index_objects_deleted += 1;
     }
+    repo.backend.sync_deletes("index")?;
     crate::steps::reached("prune:old-index-deleted");
     // A pack is deleted only if no index object but this run's names it
     // now (rule 11): one written since the plan names a pack its writer
@@ -390,6 +391,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
         delete_if_present(repo, &format!("index/{id}"))?;
         report.index_objects_deleted += 1;
     }
+    repo.backend.sync_deletes("index")?;
     for (id, size) in &doomed {
         delete_if_present(repo, &pack::object_name(id))?;
         report.packs_deleted += 1;

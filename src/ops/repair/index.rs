@@ -222,6 +222,7 @@ pub fn run(repo: &Repository, plan: &IndexRepairPlan) -> Result<IndexRepairRepor
             report.indexes_deleted += 1;
         }
     }
+    repo.backend.sync_deletes("index")?;
     for d in &plan.damaged {
         delete_if_present(repo, &pack::object_name(&d.id))?;
         report.packs_deleted += 1;
