@@ -18,6 +18,7 @@ pub const ALL: &[&str] = &[
     // any writer (backup, copy, prune's repack, repair): packs stored, the
     // index object naming them not yet (rule 3)
     "store:before-index",
+    "backup:opened",
     "backup:locked",
     "backup:data-stored",
     "backup:rechecked",
@@ -52,11 +53,22 @@ fn wanted() -> &'static [String] {
     })
 }
 
-/// Marks that the process has reached `step`; stops it there when the
-/// schedule tests ask for it.
+/// Marks that the process has reached `step`; stops it there, the first
+/// time, when the schedule tests ask for it.
 pub fn reached(step: &str) {
     debug_assert!(ALL.contains(&step), "unknown step {step}");
-    if wanted().iter().any(|w| w == step) {
+    static PAUSED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let Some(w) = wanted().iter().find(|w| *w == step) else { return };
+    // The first time only: a step reached again (a second index object,
+    // a rescue's packs) runs on, so that one SIGCONT resumes the process.
+    let first = {
+        let mut p = PAUSED.lock().unwrap_or_else(|e| e.into_inner());
+        let known = ALL.iter().find(|s| **s == w.as_str()).copied().unwrap_or("?");
+        let first = !p.contains(&known);
+        p.push(known);
+        first
+    };
+    if first {
         eprintln!("cairn: paused at {step}");
         // SAFETY: raise only sends a signal to this process; SIGSTOP stops
         // every thread until SIGCONT. No memory is involved.

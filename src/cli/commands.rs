@@ -298,6 +298,9 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         Some(_) => None,
     };
     let repo = g.open()?;
+    // The index as read at open, before the lock: what prune's rule 11
+    // must not be trusted with (the lock re-reads it).
+    cairn::steps::reached("backup:opened");
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p)?.0),
         None => None,

@@ -24,7 +24,8 @@ both_backends!(
     prune_paused_while_a_backup_with_stored_packs_commits,
     copy_and_prune_paused_at_each_step_of_the_other,
     reads_and_prune_paused_at_each_step_of_the_other,
-    repair_and_backup_paused_at_each_step_of_the_other
+    repair_and_backup_paused_at_each_step_of_the_other,
+    backups_of_the_same_data_paused_at_each_step_of_the_other
 );
 
 const PRUNE_STEPS: &[&str] = &[
@@ -37,8 +38,14 @@ const PRUNE_STEPS: &[&str] = &[
     "prune:settle-index-written",
 ];
 
-const BACKUP_STEPS: &[&str] =
-    &["backup:locked", "store:before-index", "backup:data-stored", "backup:rechecked", "backup:snapshot-written"];
+const BACKUP_STEPS: &[&str] = &[
+    "backup:opened",
+    "backup:locked",
+    "store:before-index",
+    "backup:data-stored",
+    "backup:rechecked",
+    "backup:snapshot-written",
+];
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 test path")
@@ -141,6 +148,11 @@ fn write_version(dir: &Path, n: u64) {
         std::fs::write(dir.join(format!("f{f}")), noise(300_000, seed)).unwrap();
     }
     std::fs::write(dir.join(format!("new{n}")), noise(200_000, 77 + n)).unwrap();
+    if n == 3 {
+        // What only the forgotten version 1 held: a backup that read the
+        // index before prune deleted it must not reuse it.
+        std::fs::write(dir.join("old"), noise(300_000, 1000)).unwrap();
+    }
 }
 
 impl World {
@@ -415,5 +427,24 @@ fn repair_and_backup_paused_at_each_step_of_the_other(w: Where) {
         let b = b.resume();
         assert_eq!(b.code, Some(0), "backup paused at {step}, repair refused:\n{}", b.stderr);
         world.verify(&format!("backup paused at {step}, repair refused"));
+    }
+}
+
+/// Two hosts back up the same data at once: one is paused at each step
+/// while the other stores (or reuses) the same chunks and commits; both
+/// snapshots restore exactly, also after a prune.
+fn backups_of_the_same_data_paused_at_each_step_of_the_other(w: Where) {
+    for step in selected(BACKUP_STEPS) {
+        let mut world = World::new(w);
+        let v3 = world.version(3);
+        let a = Running::start(&world.repo, &["backup", "--host", "a", p(&v3)], step, &[])
+            .unwrap_or_else(|o| panic!("backup never reached {step}:\n{}", o.stderr));
+        let b = world.repo.out(&["backup", "--host", "b", p(&v3)]);
+        assert_eq!(b.code, Some(0), "backup beside a backup paused at {step}:\n{}", b.stderr);
+        let a = a.resume();
+        assert_eq!(a.code, Some(0), "backup paused at {step}, another ran:\n{}", a.stderr);
+        let of_v3 = world.repo.snapshots().iter().filter(|s| s["paths"][0].as_str() == Some(p(&v3))).count();
+        assert_eq!(of_v3, 2, "two backups of the same data at {step}");
+        world.verify(&format!("backup paused at {step}, another backup of the same data ran"));
     }
 }
