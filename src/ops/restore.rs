@@ -491,25 +491,15 @@ fn restore_pack(
                     match repo.read_blob(&blob) {
                         Ok(plain) => write_targets(plan, r, &plain, failed)?,
                         Err(e) if e.kind().is_transient() => return Err(e),
-                        Err(e) => {
-                            let why = format!("chunk {}: {e}", hex::encode(r.entry.id));
-                            let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
-                            for (file, _) in &r.targets {
-                                f.entry(*file).or_insert_with(|| why.clone());
-                            }
-                        }
+                        Err(e) => fail_targets(r, format!("chunk {}: {e}", hex::encode(r.entry.id)), failed),
                     }
                 }
                 i = j;
                 continue;
             }
             Err(e) => {
-                let why = format!("pack {id}: {e}");
-                let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
                 for r in &order[i..j] {
-                    for (file, _) in &r.targets {
-                        f.entry(*file).or_insert_with(|| why.clone());
-                    }
+                    fail_targets(r, format!("pack {id}: {e}"), failed);
                 }
                 None
             }
@@ -520,19 +510,22 @@ fn restore_pack(
                 let sealed = &span[a..a + r.entry.length as usize];
                 match pack::open_blob(&repo.key, &r.entry, sealed) {
                     Ok(plain) => write_targets(plan, r, &plain, failed)?,
-                    Err(e) => {
-                        let why = format!("chunk {} in pack {id}: {e}", hex::encode(r.entry.id));
-                        let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
-                        for (file, _) in &r.targets {
-                            f.entry(*file).or_insert_with(|| why.clone());
-                        }
-                    }
+                    Err(e) => fail_targets(r, format!("chunk {} in pack {id}: {e}", hex::encode(r.entry.id)), failed),
                 }
             }
         }
         i = j;
     }
     Ok(())
+}
+
+/// Records every file that needs `r` as not restorable, for `why` (the
+/// first reason a file gets is kept).
+fn fail_targets(r: &BlobRead, why: String, failed: &Mutex<HashMap<usize, String>>) {
+    let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+    for (file, _) in &r.targets {
+        f.entry(*file).or_insert_with(|| why.clone());
+    }
 }
 
 /// Writes one blob's plaintext at each place the plan wants it.

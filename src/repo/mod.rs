@@ -250,7 +250,22 @@ impl Repository {
 
     /// Brings the cache in line with `index/`: absorbs new index objects;
     /// rebuilds from scratch if one it knew has disappeared.
+    ///
+    /// An object that vanishes between the listing and its reading was
+    /// replaced by a prune, which stores the replacing objects before it
+    /// deletes (rule 7): the sync lists again, so that the cache never
+    /// lacks what both the old and the new objects name.
     pub fn sync_cache(&self) -> Result<()> {
+        for _ in 0..8 {
+            if !self.sync_once()? {
+                return Ok(());
+            }
+        }
+        Err(Error::new(ErrorKind::Transient, "the index kept changing while it was read; run the command again"))
+    }
+
+    /// One listing and absorption; whether some listed object vanished.
+    fn sync_once(&self) -> Result<bool> {
         let listed: HashSet<IndexId> = self.list_ids("index")?.into_iter().map(IndexId).collect();
         let known = self.cache.known_index_files()?;
         if !known.is_subset(&listed) {
@@ -272,16 +287,18 @@ impl Repository {
     /// since the listing) is skipped and recorded, not fatal: the rest of the
     /// repository stays usable, `check` names it, and `repair index`
     /// rebuilds what it held from the pack headers.
-    fn absorb(&self, ids: Vec<IndexId>) -> Result<()> {
+    fn absorb(&self, ids: Vec<IndexId>) -> Result<bool> {
         let mut damaged = self.damaged_indexes.lock().unwrap_or_else(|p| p.into_inner());
         damaged.clear();
+        let mut vanished = false;
         // Bounded batches keep memory flat on large repositories.
         for batch in ids.chunks(16) {
             let mut items = Vec::with_capacity(batch.len());
             for id in batch {
                 match self.load_index_full(id) {
                     Ok(packs) => items.push((*id, packs)),
-                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto | ErrorKind::NotFound) => {
+                    Err(e) if e.kind() == ErrorKind::NotFound => vanished = true,
+                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto) => {
                         damaged.push((*id, e.to_string()))
                     }
                     Err(e) => return Err(e),
@@ -289,7 +306,7 @@ impl Repository {
             }
             self.cache.add_indexes(&items)?;
         }
-        Ok(())
+        Ok(vanished)
     }
 
     /// Index objects skipped at the last sync because they did not load.

@@ -28,15 +28,10 @@ both_backends!(
     backups_of_the_same_data_paused_at_each_step_of_the_other
 );
 
-const PRUNE_STEPS: &[&str] = &[
-    "prune:planned",
-    "prune:repacked",
-    "prune:index-written",
-    "prune:old-index-deleted",
-    "prune:packs-deleted",
-    "prune:writers-listed",
-    "prune:settle-index-written",
-];
+/// The steps of one operation, as src/steps.rs names them.
+fn steps_of(prefix: &str) -> Vec<&'static str> {
+    cairn::steps::ALL.iter().copied().filter(|s| s.starts_with(prefix)).collect()
+}
 
 const BACKUP_STEPS: &[&str] = &[
     "backup:opened",
@@ -236,7 +231,7 @@ fn assert_backup_outcome(world: &World, o: &Out, dir: &Path, context: &str) {
 }
 
 fn prune_paused_at_each_step_while_a_backup_runs(w: Where) {
-    for step in selected(PRUNE_STEPS) {
+    for step in selected(&steps_of("prune:")) {
         let mut world = World::new(w);
         let v3 = world.version(3);
         let prune = Running::start(&world.repo, &["prune", "--max-unused", "0"], step, &[])
@@ -268,7 +263,7 @@ fn backup_paused_at_each_step_while_prune_runs(w: Where) {
 /// naming them; prune plans (those packs are in no index) and stops at a
 /// step; the backup commits; prune goes on.
 fn prune_paused_while_a_backup_with_stored_packs_commits(w: Where) {
-    for step in selected(&PRUNE_STEPS[..6]) {
+    for step in selected(&steps_of("prune:")[..6]) {
         let mut world = World::new(w);
         let v3 = world.version(3);
         let backup = Running::start(&world.repo, &["backup", p(&v3)], "store:before-index", &[])
@@ -306,7 +301,7 @@ fn copy_and_prune_paused_at_each_step_of_the_other(w: Where) {
         assert_eq!(c.code, Some(0), "copy paused at {step}, prune ran:\n{}", c.stderr);
         world.verify(&format!("copy paused at {step}, prune ran"));
     }
-    for step in selected(PRUNE_STEPS) {
+    for step in selected(&steps_of("prune:")) {
         let mut world = World::new(w);
         let src = make_source(&mut world);
         let prune = Running::start(&world.repo, &["prune", "--max-unused", "0"], step, &[])
