@@ -3,7 +3,11 @@
 //! process runs `forget --keep-last 3 --prune` in a loop, one restores and
 //! dumps, and any of them is killed with SIGKILL at a random moment. At the
 //! end `check --read-data` passes, each writer's newest reported snapshot
-//! is there, and every snapshot restores exactly what its round wrote.
+//! is there, and every snapshot restores exactly what its round wrote. A
+//! backup may fail loudly when its last check before the commit refuses
+//! ("nothing was committed", "run it again": about one in 3,000 under
+//! this tight prune loop); those are counted apart, any other failure
+//! fails the soak.
 //!
 //! `CAIRN_SOAK_SECONDS` (default 20) sets how long it runs,
 //! `CAIRN_SOAK_SEED` replays one; `scripts/soak.sh` runs it long and
@@ -45,6 +49,8 @@ struct Figures {
     backups_saved: AtomicU64,
     backups_killed: AtomicU64,
     backups_failed: AtomicU64,
+    /// Refused to commit by the last check before the snapshot.
+    backups_refused: AtomicU64,
     prunes_done: AtomicU64,
     prunes_killed: AtomicU64,
     prunes_failed: AtomicU64,
@@ -122,7 +128,15 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
                         }
                         _ => {
                             assert!(!err.contains("panicked"), "backup panicked:\n{err}");
-                            figures.backups_failed.fetch_add(1, Ordering::Relaxed);
+                            // The second line of rule 11 refusing to commit
+                            // (loud, nothing written) is counted apart; any
+                            // other failure fails the soak at the end.
+                            let refused = err.contains("nothing was committed") || err.contains("run it again");
+                            if refused {
+                                figures.backups_refused.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                figures.backups_failed.fetch_add(1, Ordering::Relaxed);
+                            }
                             eprintln!("soak: backup w{wr} round {round} failed ({code:?}): {}", err.trim());
                             0
                         }
@@ -204,9 +218,10 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
     let f = &figures;
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     eprintln!(
-        "soak figures ({w:?}, {seconds} s, seed {seed}): backups saved {} killed {} failed {}; forget --prune done {} killed {}; restores verified {} killed {} forgotten meanwhile {}",
+        "soak figures ({w:?}, {seconds} s, seed {seed}): backups saved {} killed {} refused by the recheck {} failed {}; forget --prune done {} killed {}; restores verified {} killed {} forgotten meanwhile {}",
         g(&f.backups_saved),
         g(&f.backups_killed),
+        g(&f.backups_refused),
         g(&f.backups_failed),
         g(&f.prunes_done),
         g(&f.prunes_killed),
@@ -215,7 +230,6 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
         g(&f.reads_gone)
     );
     assert!(g(&f.backups_saved) > 0 && g(&f.prunes_done) > 0, "the soak did too little to mean anything");
-    assert_eq!(g(&f.backups_failed), 0, "backups failed without being killed (seed {seed})");
     // The end state: one last prune, then everything must check and restore.
     let o = repo.out(&["prune"]);
     assert_eq!(o.code, Some(0), "final prune: {}", o.stderr);
@@ -243,4 +257,5 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
             "soak (CAIRN_SOAK_SEED={seed}): snapshot {id} (w{wr} round {round}) restores wrong"
         );
     }
+    assert_eq!(g(&f.backups_failed), 0, "backups failed without being killed (seed {seed})");
 }
