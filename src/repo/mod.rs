@@ -149,7 +149,12 @@ impl Repository {
         }
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
         cache.clear()?;
-        Ok(Self {
+        Ok(Self::assemble(backend, key, config, cache, key_id))
+    }
+
+    /// An opened repository's state, with nothing absorbed or warned yet.
+    fn assemble(backend: Backend, key: MasterKey, config: Config, cache: IndexCache, key_id: KeyId) -> Self {
+        Self {
             backend,
             key,
             config,
@@ -159,7 +164,7 @@ impl Repository {
             relocating: Default::default(),
             warn: std::sync::Arc::new(|_| {}),
             unreadable_snapshots: Default::default(),
-        })
+        }
     }
 
     /// Opens a repository with a password and syncs the cache.
@@ -179,17 +184,7 @@ impl Repository {
         })?;
         let config = Config::decode(&plain)?;
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
-        let repo = Self {
-            backend,
-            key,
-            config,
-            cache,
-            key_id,
-            damaged_indexes: Default::default(),
-            relocating: Default::default(),
-            warn: std::sync::Arc::new(|_| {}),
-            unreadable_snapshots: Default::default(),
-        };
+        let repo = Self::assemble(backend, key, config, cache, key_id);
         repo.sync_cache()?;
         Ok(repo)
     }
