@@ -28,6 +28,14 @@ fn main() {
     // must give an error that cairn reports, not kill it silently (the HTTP
     // client writes with writev, which cannot ask for MSG_NOSIGNAL). A
     // closed stdout is handled where it is written instead.
+    // A file size limit (`ulimit -f`) makes a write that passes it fail
+    // with EFBIG, reported as an error naming the file, instead of killing
+    // cairn with SIGXFSZ halfway through.
+    // SAFETY: sets the disposition of one valid signal to "ignore"; no
+    // handler code runs, no memory is passed.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let code = std::panic::catch_unwind(cli::main).unwrap_or(1);
     std::process::exit(code);
 }

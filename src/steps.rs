@@ -9,7 +9,18 @@
 //! SIGCONT (tests/integration/schedule.rs): the narrow windows a random
 //! loop misses are each tried on purpose. Unset, a step costs one read of
 //! a static.
+//!
+//! With `CAIRN_TEST_TRACE=FILE` every step, and every [`note`] (locks
+//! taken, index listings, what prune judged and deleted), is appended to
+//! FILE as `NANOS PID EVENT`, one line per write, so that the soak
+//! (tests/integration/soak.rs) can keep the interleaving of all its
+//! processes around a failure.
+//!
+//! Both hooks exist only in builds with the `test-hooks` feature (which
+//! `cargo test` turns on, Cargo.toml): in a release build [`reached`] and
+//! [`note`] do nothing and read no environment variable.
 
+#[cfg(any(test, feature = "test-hooks"))]
 use std::sync::OnceLock;
 
 /// Every step name, in the order of each operation (the tests iterate it).
@@ -44,6 +55,7 @@ pub const ALL: &[&str] = &[
     "read:locked",
 ];
 
+#[cfg(any(test, feature = "test-hooks"))]
 fn wanted() -> &'static [String] {
     static W: OnceLock<Vec<String>> = OnceLock::new();
     W.get_or_init(|| {
@@ -53,10 +65,46 @@ fn wanted() -> &'static [String] {
     })
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
+fn trace_file() -> Option<&'static std::sync::Mutex<std::fs::File>> {
+    static T: OnceLock<Option<std::sync::Mutex<std::fs::File>>> = OnceLock::new();
+    T.get_or_init(|| {
+        let path = std::env::var_os("CAIRN_TEST_TRACE")?;
+        std::fs::OpenOptions::new().create(true).append(true).open(path).ok().map(std::sync::Mutex::new)
+    })
+    .as_ref()
+}
+
+/// Appends an event to the trace file, if one is asked for (`what` is only
+/// called then).
+#[cfg(not(any(test, feature = "test-hooks")))]
+pub fn note(_what: impl FnOnce() -> String) {}
+
+/// Appends an event to the trace file, if one is asked for (`what` is only
+/// called then).
+#[cfg(any(test, feature = "test-hooks"))]
+pub fn note(what: impl FnOnce() -> String) {
+    let Some(f) = trace_file() else { return };
+    use std::io::Write;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let line = format!("{nanos} {} {}\n", std::process::id(), what());
+    let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = f.write_all(line.as_bytes());
+}
+
 /// Marks that the process has reached `step`; stops it there, the first
 /// time, when the schedule tests ask for it.
+#[cfg(not(any(test, feature = "test-hooks")))]
 pub fn reached(step: &str) {
     debug_assert!(ALL.contains(&step), "unknown step {step}");
+}
+
+/// Marks that the process has reached `step`; stops it there, the first
+/// time, when the schedule tests ask for it.
+#[cfg(any(test, feature = "test-hooks"))]
+pub fn reached(step: &str) {
+    debug_assert!(ALL.contains(&step), "unknown step {step}");
+    note(|| step.to_string());
     static PAUSED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let Some(w) = wanted().iter().find(|w| *w == step) else { return };
     // The first time only: a step reached again (a second index object,

@@ -20,16 +20,24 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Mode of every directory cairn creates (repository and cache).
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of every file cairn creates (repository objects and cache files).
 pub const FILE_MODE: u32 = 0o600;
 
-/// One failed step of storing `object`, as one line naming both.
-fn failed(object: &Path, step: String, e: io::Error) -> Error {
-    Error::io(format!("cannot store {}: {step} failed", object.display()), e)
+/// One failed step of storing `object` in the repository at `root`, as
+/// one sentence: "cannot write data/ab/… on /srv/repo: no space left on
+/// device (writing data/ab/…#1)". Paths inside the repository are given
+/// relative to it.
+fn failed(root: &Path, object: &Path, step: String, e: io::Error) -> Error {
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+    let step = step.replace(&format!("{}/", root.display()), "");
+    let reason = crate::error::io_reason(&e);
+    let kind = if crate::error::io_is_transient(&e) { ErrorKind::Transient } else { ErrorKind::Io };
+    let msg = format!("cannot write {} on {}: {reason} ({step})", rel(object), root.display());
+    Error::with_source(kind, msg, e)
 }
 
 /// fsyncs a directory, so that the entries just made in it are durable.
@@ -86,7 +94,8 @@ fn sync_parents(root: &Path, dir: &Path, force: bool, object: &Path) -> Result<(
             continue;
         }
         let parent = parent_of(d);
-        sync_dir(parent).map_err(|e| failed(object, format!("fsync of the directory {}", parent.display()), e))?;
+        sync_dir(parent)
+            .map_err(|e| failed(root, object, format!("fsync of the directory {}", parent.display()), e))?;
         DURABLE_DIRS.lock().unwrap_or_else(|p| p.into_inner()).insert(d.to_path_buf());
     }
     Ok(())
@@ -110,11 +119,11 @@ fn create_staging(root: &Path, path: &Path) -> Result<(File, PathBuf)> {
                     .recursive(true)
                     .mode(DIR_MODE)
                     .create(dir)
-                    .map_err(|e| failed(path, format!("creating the directory {}", dir.display()), e))?;
+                    .map_err(|e| failed(root, path, format!("creating the directory {}", dir.display()), e))?;
                 sync_parents(root, dir, true, path)?;
                 made_dir = true;
             }
-            Err(e) => return Err(failed(path, format!("creating the file {}", staging.display()), e)),
+            Err(e) => return Err(failed(root, path, format!("creating the file {}", staging.display()), e)),
         }
     }
 }
@@ -128,21 +137,21 @@ pub fn put(root: &Path, path: &Path, data: &[u8], replace: bool) -> Result<bool>
     let (mut file, staging) = create_staging(root, path)?;
     let staged = file
         .write_all(data)
-        .map_err(|e| failed(path, format!("writing {}", staging.display()), e))
-        .and_then(|()| file.sync_all().map_err(|e| failed(path, format!("fsync of {}", staging.display()), e)));
+        .map_err(|e| failed(root, path, format!("writing {}", staging.display()), e))
+        .and_then(|()| file.sync_all().map_err(|e| failed(root, path, format!("fsync of {}", staging.display()), e)));
     drop(file);
     let placed = staged.and_then(|()| {
         if replace {
             return std::fs::rename(&staging, path)
                 .map(|()| true)
-                .map_err(|e| failed(path, format!("renaming {} into place", staging.display()), e));
+                .map_err(|e| failed(root, path, format!("renaming {} into place", staging.display()), e));
         }
         let linked = match std::fs::hard_link(&staging, path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(failed(path, format!("linking {} into place", staging.display()), e)),
+            Err(e) => return Err(failed(root, path, format!("linking {} into place", staging.display()), e)),
         };
-        std::fs::remove_file(&staging).map_err(|e| failed(path, format!("removing {}", staging.display()), e))?;
+        std::fs::remove_file(&staging).map_err(|e| failed(root, path, format!("removing {}", staging.display()), e))?;
         Ok(linked)
     });
     let placed = match placed {
@@ -156,7 +165,7 @@ pub fn put(root: &Path, path: &Path, data: &[u8], replace: bool) -> Result<bool>
     };
     if placed {
         let dir = parent_of(path);
-        sync_dir(dir).map_err(|e| failed(path, format!("fsync of the directory {}", dir.display()), e))?;
+        sync_dir(dir).map_err(|e| failed(root, path, format!("fsync of the directory {}", dir.display()), e))?;
         sync_parents(root, dir, false, path)?;
     }
     Ok(placed)

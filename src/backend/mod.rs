@@ -136,7 +136,24 @@ fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
         .map_err(|e| Error::io("starting the I/O runtime", e))
 }
 
-fn map_err(local: bool, location: &str, what: &str, e: object_store::Error) -> Error {
+/// The first I/O error among the causes of `e`, if any.
+fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// One sentence for a failed request: `op` ("read", "write", "list",
+/// "delete") of `what` (an object name or folder) in the repository at
+/// `location`. Its kind decides the exit code: [`ErrorKind::Transient`]
+/// (75) when the storage stayed unreachable or kept failing after the
+/// retries.
+fn map_err(local: bool, location: &str, op: &str, what: &str, e: object_store::Error) -> Error {
     use object_store::Error as E;
     let text = e.to_string();
     // S3 names the real cause in its XML error code.
@@ -168,19 +185,27 @@ fn map_err(local: bool, location: &str, what: &str, e: object_store::Error) -> E
             e,
         );
     }
+    let io = io_cause(&e);
     let kind = match &e {
         E::NotFound { .. } => ErrorKind::NotFound,
         E::AlreadyExists { .. } | E::Precondition { .. } => ErrorKind::Corrupt,
         E::Unauthenticated { .. } => ErrorKind::Io,
+        _ if local && io.is_some_and(crate::error::io_is_transient) => ErrorKind::Transient,
         _ if local => ErrorKind::Io,
         _ => ErrorKind::Transient,
     };
-    let msg = match kind {
-        ErrorKind::NotFound => format!("{what}: object not found"),
-        ErrorKind::Transient => {
-            format!("{what}: the storage server did not answer successfully, even after retries: {}", one_line(&text))
+    let msg = match (kind, io) {
+        (ErrorKind::NotFound, _) => format!("{what}: object not found"),
+        // Connection refused, timeouts, a name that does not resolve.
+        (ErrorKind::Transient, Some(io)) if !local => {
+            format!("cannot reach {location} to {op} {what}: {}, even after retries", crate::error::io_reason(io))
         }
-        _ => format!("{what}: {}", one_line(&text)),
+        (ErrorKind::Transient, None) => format!(
+            "cannot {op} {what} on {location}: the storage server did not answer successfully, even after retries: {}",
+            one_line(&text)
+        ),
+        (_, Some(io)) => format!("cannot {op} {what} on {location}: {}", crate::error::io_reason(io)),
+        _ => format!("cannot {op} {what} on {location}: {}", one_line(&text)),
     };
     Error::with_source(kind, msg, e)
 }
@@ -212,7 +237,8 @@ impl Backend {
         }
         let root = dir.canonicalize().map_err(|e| Error::io(dir.display(), e))?;
         let store = Arc::new(
-            LocalFileSystem::new_with_prefix(&root).map_err(|e| map_err(true, "", &root.display().to_string(), e))?,
+            LocalFileSystem::new_with_prefix(&root)
+                .map_err(|e| map_err(true, &root.display().to_string(), "open", "the directory", e))?,
         );
         Ok(Self {
             store: store.clone(),
@@ -321,8 +347,8 @@ impl Backend {
         &self.location
     }
 
-    fn err(&self, what: &str, e: object_store::Error) -> Error {
-        map_err(self.local_root.is_some(), &self.location, what, e)
+    fn err(&self, op: &str, what: &str, e: object_store::Error) -> Error {
+        map_err(self.local_root.is_some(), &self.location, op, what, e)
     }
 
     /// Writes a whole object; durable when it returns.
@@ -356,7 +382,7 @@ impl Backend {
                 return Ok(false)
             }
             Err(object_store::Error::NotImplemented) => return self.put(name, data).map(|()| true),
-            Err(e) => return Err(self.err(name, e)),
+            Err(e) => return Err(self.err("write", name, e)),
         }
         self.stats.puts.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -372,7 +398,7 @@ impl Backend {
         if name.rsplit('/').next().is_some_and(|last| last.contains('#')) {
             return Err(Error::invalid(format!("{name}: '#' is reserved for staging files in a local repository")));
         }
-        let file = fs.path_to_filesystem(&Path::from(name)).map_err(|e| self.err(name, e))?;
+        let file = fs.path_to_filesystem(&Path::from(name)).map_err(|e| self.err("write", name, e))?;
         Ok(Some((root.clone(), file)))
     }
 
@@ -397,12 +423,14 @@ impl Backend {
                     .await
                     .map_err(|e| Error::new(ErrorKind::Io, format!("{name}: the write task failed: {e}")))??;
             } else if multipart {
-                put_multipart(&*store, &path, data, &stats).await.map_err(|e| map_err(false, &location, &name, e))?;
+                put_multipart(&*store, &path, data, &stats)
+                    .await
+                    .map_err(|e| map_err(false, &location, "write", &name, e))?;
             } else {
                 store
                     .put(&path, PutPayload::from_bytes(data))
                     .await
-                    .map_err(|e| map_err(false, &location, &name, e))?;
+                    .map_err(|e| map_err(false, &location, "write", &name, e))?;
             }
             stats.puts.fetch_add(1, Ordering::Relaxed);
             stats.bytes_written.fetch_add(len, Ordering::Relaxed);
@@ -416,7 +444,7 @@ impl Backend {
         let b = self
             .runtime
             .block_on(async { self.store.get(&path).await?.bytes().await })
-            .map_err(|e| self.err(name, e))?;
+            .map_err(|e| self.err("read", name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
         Ok(b)
@@ -429,7 +457,7 @@ impl Backend {
     pub fn get_streamed(&self, name: &str, mut visit: impl FnMut(&[u8])) -> Result<u64> {
         use std::io::{Read, Seek, SeekFrom};
         let path = Path::from(name);
-        let got = self.runtime.block_on(self.store.get(&path)).map_err(|e| self.err(name, e))?;
+        let got = self.runtime.block_on(self.store.get(&path)).map_err(|e| self.err("read", name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         let mut n = 0u64;
         match got.payload {
@@ -452,7 +480,7 @@ impl Backend {
             }
             GetResultPayload::Stream(mut stream) => {
                 while let Some(piece) = self.runtime.block_on(stream.next()) {
-                    let piece = piece.map_err(|e| self.err(name, e))?;
+                    let piece = piece.map_err(|e| self.err("read", name, e))?;
                     visit(&piece);
                     n += piece.len() as u64;
                 }
@@ -466,7 +494,7 @@ impl Backend {
     pub fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
         let path = Path::from(name);
         let want = range.end - range.start;
-        let b = self.runtime.block_on(self.store.get_range(&path, range)).map_err(|e| self.err(name, e))?;
+        let b = self.runtime.block_on(self.store.get_range(&path, range)).map_err(|e| self.err("read", name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
         if b.len() as u64 != want {
@@ -478,7 +506,7 @@ impl Backend {
     /// Several ranges of one object, in one call where the store allows.
     pub fn get_ranges(&self, name: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         let path = Path::from(name);
-        let out = self.runtime.block_on(self.store.get_ranges(&path, ranges)).map_err(|e| self.err(name, e))?;
+        let out = self.runtime.block_on(self.store.get_ranges(&path, ranges)).map_err(|e| self.err("read", name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         for (b, r) in out.iter().zip(ranges) {
             self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
@@ -492,7 +520,7 @@ impl Backend {
     /// Size of an object.
     pub fn size(&self, name: &str) -> Result<u64> {
         let path = Path::from(name);
-        let m = self.runtime.block_on(self.store.head(&path)).map_err(|e| self.err(name, e))?;
+        let m = self.runtime.block_on(self.store.head(&path)).map_err(|e| self.err("read", name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         Ok(m.size)
     }
@@ -501,8 +529,10 @@ impl Backend {
     /// object's name relative to the repository root, and its size.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let path = Path::from(prefix);
-        let items: Vec<object_store::ObjectMeta> =
-            self.runtime.block_on(self.store.list(Some(&path)).try_collect()).map_err(|e| self.err(prefix, e))?;
+        let items: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(self.store.list(Some(&path)).try_collect())
+            .map_err(|e| self.err("list", prefix, e))?;
         self.stats.lists.fetch_add(1, Ordering::Relaxed);
         Ok(items.into_iter().map(|m| (m.location.to_string(), m.size)).collect())
     }
@@ -510,7 +540,7 @@ impl Backend {
     pub fn delete(&self, name: &str) -> Result<()> {
         crash_point();
         let path = Path::from(name);
-        self.runtime.block_on(self.store.delete(&path)).map_err(|e| self.err(name, e))?;
+        self.runtime.block_on(self.store.delete(&path)).map_err(|e| self.err("delete", name, e))?;
         self.stats.deletes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -560,7 +590,13 @@ mod tests;
 /// Fault injection for the crash tests: with `CAIRN_TEST_KILL_BEFORE_WRITE=N`
 /// the process kills itself with SIGKILL just before its Nth put or delete
 /// (counting from 1), so that a seeded sweep can stop an operation at every
-/// point of its write sequence. Unset, it costs one atomic increment.
+/// point of its write sequence. Unset, it costs one atomic increment. Only
+/// in builds with the `test-hooks` feature (tests): a release build has no
+/// such hook.
+#[cfg(not(any(test, feature = "test-hooks")))]
+fn crash_point() {}
+
+#[cfg(any(test, feature = "test-hooks"))]
 fn crash_point() {
     use std::sync::atomic::AtomicU64;
     use std::sync::OnceLock;

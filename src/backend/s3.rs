@@ -27,6 +27,15 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result};
 
+/// Backoff between retries (format-spec/11-backends.md): the first wait is
+/// `INIT_BACKOFF`; each next one is drawn between `INIT_BACKOFF` and
+/// `BACKOFF_BASE` times the previous one (object_store's decorrelated
+/// jitter), at most `MAX_BACKOFF`. Together with the default 10 retries this
+/// rides out a server restart of a minute or so.
+const INIT_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+const BACKOFF_BASE: f64 = 3.0;
+
 /// Where an S3 repository lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Location {
@@ -152,11 +161,7 @@ pub fn build(loc: &S3Location, opts: &S3Options) -> Result<Arc<dyn ObjectStore>>
             .with_virtual_hosted_style_request(false);
     }
     let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(15),
-            base: 2.0,
-        },
+        backoff: BackoffConfig { init_backoff: INIT_BACKOFF, max_backoff: MAX_BACKOFF, base: BACKOFF_BASE },
         max_retries: opts.max_retries,
         retry_timeout: opts.retry_timeout,
     };
@@ -240,5 +245,23 @@ mod tests {
         assert_eq!(o.retry_timeout, Duration::from_secs(5));
         assert!(!o.set("local.thing", "1").unwrap());
         assert!(o.set("s3.max-retries", "many").is_err());
+    }
+
+    /// The retry constants are the ones format-spec/11-backends.md states
+    /// (they once drifted apart: the spec said 250 ms / 3× / 20 s while
+    /// the code used 100 ms / 2× / 15 s).
+    #[test]
+    fn retry_constants_match_the_spec() {
+        let spec = include_str!("../../format-spec/11-backends.md").split_whitespace().collect::<Vec<_>>().join(" ");
+        let d = S3Options::default();
+        let ms = INIT_BACKOFF.as_millis();
+        let want = [
+            format!("first wait {ms} ms, each next wait drawn between {ms} ms and {BACKOFF_BASE}× the previous, at most {} s", MAX_BACKOFF.as_secs()),
+            format!("at most {} times and for at most {} seconds per request", d.max_retries, d.retry_timeout.as_secs()),
+            format!("A request times out after {} s", d.timeout.as_secs()),
+        ];
+        for w in want {
+            assert!(spec.contains(&w), "format-spec/11-backends.md does not say {w:?}");
+        }
     }
 }

@@ -52,6 +52,8 @@ pub struct DiffArgs {
     pub second: String,
     /// Compare only this path of both snapshots
     pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Print one JSON document: {changes, statistics}
     #[arg(long)]
     pub json: bool,
@@ -199,8 +201,17 @@ pub fn diff(g: &Global, a: &DiffArgs) -> Result<i32> {
     let (path1, path2) = (abs(p1.or(common.clone())), abs(p2.or(common)));
     let repo = g.open()?;
     let _lock = g.read_lock(&repo, "diff")?;
-    let (id1, snap1) = repo.find_snapshot(s1)?;
-    let (id2, snap2) = repo.find_snapshot(s2)?;
+    let filter = a.filter.filter();
+    let (id1, snap1) = snapshots::find(&repo, s1, &filter)?;
+    let (id2, snap2) = snapshots::find(&repo, s2, &filter)?;
+    if !snapshots::has_path(&repo, &snap1, &path1)? && !snapshots::has_path(&repo, &snap2, &path2)? {
+        let (l1, l2) = (snapshots::label(&id1, &snap1), snapshots::label(&id2, &snap2));
+        return Err(Error::not_found(if path1 == path2 {
+            format!("{} is in neither snapshot {l1} nor {l2}", path1.display())
+        } else {
+            format!("{} is not in snapshot {l1}, nor {} in {l2}", path1.display(), path2.display())
+        }));
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if !a.json && !g.quiet {
         writeln!(out, "comparing snapshot {} to {}:\n", id1.short(), id2.short()).map_err(stdout_err)?;

@@ -13,7 +13,7 @@ use cairn::format::lock::LockKind;
 use cairn::ops::backup::{self, BackupOptions, StreamInput};
 use cairn::ops::restore::{self, Filter, RestorePlan};
 use cairn::ops::snapshots::{self, SnapshotFilter};
-use cairn::ops::{cat, check, dump, ls};
+use cairn::ops::{cat, check, dump, ls, stream};
 use cairn::repo::{InitOptions, Repository};
 use cairn::target::MetaOptions;
 use cairn::{Error, Result};
@@ -115,6 +115,8 @@ pub struct LsArgs {
     /// Show mode, size and time
     #[arg(short, long)]
     pub long: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args)]
@@ -133,6 +135,8 @@ pub struct RestoreArgs {
     /// Show what would be restored, and restore nothing
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args)]
@@ -141,12 +145,15 @@ pub struct DumpArgs {
     pub snapshot: String,
     /// Path of a file in the snapshot (for a stream snapshot: its file name)
     pub path: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args)]
 pub struct CatArgs {
     /// config | index ID | snapshot ID | pack ID
     pub what: String,
+    /// The object's id (unique prefix; for a snapshot also "latest")
     pub id: Option<String>,
 }
 
@@ -160,6 +167,7 @@ pub struct KeyArgs {
 pub enum KeyCmd {
     /// List key files
     List {
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
@@ -173,9 +181,13 @@ pub enum KeyCmd {
         label: Option<String>,
     },
     /// Remove a key file by id prefix (not the one in use)
-    Remove { id: String },
+    Remove {
+        /// Id (unique prefix) of the key file to remove
+        id: String,
+    },
     /// Change the password of the key in use
     Passwd {
+        /// Read the new password from a file (else CAIRN_NEW_PASSWORD or a prompt)
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
@@ -196,6 +208,9 @@ pub struct CheckArgs {
     /// Read only some packs: n/m (group n of m), day/m (group by day number: m nights cover all), or x%
     #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
     pub read_data_subset: Option<String>,
+    /// Verify every stream snapshot's SHA-256 (reads each stream again; --read-data verifies the newest of each)
+    #[arg(long)]
+    pub verify_streams: bool,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -249,7 +264,7 @@ fn init(g: &Global, a: &InitArgs) -> Result<i32> {
         opts.id_key = Some(src.key.id);
     }
     let backend = g.backend(true)?;
-    let pw = g.password("enter password for new repository: ")?;
+    let pw = g.password_for_init()?;
     let repo = Repository::init(backend, &pw, &opts, g.cache_mode())?;
     if !g.quiet {
         println!("created cairn repository {} at {}", repo.config.id.short(), repo.backend.location());
@@ -387,8 +402,10 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
 /// adaptive threshold, and its memory is bounded by batching; streams are
 /// faster with it too and stay near 40 MB either way.)
 fn limit_heap_growth() {
-    // SAFETY: mallopt only sets an allocator tunable; it is called before
-    // the pipeline threads start, with a valid parameter and value.
+    // glibc only (other C libraries have no mallopt). SAFETY: mallopt only
+    // sets an allocator tunable; it is called before the pipeline threads
+    // start, with a valid parameter and value.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
@@ -427,8 +444,9 @@ fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
 fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
     let repo = g.open()?;
     let _lock = g.read_lock(&repo, "ls")?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = snapshots::find(&repo, &a.snapshot, &a.filter.filter())?;
     let path = a.path.clone().unwrap_or_else(|| PathBuf::from("/"));
+    snapshots::require_path(&repo, &id, &snap, &path)?;
     let mut out = std::io::stdout().lock();
     if a.json {
         let head = json!({"message_type": "snapshot", "id": id, "short_id": id.short(), "time": snap.time.to_rfc3339(), "hostname": snap.hostname, "paths": snap.paths, "tree": snap.tree});
@@ -461,7 +479,8 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let repo = g.open()?;
     let _lock = g.read_lock(&repo, "restore")?;
     let (snap_spec, sub) = split_spec(&a.snapshot);
-    let (id, snap) = repo.find_snapshot(snap_spec)?;
+    let (id, snap) = snapshots::find(&repo, snap_spec, &a.filter.filter())?;
+    snapshots::require_path(&repo, &id, &snap, &sub)?;
     let filter = Filter::new(&a.include, &a.exclude)?;
     if a.dry_run {
         let plan = RestorePlan::build(&repo, snap.tree, &sub, &a.target, &filter)?;
@@ -481,12 +500,18 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let shown = super::progress::show(repo.progress.clone(), "restored", super::progress::wanted(g.quiet));
     let report = restore::run(&repo, snap.tree, &sub, &a.target, &filter, &MetaOptions::default())?;
+    drop(shown);
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
     for f in &report.failed {
         eprintln!("error: not restored: {f}");
+    }
+    // A stream snapshot holds one file: restored whole, it is hashed.
+    if let Some(st) = snap.stream.as_ref().filter(|_| report.files == 1 && report.failed.is_empty()) {
+        stream::verify_restored(&a.target.join(&st.filename), &id, &snap, st)?;
     }
     if !g.quiet {
         println!(
@@ -512,10 +537,26 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
 fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
     let repo = g.open()?;
     let _lock = g.read_lock(&repo, "dump")?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
     let path = if a.path.is_absolute() { a.path.clone() } else { Path::new("/").join(&a.path) };
+    let filter = a.filter.filter();
+    // `latest` is the newest snapshot (of those the filters select) that has PATH.
+    let (id, snap) = if a.snapshot == "latest" {
+        let (id, snap, skipped) = snapshots::latest_with_path(&repo, &filter, &path)?;
+        if skipped > 0 && g.verbose {
+            eprintln!(
+                "{skipped} newer snapshot(s) have no {}: dumping snapshot {}",
+                path.display(),
+                snapshots::label(&id, &snap)
+            );
+        }
+        (id, snap)
+    } else {
+        let (id, snap) = snapshots::find(&repo, &a.snapshot, &filter)?;
+        snapshots::require_path(&repo, &id, &snap, &path)?;
+        (id, snap)
+    };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    dump::dump(&repo, snap.tree, &path, &mut out)?;
+    dump::dump_snapshot(&repo, &id, &snap, &path, &mut out)?;
     Ok(0)
 }
 
@@ -584,7 +625,24 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     let repo = g.open_quietly()?;
     // Not beside a prune, whose half-done index rewrite would read as damage.
     let lock = if g.no_lock { None } else { Some(g.lock(&repo, LockKind::Maintenance, "check")?) };
-    let report = check::check(&repo, read)?;
+    let shown = super::progress::show(
+        repo.progress.clone(),
+        "read",
+        read != check::ReadData::None && super::progress::wanted(g.quiet),
+    );
+    let mut report = check::check(&repo, read)?;
+    drop(shown);
+    let streams = match (a.verify_streams, read) {
+        (true, _) => Some(stream::Which::All),
+        (false, check::ReadData::All) => Some(stream::Which::Newest),
+        _ => None,
+    };
+    if let Some(which) = streams {
+        let v = stream::verify(&repo, &repo.snapshots()?, which);
+        report.notes.push(format!("{} stream snapshot(s) verified against their recorded SHA-256", v.verified));
+        report.notes.extend(v.skipped);
+        report.problems.extend(v.problems);
+    }
     drop(lock);
     if a.json {
         println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);

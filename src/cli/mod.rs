@@ -8,8 +8,10 @@ mod forget;
 mod mount;
 mod output;
 mod password;
+mod progress;
 mod prune;
 mod repair;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -25,7 +27,13 @@ use cairn::{Error, Result};
 pub const EXIT_PARTIAL: i32 = 3;
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "Encrypted, deduplicating backups", max_term_width = 100)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Encrypted, deduplicating backups",
+    max_term_width = 100,
+    after_help = usage::EXIT_CODES
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -33,7 +41,10 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// Options every command takes: listed after the command's own, under
+/// their own heading.
 #[derive(Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository: a local directory, or s3:http[s]://host[:port]/bucket[/prefix] or s3://bucket[/prefix]
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true, value_name = "REPO")]
@@ -146,6 +157,16 @@ impl Global {
         })
     }
 
+    /// The password of a new repository: asked twice on a terminal.
+    fn password_for_init(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        password::read_for_init(&password::PasswordSource {
+            env_var: "CAIRN_PASSWORD",
+            file: self.password_file.as_deref(),
+            command: self.password_command.as_deref(),
+            prompt: "enter password for new repository: ",
+        })
+    }
+
     /// Opens the repository: the typed state every command but `init` needs.
     pub fn open(&self) -> Result<Repository> {
         let repo = self.open_quietly()?;
@@ -173,6 +194,7 @@ impl Global {
     /// rule 11; the open read it before the lock).
     pub(crate) fn lock(&self, repo: &Repository, kind: LockKind, op: &str) -> Result<LockGuard> {
         let guard = repo.lock_retrying(kind, op, self.retry_lock.unwrap_or_default())?;
+        cairn::steps::note(|| format!("locked {kind:?} for {op}"));
         repo.sync_cache()?;
         Ok(guard)
     }
@@ -208,10 +230,15 @@ impl Global {
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
+        // --help and --version.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return code;
+            return 0;
+        }
+        Err(e) => {
+            let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+            eprintln!("{}", usage::short_error(&e.render().to_string(), &args));
+            return cairn::error::EXIT_USAGE;
         }
     };
     match commands::run(&cli) {

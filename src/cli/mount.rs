@@ -41,8 +41,10 @@ pub fn mount(g: &Global, a: &MountArgs) -> Result<i32> {
     // (scripts/bench-mount.sh), RSS 135 MiB instead of 153 at the same speed;
     // backup's fixed mmap threshold (limit_heap_growth) gave 85 MiB but made
     // reads 30% slower.
-    // SAFETY: mallopt only sets an allocator tunable; it is called before
-    // the mount's threads start, with a valid parameter and value.
+    // glibc only (other C libraries have no mallopt). SAFETY: mallopt only
+    // sets an allocator tunable; it is called before the mount's threads
+    // start, with a valid parameter and value.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }

@@ -16,6 +16,15 @@ pub struct PasswordSource<'a> {
     pub prompt: &'a str,
 }
 
+/// A password file's password: its first line without trailing spaces,
+/// tabs and CR (so a file saved with CRLF line ends, or with a space after
+/// the password, opens the repository). restic trims white space too.
+fn from_file(contents: &[u8]) -> Vec<u8> {
+    let first = contents.split(|&b| b == b'\n').next().unwrap_or_default();
+    let end = first.iter().rposition(|b| !matches!(b, b' ' | b'\t' | b'\r')).map_or(0, |i| i + 1);
+    first[..end].to_vec()
+}
+
 fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
     if v.last() == Some(&b'\n') {
         v.pop();
@@ -29,9 +38,7 @@ fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
 pub fn read(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(f) = src.file {
         let v = Zeroizing::new(std::fs::read(f).map_err(|e| Error::io(format!("password file {}", f.display()), e))?);
-        // The first line, as --help says (restic's behaviour).
-        let first = v.split(|&b| b == b'\n').next().unwrap_or_default();
-        return Ok(Zeroizing::new(trim_newline(first.to_vec())));
+        return Ok(Zeroizing::new(from_file(&v)));
     }
     if let Some(cmd) = src.command {
         let out = Command::new("sh")
@@ -60,16 +67,73 @@ pub fn read(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
     Err(Error::invalid(format!("no password given: set {} or use {flags}", src.env_var)))
 }
 
+/// Asks for a new password twice (`ask` shows a prompt and reads a line)
+/// and refuses two different answers, or an empty one.
+fn ask_twice(prompt: &str, mut ask: impl FnMut(&str) -> Result<String>) -> Result<Zeroizing<Vec<u8>>> {
+    let a = Zeroizing::new(ask(prompt)?);
+    if a.is_empty() {
+        return Err(Error::invalid("an empty password is not accepted"));
+    }
+    let b = Zeroizing::new(ask("enter the password again: ")?);
+    if *a != *b {
+        return Err(Error::invalid("the passwords do not match; nothing was changed"));
+    }
+    Ok(Zeroizing::new(a.as_bytes().to_vec()))
+}
+
+fn prompt(p: &str) -> Result<String> {
+    rpassword::prompt_password(p).map_err(|e| Error::io("reading the password", e))
+}
+
+/// The password of a new repository (`init`): from the usual sources,
+/// else asked twice on a terminal.
+pub fn read_for_init(src: &PasswordSource<'_>) -> Result<Zeroizing<Vec<u8>>> {
+    let given = src.file.is_some() || src.command.is_some() || std::env::var_os(src.env_var).is_some();
+    if !given && std::io::stdin().is_terminal() {
+        return ask_twice(src.prompt, prompt);
+    }
+    read(src)
+}
+
 /// A new password, asked twice on a terminal.
 pub fn read_new(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
     if file.is_none() && std::env::var_os("CAIRN_NEW_PASSWORD").is_none() && std::io::stdin().is_terminal() {
-        let a = rpassword::prompt_password("new password: ").map_err(|e| Error::io("reading the password", e))?;
-        let b =
-            rpassword::prompt_password("repeat new password: ").map_err(|e| Error::io("reading the password", e))?;
-        if a != b {
-            return Err(Error::invalid("the passwords do not match"));
-        }
-        return Ok(Zeroizing::new(a.into_bytes()));
+        return ask_twice("new password: ", prompt);
     }
     read(&PasswordSource { env_var: "CAIRN_NEW_PASSWORD", file, command: None, prompt: "new password: " })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_files_lose_trailing_line_ends_and_spaces() {
+        assert_eq!(from_file(b"secret\r\n"), b"secret");
+        assert_eq!(from_file(b"secret \t\n"), b"secret");
+        assert_eq!(from_file(b"secret"), b"secret");
+        assert_eq!(from_file(b"secret\nsecond line\n"), b"secret");
+        assert_eq!(from_file(b"  inner space  \r\n"), b"  inner space");
+        assert_eq!(from_file(b"\r\n"), b"");
+        assert_eq!(from_file(b""), b"");
+    }
+
+    fn answers(list: &[&str]) -> impl FnMut(&str) -> Result<String> {
+        let mut it = list.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter();
+        move |_| Ok(it.next().expect("asked once too often"))
+    }
+
+    #[test]
+    fn a_new_password_is_asked_twice_and_must_match() {
+        assert_eq!(*ask_twice("p: ", answers(&["pw", "pw"])).unwrap(), b"pw");
+        let e = ask_twice("p: ", answers(&["pw", "pW"])).unwrap_err();
+        assert!(e.to_string().contains("do not match"), "{e}");
+        assert!(ask_twice("p: ", answers(&["", ""])).is_err());
+        let mut asked = Vec::new();
+        let _ = ask_twice("first: ", |p| {
+            asked.push(p.to_string());
+            Ok("x".into())
+        });
+        assert_eq!(asked, ["first: ", "enter the password again: "]);
+    }
 }

@@ -11,16 +11,19 @@ use crate::format::keyfile::{KdfParams, KeyFile};
 /// Default argon2id cost: 32 MiB, 3 passes, 1 lane.
 pub const DEFAULT_KDF: KdfParams = KdfParams { m_cost_kib: 32 * 1024, t_cost: 3, p_cost: 1 };
 
-/// Cheap parameters for tests, selected with `CAIRN_INSECURE_TEST_KDF=1`.
+/// Cheap parameters for tests, selected with `CAIRN_INSECURE_TEST_KDF=1` in
+/// builds with the `test-hooks` feature.
 pub const TEST_KDF: KdfParams = KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
 
-/// Parameters for new key files: [`DEFAULT_KDF`] unless the test override is set.
+/// Parameters for new key files: [`DEFAULT_KDF`], unless the test override
+/// is set in a build with the `test-hooks` feature (a release build has no
+/// such override).
 pub fn params_for_new_keys() -> KdfParams {
+    #[cfg(any(test, feature = "test-hooks"))]
     if std::env::var_os("CAIRN_INSECURE_TEST_KDF").is_some_and(|v| v == "1") {
-        TEST_KDF
-    } else {
-        DEFAULT_KDF
+        return TEST_KDF;
     }
+    DEFAULT_KDF
 }
 
 /// argon2id(password, salt) -> 32-byte key-encryption key.

@@ -76,6 +76,15 @@ impl KeyFile {
         if params.m_cost_kib > 4 * 1024 * 1024 || params.t_cost > 64 || params.p_cost > 64 {
             return Err(Error::corrupt("key file: argon2 parameters out of range"));
         }
+        // What argon2 itself requires: without it no password could open
+        // the file, so it is damaged (not a wrong password).
+        if params.t_cost < 1 || params.p_cost < 1 || params.m_cost_kib < 8 * params.p_cost {
+            return Err(Error::corrupt(format!(
+                "key file: invalid argon2 parameters (m_cost_kib {}, t_cost {}, p_cost {}; \
+                 argon2 needs t_cost >= 1, p_cost >= 1 and m_cost_kib >= 8 * p_cost)",
+                params.m_cost_kib, params.t_cost, params.p_cost
+            )));
+        }
         let salt = r.array()?;
         let created = r.i64()?;
         let len = r.u16()? as usize;
@@ -95,7 +104,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(m in 8u32..100_000, t in 1u32..10, p in 1u32..4, label in ".{0,40}",
+        fn round_trip(m in 32u32..100_000, t in 1u32..10, p in 1u32..4, label in ".{0,40}",
                       salt in proptest::array::uniform32(any::<u8>()), created in any::<i64>()) {
             let kf = KeyFile { params: KdfParams { m_cost_kib: m, t_cost: t, p_cost: p }, salt,
                 created, label, nonce: [7; 24], wrapped: [9; 80] };
@@ -105,6 +114,26 @@ mod tests {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = KeyFile::decode(&bytes);
+        }
+    }
+
+    /// Parameters argon2 refuses make the key file damaged when decoded.
+    #[test]
+    fn invalid_argon2_parameters_are_damage() {
+        let kf = |m, t, p| KeyFile {
+            params: KdfParams { m_cost_kib: m, t_cost: t, p_cost: p },
+            salt: [1; 32],
+            created: 0,
+            label: "l".into(),
+            nonce: [7; 24],
+            wrapped: [9; 80],
+        };
+        assert!(KeyFile::decode(&kf(64, 1, 1).encode()).is_ok());
+        assert!(KeyFile::decode(&kf(8, 1, 1).encode()).is_ok());
+        for (m, t, p) in [(64, 0, 1), (64, 1, 0), (7, 1, 1), (15, 1, 2), (0, 0, 0)] {
+            let e = KeyFile::decode(&kf(m, t, p).encode()).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Corrupt, "{m} {t} {p}: {e}");
+            assert!(e.to_string().contains("invalid argon2 parameters"), "{e}");
         }
     }
 }

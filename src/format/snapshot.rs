@@ -59,7 +59,8 @@ pub struct Snapshot {
     pub time: DateTime<FixedOffset>,
     pub hostname: String,
     pub username: String,
-    /// Absolute paths that were backed up (or the stream's filename).
+    /// Absolute paths that were backed up; for a stream, `/` and the
+    /// stream's filename (format-spec/09-snapshots.md).
     pub paths: Vec<String>,
     #[serde(default)]
     pub tags: Vec<String>,

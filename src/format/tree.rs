@@ -169,17 +169,57 @@ fn encode_node(n: &Node, out: &mut Vec<u8>) {
     }
 }
 
-/// Encodes a directory. Nodes must be sorted by name, names unique and
-/// at most 65535 bytes (checked in debug builds; the walker guarantees it).
-pub fn encode(nodes: &[Node]) -> Vec<u8> {
-    debug_assert!(nodes.windows(2).all(|w| w[0].name < w[1].name));
+/// Whether [`decode_node`] would read `n` back as it is: a valid name, a
+/// content that matches the kind, and every length within its field.
+fn check_node(n: &Node) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("tree: refusing to write entry {:?}: {why}", n.name_lossy())));
+    if n.name.is_empty() || n.name == b"." || n.name == b".." || n.name.iter().any(|&b| b == b'/' || b == 0) {
+        return bad("not a valid file name");
+    }
+    if n.name.len() > u16::MAX as usize {
+        return bad("name longer than 65535 bytes");
+    }
+    let fits = match (&n.content, n.kind) {
+        (Content::File(c), NodeKind::File) => u32::try_from(c.len()).is_ok(),
+        (Content::Dir(_), NodeKind::Dir) => true,
+        (Content::Symlink(t), NodeKind::Symlink) => u32::try_from(t.len()).is_ok(),
+        (Content::Device(_), NodeKind::CharDev | NodeKind::BlockDev) => true,
+        (Content::None, NodeKind::Fifo | NodeKind::Socket) => true,
+        _ => return bad(&format!("its content does not match its kind {:?}", n.kind)),
+    };
+    if !fits {
+        return bad("content longer than its length field");
+    }
+    if n.xattrs.len() > u16::MAX as usize
+        || n.xattrs.iter().any(|(k, v)| k.len() > u16::MAX as usize || u32::try_from(v.len()).is_err())
+    {
+        return bad("extended attributes too many or too long");
+    }
+    Ok(())
+}
+
+/// Encodes a directory. Refuses (with an error, in every build) what
+/// [`decode`] would not read back: names not sorted and unique, invalid
+/// names, lengths that do not fit their fields, a content that does not
+/// match the node's kind. The walker never produces such nodes, so an error
+/// here is a bug, reported instead of stored.
+pub fn encode(nodes: &[Node]) -> Result<Vec<u8>> {
+    if let Some(w) = nodes.windows(2).find(|w| w[0].name >= w[1].name) {
+        return Err(Error::invalid(format!(
+            "tree: refusing to write entries out of order or twice ({:?} before {:?})",
+            w[0].name_lossy(),
+            w[1].name_lossy()
+        )));
+    }
+    let count = u32::try_from(nodes.len()).map_err(|_| Error::invalid("tree: more than 2^32 - 1 entries"))?;
     let mut out = Vec::with_capacity(5 + nodes.len() * 128);
     out.put_u8(VERSION);
-    out.put_u32(nodes.len() as u32);
+    out.put_u32(count);
     for n in nodes {
+        check_node(n)?;
         encode_node(n, &mut out);
     }
-    out
+    Ok(out)
 }
 
 fn get_str8(r: &mut Reader<'_>) -> Result<String> {
@@ -321,7 +361,7 @@ pub(crate) mod tests {
         fn round_trip(mut nodes in proptest::collection::vec(arb_node(), 0..20)) {
             nodes.sort_by(|a, b| a.name.cmp(&b.name));
             nodes.dedup_by(|a, b| a.name == b.name);
-            prop_assert_eq!(decode(&encode(&nodes)).unwrap(), nodes);
+            prop_assert_eq!(decode(&encode(&nodes).unwrap()).unwrap(), nodes);
         }
 
         #[test]
@@ -344,6 +384,36 @@ pub(crate) mod tests {
         encode_node(&b, &mut enc);
         assert!(decode(&enc).is_err());
         a.name = b"x/y".to_vec();
-        assert!(decode(&encode(&[a])).is_err());
+        let mut enc = vec![VERSION];
+        enc.extend_from_slice(&1u32.to_le_bytes());
+        encode_node(&a, &mut enc);
+        assert!(decode(&enc).is_err());
+    }
+
+    /// What `decode` would refuse, `encode` refuses too, in every build
+    /// (it used to check the order with `debug_assert!` only).
+    #[test]
+    fn encode_refuses_what_decode_would_not_read() {
+        let file = |name: &str| Node::for_test(name, NodeKind::File, Content::File(vec![]));
+        let ok = encode(&[file("a"), file("b")]).unwrap();
+        assert_eq!(decode(&ok).unwrap().len(), 2);
+        for (what, nodes) in [
+            ("unsorted", vec![file("b"), file("a")]),
+            ("duplicate", vec![file("a"), file("a")]),
+            ("empty name", vec![file("")]),
+            ("dot", vec![file(".")]),
+            ("dot-dot", vec![file("..")]),
+            ("slash", vec![file("x/y")]),
+            ("NUL", vec![file("x\0y")]),
+            ("long name", vec![file(&"n".repeat(65536))]),
+            ("kind and content disagree", vec![Node::for_test("d", NodeKind::Dir, Content::File(vec![]))]),
+            ("fifo with a target", vec![Node::for_test("f", NodeKind::Fifo, Content::Symlink(b"t".to_vec()))]),
+        ] {
+            let err = encode(&nodes).expect_err(what);
+            assert_eq!(err.kind(), crate::error::ErrorKind::InvalidInput, "{what}: {err}");
+        }
+        let mut x = file("x");
+        x.xattrs = vec![(vec![b'k'; 65536], vec![])];
+        assert!(encode(&[x]).is_err(), "xattr name too long");
     }
 }

@@ -284,7 +284,8 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         all.sort();
         let chosen = read_data.select(&all);
         r.packs_read = chosen.len();
-        let (probs, bad, bad_packs, n) = read_packs(repo, &indexes, &named_by, &chosen)?;
+        repo.progress.start(chosen.iter().filter_map(|p| sizes.get(*p)).sum());
+        let (probs, bad, bad_packs, n) = read_packs(repo, &indexes, &named_by, &chosen, &sizes)?;
         r.problems.extend(probs);
         r.damaged_objects.extend(bad_packs.iter().map(pack::object_name));
         r.blobs_read = n;
@@ -321,6 +322,7 @@ fn read_packs(
     indexes: &[IndexId],
     named_by: &HashMap<PackId, Vec<IndexId>>,
     chosen: &[&PackId],
+    sizes: &HashMap<PackId, u64>,
 ) -> Result<ReadOutcome> {
     let chosen: HashSet<PackId> = chosen.iter().map(|p| **p).collect();
     let out = Mutex::new((Vec::<String>::new(), HashSet::<BlobId>::new(), HashSet::<PackId>::new(), 0u64));
@@ -332,6 +334,7 @@ fn read_packs(
             s.spawn(move || {
                 for (id, expected) in rx.iter() {
                     let (probs, bad, n) = read_pack(repo, &id, expected);
+                    repo.progress.add(sizes.get(&id).copied().unwrap_or_default());
                     let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                     if !probs.is_empty() {
                         o.2.insert(id);

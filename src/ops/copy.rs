@@ -313,7 +313,7 @@ impl Rechunker<'_, '_> {
                 _ => {}
             }
         }
-        let enc = tree::encode(&nodes);
+        let enc = tree::encode(&nodes)?;
         let id = TreeId(self.dst.key.blob_id(&enc));
         self.saver.save(BlobKind::Tree, id.0, enc)?;
         self.done.insert(t, id);

@@ -5,13 +5,34 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::NodeKind;
-use crate::id::{BlobId, TreeId};
+use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::ops::restore::resolve;
+use crate::ops::stream;
 use crate::repo::Repository;
 
 /// Chunks fetched ahead of the writer.
 const WINDOW: usize = 8;
+
+/// Writes the file at `path` of snapshot `snap` to `out`; for the file of a
+/// stream snapshot, hashes what it writes and fails at the end when the
+/// size or SHA-256 differ from the snapshot's record (the bytes are
+/// written all the same: the caller's exit status tells).
+pub fn dump_snapshot(
+    repo: &Repository,
+    id: &SnapshotId,
+    snap: &Snapshot,
+    path: &Path,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let Some(st) = stream::stream_at(snap, path) else { return dump(repo, snap.tree, path, out) };
+    let mut h = stream::HashingWriter::new(out);
+    dump(repo, snap.tree, path, &mut h)?;
+    let (size, sha) = h.finish();
+    stream::compare(id, snap, st, size, &sha)?;
+    Ok(size)
+}
 
 /// Writes the file at `path` in the snapshot tree `root` to `out`.
 /// Returns the number of bytes written.

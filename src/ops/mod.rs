@@ -16,4 +16,5 @@ pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
+pub mod stream;
 pub mod tag;

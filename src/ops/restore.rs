@@ -376,6 +376,8 @@ fn execute_files(
     }
     // Data: packs in parallel, one worker per core.
     let packs: Vec<(&PackId, &Vec<BlobRead>)> = plan.packs.iter().collect();
+    let stored = |reads: &[BlobRead]| reads.iter().map(|r| u64::from(r.entry.length)).sum::<u64>();
+    repo.progress.start(packs.iter().map(|(_, reads)| stored(reads)).sum());
     let next = AtomicUsize::new(0);
     let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
     let fatal: Mutex<Option<Error>> = Mutex::new(None);
@@ -390,6 +392,7 @@ fn execute_files(
                     *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     return;
                 }
+                repo.progress.add(stored(reads));
             });
         }
     });
@@ -550,22 +553,29 @@ fn write_targets(plan: &RestorePlan, r: &BlobRead, plain: &[u8], failed: &Mutex<
 /// Finds the tree of the directory at `sub` inside a snapshot's root tree.
 /// Returns the node at that path (None for the root).
 pub fn resolve(repo: &Repository, root: TreeId, sub: &Path) -> Result<(Option<Node>, TreeId)> {
+    lookup(repo, root, sub)?.ok_or_else(|| Error::not_found(format!("{} is not in the snapshot", sub.display())))
+}
+
+/// [`resolve`], with `None` when the snapshot has no entry at `sub`
+/// (including a path that continues below a file).
+pub fn lookup(repo: &Repository, root: TreeId, sub: &Path) -> Result<Option<(Option<Node>, TreeId)>> {
+    // The tree of the last directory on the path (for a file, its parent's).
     let mut tree = root;
-    let mut node = None;
+    let mut node: Option<Node> = None;
     for c in sub.components() {
         let name = match c {
             std::path::Component::Normal(n) => n.as_bytes(),
             _ => continue,
         };
-        let nodes = repo.load_tree(&tree)?;
-        let n = nodes
-            .into_iter()
-            .find(|n| n.name == name)
-            .ok_or_else(|| Error::not_found(format!("{} is not in the snapshot", sub.display())))?;
+        // A component below a file or other non-directory.
+        if node.as_ref().is_some_and(|n| n.subtree().is_none()) {
+            return Ok(None);
+        }
+        let Some(n) = repo.load_tree(&tree)?.into_iter().find(|n| n.name == name) else { return Ok(None) };
         if let Some(t) = n.subtree() {
             tree = t;
         }
         node = Some(n);
     }
-    Ok((node, tree))
+    Ok(Some((node, tree)))
 }

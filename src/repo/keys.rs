@@ -49,32 +49,33 @@ pub fn find_key<T>(
         return Err(Error::new(ErrorKind::NoRepository, format!("no key files in {}", backend.location())));
     }
     let mut last = None;
+    // Key files that do not decode, or whose parameters argon2 refuses:
+    // damaged, named in the error if the password opens no other one.
+    let mut damaged: Vec<String> =
+        keys.iter().filter_map(|(id, kf)| kf.as_ref().err().map(|e| format!("keys/{id} ({e})"))).collect();
     for (id, kf) in keys.iter().filter_map(|(id, kf)| kf.as_ref().ok().map(|kf| (id, kf))) {
-        if let Ok(mk) = kdf::unwrap(kf, password) {
-            match accept(&mk) {
+        match kdf::unwrap(kf, password) {
+            Ok(mk) => match accept(&mk) {
                 Ok(t) => return Ok((*id, mk, t)),
                 Err(e) => last = Some(e),
-            }
+            },
+            Err(e) if e.kind() == ErrorKind::WrongPassword => {}
+            Err(e) => damaged.push(format!("keys/{id} ({e})")),
         }
     }
     if let Some(e) = last {
         return Err(e);
     }
-    // Say so when a key file is damaged: that, not the password, may be why.
-    let damaged: Vec<String> =
-        keys.iter().filter_map(|(id, kf)| kf.as_ref().err().map(|e| format!("keys/{id} ({e})"))).collect();
     if damaged.is_empty() {
-        Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key file opens with it"))
-    } else {
-        Err(Error::new(
-            ErrorKind::WrongPassword,
-            format!(
-                "no key file opens with this password, and {} is damaged: {}",
-                plural(damaged.len()),
-                damaged.join("; ")
-            ),
-        ))
+        return Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key file opens with it"));
     }
+    // A damaged key file may be the one this password belongs to: report
+    // the damage (exit 1), not a wrong password.
+    Err(Error::corrupt(format!(
+        "no key file opens with this password, and {} is damaged: {}",
+        plural(damaged.len()),
+        damaged.join("; ")
+    )))
 }
 
 /// One row of `key list`.

@@ -222,6 +222,37 @@ pub fn is_stale(lock: &Lock, now: DateTime<Utc>) -> bool {
     liveness(lock) == Liveness::Dead
 }
 
+/// Why a lock cannot be taken, and what will clear the lock that stands in
+/// the way: its holder ending, the staleness rule (format-spec/08-locks.md)
+/// or `cairn unlock --remove-all`.
+pub fn locked_message(l: &Lock, live: Liveness) -> String {
+    let how = match l.kind() {
+        LockKind::Exclusive => " exclusively",
+        LockKind::Maintenance => " for maintenance",
+        LockKind::Shared => "",
+    };
+    let holder = format!("{} (pid {} on {}, lock written {})", l.operation, l.pid, l.hostname, l.time);
+    let minutes = STALE_AFTER.as_secs() / 60;
+    if live == Liveness::Alive {
+        return format!(
+            "repository is locked{how} by {holder}, which is running on this host: wait for it to end, \
+             or pass --retry-lock (e.g. --retry-lock 30m) to wait for it"
+        );
+    }
+    let expires = DateTime::parse_from_rfc3339(&l.time)
+        .ok()
+        .and_then(|t| chrono::Duration::from_std(STALE_AFTER).ok().map(|d| t.with_timezone(&Utc) + d))
+        .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+        .unwrap_or_default();
+    format!(
+        "repository is locked{how} by {holder}; its holder refreshes it every {} minutes while it runs, so if it \
+         is gone the lock goes stale{expires} ({minutes} minutes after it was written; --retry-lock waits for that), \
+         or, once you are sure no cairn process uses the repository from {}, `cairn unlock --remove-all` removes it now",
+        REFRESH.as_secs() / 60,
+        l.hostname
+    )
+}
+
 struct Held {
     /// The current lock object; `None` once released.
     name: Option<String>,
@@ -333,20 +364,7 @@ impl Repository {
     }
 
     fn try_lock(&self, kind: LockKind, operation: &str) -> Result<LockGuard> {
-        let locked = |l: Lock| {
-            let how = match l.kind() {
-                LockKind::Exclusive => " exclusively",
-                LockKind::Maintenance => " for maintenance",
-                LockKind::Shared => "",
-            };
-            Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "repository is locked{how} by {} (pid {} on {}, since {}); if that process is gone, run `cairn unlock`",
-                    l.operation, l.pid, l.hostname, l.time
-                ),
-            )
-        };
+        let locked = |l: Lock| Error::new(ErrorKind::Locked, locked_message(&l, liveness(&l)));
         let session: [u8; 16] = rand::random();
         // Write first, then look for others (one listing instead of two; a
         // lock written by a process that then backs off is harmless).
@@ -355,7 +373,7 @@ impl Repository {
             time: Utc::now().to_rfc3339(),
             exclusive: kind == LockKind::Exclusive,
             hostname: me.hostname.clone(),
-            username: std::env::var("USER").unwrap_or_default(),
+            username: crate::source::fsmeta::current_user(),
             pid: std::process::id(),
             operation: operation.to_string(),
             kind: kind.as_str().to_string(),
@@ -490,6 +508,21 @@ mod tests {
             start_time: me.start_time,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_lock_message_says_what_clears_it() {
+        let mut l = own_lock();
+        l.hostname = "db2".into();
+        l.time = "2026-12-04T18:00:00+00:00".into();
+        let m = locked_message(&l, Liveness::Unknown);
+        assert!(m.contains("pid") && m.contains("db2"), "{m}");
+        assert!(m.contains("stale at 2026-12-04 18:30:00 UTC"), "{m}");
+        assert!(m.contains("30 minutes") && m.contains("`cairn unlock --remove-all`"), "{m}");
+        assert!(!m.contains('\n'), "{m}");
+        let m = locked_message(&l, Liveness::Alive);
+        assert!(m.contains("running on this host") && m.contains("--retry-lock"), "{m}");
+        assert!(!m.contains("--remove-all"), "{m}");
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Repository {
     warn: Warn,
     /// Snapshot objects found unreadable, each warned about once.
     unreadable_snapshots: std::sync::Mutex<HashSet<SnapshotId>>,
+    /// How far a restore or a `check --read-data` has got (the CLI shows it).
+    pub progress: std::sync::Arc<crate::progress::Meter>,
 }
 
 /// A sink for warnings that do not stop an operation.
@@ -164,6 +166,7 @@ impl Repository {
             relocating: Default::default(),
             warn: std::sync::Arc::new(|_| {}),
             unreadable_snapshots: Default::default(),
+            progress: Default::default(),
         }
     }
 
@@ -263,13 +266,24 @@ impl Repository {
     fn sync_once(&self) -> Result<bool> {
         let listed: HashSet<IndexId> = self.list_ids("index")?.into_iter().map(IndexId).collect();
         let known = self.cache.known_index_files()?;
+        let shorts = |s: &HashSet<IndexId>| {
+            let mut v: Vec<String> = s.iter().map(|i| i.short()).collect();
+            v.sort();
+            v.join(",")
+        };
         if !known.is_subset(&listed) {
+            crate::steps::note(|| format!("sync rebuild listed [{}] known [{}]", shorts(&listed), shorts(&known)));
             self.cache.clear()?;
-            return self.absorb(listed.iter().copied().collect());
+            let vanished = self.absorb(listed.iter().copied().collect())?;
+            crate::steps::note(|| format!("sync absorbed, vanished {vanished}"));
+            return Ok(vanished);
         }
         let mut new: Vec<IndexId> = listed.difference(&known).copied().collect();
         new.sort();
-        self.absorb(new)
+        crate::steps::note(|| format!("sync add listed [{}] known [{}]", shorts(&listed), shorts(&known)));
+        let vanished = self.absorb(new)?;
+        crate::steps::note(|| format!("sync absorbed, vanished {vanished}"));
+        Ok(vanished)
     }
 
     /// Drops the cache and reads every index object again.
@@ -598,6 +612,24 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::WrongPassword);
         let e = Repository::open(Backend::memory().unwrap(), b"pw", CacheMode::Memory).err().unwrap();
         assert_eq!(e.kind(), ErrorKind::NoRepository);
+    }
+
+    /// A key file whose argon2 parameters argon2 refuses is damage, named
+    /// in the error, not a wrong password.
+    #[test]
+    fn invalid_argon2_parameters_are_a_damaged_key_file() {
+        let r = memory_repo();
+        let (good, _) = keys::list_key_files(&r.backend).unwrap().pop().unwrap();
+        let mut bytes = r.backend.get(&format!("keys/{good}")).unwrap().to_vec();
+        // Bytes 14..18: t_cost (format-spec/02-keys.md); argon2 needs >= 1.
+        bytes[14..18].copy_from_slice(&0u32.to_le_bytes());
+        let bad = crate::id::KeyId(content_id(&bytes));
+        r.backend.put(&format!("keys/{bad}"), bytes::Bytes::from(bytes)).unwrap();
+        r.backend.delete(&format!("keys/{good}")).unwrap();
+        let e = Repository::open(r.backend.clone(), b"pw", CacheMode::Memory).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("keys/{bad}")) && msg.contains("invalid argon2 parameters"), "{msg}");
     }
 
     #[test]

@@ -94,6 +94,17 @@ fn lookup<T>(
     }
 }
 
+/// The name of the user running cairn, for snapshots and locks: `$USER`,
+/// else `$LOGNAME`, else the name of the real uid (cron and systemd units
+/// may set neither variable), else `""`.
+pub fn current_user() -> String {
+    let var = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    var("USER").or_else(|| var("LOGNAME")).unwrap_or_else(|| {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        lookup_user(unsafe { libc::getuid() })
+    })
+}
+
 fn lookup_user(uid: u32) -> String {
     lookup::<libc::passwd>(
         |pwd, buf, len, result| {

@@ -367,7 +367,7 @@ fn stats_counts_exactly_in_each_mode(w: Where) {
     let v = repo.json(&["stats", "--host", "nobody", "--json"]);
     assert_eq!((v["snapshots_count"].as_u64(), v["total_size"].as_u64()), (Some(0), Some(0)));
     let o = repo.out(&["stats", "--mode", "blobs"]);
-    o.assert_failed(Some(1), "bad mode");
+    o.assert_failed(Some(cairn::error::EXIT_USAGE), "bad mode");
     assert!(o.stderr_lines()[0].contains("restore-size, raw-data or files-by-contents"), "{}", o.stderr);
 
     // Random data backed up twice: dedup exactly 2, no compression gain.

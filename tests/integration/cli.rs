@@ -222,7 +222,7 @@ fn help_of_every_subcommand_exits_0() {
     // An unknown subcommand is a usage error, not a success.
     let mut c = bare_cmd(tmp.path());
     c.arg("frobnicate");
-    assert_eq!(output(c).code, Some(1));
+    assert_eq!(output(c).code, Some(cairn::error::EXIT_USAGE));
 }
 
 #[test]

@@ -17,11 +17,14 @@ use cairn::crypto::aead::ObjectType;
 use cairn::crypto::kdf::{derive_kek, unwrap, wrap_with};
 use cairn::crypto::MasterKey;
 use cairn::format::config::ChunkerParams;
-use cairn::format::index::{self, IndexPack};
+use cairn::format::config::Config;
+use cairn::format::index::{self, Index, IndexPack, MarkedPack, RunRecord, SeenLock};
 use cairn::format::keyfile::{KdfParams, KeyFile};
+use cairn::format::lock::Lock;
 use cairn::format::pack::{decode_header, decode_trailer, TRAILER_LEN};
+use cairn::format::snapshot::{Snapshot, StreamInfo, Summary};
 use cairn::format::tree::{self, Content, Node, NodeKind};
-use cairn::id::{BlobKind, ChunkId};
+use cairn::id::{BlobKind, ChunkId, PackId, RepoId, SnapshotId, TreeId};
 use cairn::pack::{blob_from_pack_bytes, PackWriter};
 use cairn::seal;
 
@@ -113,6 +116,117 @@ fn tree_nodes(mk: &MasterKey) -> Vec<Node> {
     ]
 }
 
+/// Nonce of every sealed metadata object of section 8 (config, snapshots,
+/// lock, index objects, the sealed tree and pack header).
+const OBJECT_NONCE: [u8; 24] = [0x55; 24];
+
+fn time(s: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(s).expect("an RFC 3339 time")
+}
+
+fn vector_config() -> Config {
+    Config { version: 1, id: RepoId([0x66; 32]), chunker: CHUNKER, pack_size: 16 << 20, compression: 3 }
+}
+
+/// A tree snapshot with every optional field that `backup` writes.
+fn vector_tree_snapshot(tree: TreeId) -> Snapshot {
+    Snapshot {
+        version: 1,
+        time: time("2023-11-14T22:13:20.5+01:00"),
+        hostname: "vector-host".into(),
+        username: "alice".into(),
+        paths: vec!["/home/alice/docs".into()],
+        tags: vec!["daily".into()],
+        parent: Some(SnapshotId([0x77; 32])),
+        tree,
+        partial: false,
+        excludes: vec!["*.tmp".into()],
+        stream: None,
+        summary: Summary {
+            files_new: 1,
+            files_changed: 0,
+            files_unchanged: 0,
+            dirs: 1,
+            data_blobs: 1,
+            tree_blobs: 1,
+            data_added: 54,
+            total_files_processed: 1,
+            total_bytes_processed: HELLO.len() as u64,
+            errors: vec![],
+        },
+        original: None,
+        repaired: None,
+        backup_start: time("2023-11-14T22:13:20.5+01:00"),
+        backup_end: time("2023-11-14T22:13:21+01:00"),
+        program_version: "cairn 0.1.0".into(),
+    }
+}
+
+/// A stream snapshot: `paths` is `/` + the filename, `stream` records the
+/// bytes read.
+fn vector_stream_snapshot(tree: TreeId) -> Snapshot {
+    Snapshot {
+        time: time("2023-11-15T03:00:00Z"),
+        paths: vec!["/db.sql".into()],
+        tags: vec![],
+        parent: None,
+        excludes: vec![],
+        stream: Some(StreamInfo {
+            filename: "db.sql".into(),
+            size: HELLO.len() as u64,
+            sha256: sha256_hex(HELLO),
+            command: Some(vec!["pg_dump".into(), "app".into()]),
+        }),
+        backup_start: time("2023-11-15T03:00:00Z"),
+        backup_end: time("2023-11-15T03:00:01Z"),
+        ..vector_tree_snapshot(tree)
+    }
+}
+
+fn vector_lock() -> Lock {
+    Lock {
+        time: "2023-11-14T22:13:20+00:00".into(),
+        exclusive: false,
+        hostname: "vector-host".into(),
+        username: "alice".into(),
+        pid: 4242,
+        operation: "backup".into(),
+        kind: "shared".into(),
+        session: hex::encode([0x88u8; 16]),
+        machine_id: Some(hex::encode([0x99u8; 16])),
+        boot_id: Some("87da67fc-0351-4f0d-9455-bc51a8e64213".into()),
+        pid_ns: Some(4_026_531_836),
+        start_time: Some(123_456),
+    }
+}
+
+/// An index object of version 2: one live pack, two marked packs (one with
+/// its entries, one that no index named: no entries), one run record.
+fn vector_index_v2(live: &IndexPack) -> Index {
+    Index {
+        packs: vec![live.clone()],
+        marked: vec![
+            MarkedPack { run: [0xaa; 16], pack: IndexPack { id: PackId([0xbb; 32]), blobs: live.blobs[..1].to_vec() } },
+            MarkedPack { run: [0xaa; 16], pack: IndexPack { id: PackId([0xcc; 32]), blobs: vec![] } },
+        ],
+        runs: vec![RunRecord {
+            run: [0xaa; 16],
+            time: 1_700_000_000,
+            locks: vec![SeenLock { session: [0x88; 16], object: [0xdd; 32] }],
+        }],
+    }
+}
+
+/// One sealed object (stored raw: no zstd, so these vectors do not depend
+/// on the zstd version), checked to open again; its object name is the
+/// SHA-256 of the sealed bytes (`config` excepted).
+fn sealed_object(mk: &MasterKey, ty: ObjectType, plain: &[u8], folder: &str) -> Value {
+    let sealed = seal::seal_with_nonce(&mk.enc, ty, plain, None, &OBJECT_NONCE);
+    assert_eq!(seal::open(&mk.enc, ty, &sealed, 1 << 20).expect("opens"), plain, "{folder}: does not open");
+    let name = if folder == "config" { "config".to_string() } else { format!("{folder}/{}", sha256_hex(&sealed)) };
+    json!({ "object_type": ty as u8, "sealed": hex::encode(&sealed), "object_name": name })
+}
+
 fn node_json(n: &Node) -> Value {
     let content = match &n.content {
         Content::File(c) => json!({ "chunks": c.iter().map(|c| c.to_hex()).collect::<Vec<_>>() }),
@@ -193,7 +307,7 @@ fn build() -> Value {
 
     // 5. Tree.
     let nodes = tree_nodes(&mk);
-    let tree_bytes = tree::encode(&nodes);
+    let tree_bytes = tree::encode(&nodes).expect("tree encodes");
     assert_eq!(tree::decode(&tree_bytes).expect("tree decodes"), nodes, "tree does not round-trip");
 
     // 6. Pack.
@@ -217,6 +331,36 @@ fn build() -> Value {
     let ip = vec![IndexPack { id: pack.id, blobs: pack.entries.clone() }];
     let index_plain = index::encode(&ip);
     assert_eq!(index::decode(&index_plain).expect("index decodes"), ip, "index does not round-trip");
+
+    // 8. Metadata objects: JSON (config, snapshots, lock), index v2, and
+    // every sealed object type.
+    let config = vector_config();
+    let config_json = config.encode();
+    assert_eq!(Config::decode(&config_json).expect("config decodes"), config);
+    let tree_id = TreeId(mk.blob_id(&tree_bytes));
+    let snap_tree = vector_tree_snapshot(tree_id);
+    let snap_stream = vector_stream_snapshot(tree_id);
+    for s in [&snap_tree, &snap_stream] {
+        assert_eq!(&Snapshot::decode(&s.encode()).expect("snapshot decodes"), s, "snapshot does not round-trip");
+    }
+    let lock = vector_lock();
+    assert_eq!(Lock::decode(&lock.encode()).expect("lock decodes"), lock, "lock does not round-trip");
+    let ix2 = vector_index_v2(&ip[0]);
+    let ix2_plain = index::encode_index(&ix2);
+    assert_eq!(index::decode_index(&ix2_plain).expect("index v2 decodes"), ix2, "index v2 does not round-trip");
+    assert_eq!(ix2_plain[0], index::VERSION_MARKS);
+    let objects = json!({
+        "nonce": hex::encode(OBJECT_NONCE),
+        "data_blob": sealed_object(&mk, ObjectType::DataBlob, HELLO, "data"),
+        "tree_blob": sealed_object(&mk, ObjectType::TreeBlob, &tree_bytes, "data"),
+        "pack_header": sealed_object(&mk, ObjectType::PackHeader, &header, "data"),
+        "index_v1": sealed_object(&mk, ObjectType::Index, &index_plain, "index"),
+        "index_v2": sealed_object(&mk, ObjectType::Index, &ix2_plain, "index"),
+        "snapshot_tree": sealed_object(&mk, ObjectType::Snapshot, &snap_tree.encode(), "snapshots"),
+        "snapshot_stream": sealed_object(&mk, ObjectType::Snapshot, &snap_stream.encode(), "snapshots"),
+        "config": sealed_object(&mk, ObjectType::Config, &config_json, "config"),
+        "lock": sealed_object(&mk, ObjectType::Lock, &lock.encode(), "locks"),
+    });
 
     json!({
         "format_version": cairn::format::FORMAT_VERSION,
@@ -279,7 +423,26 @@ fn build() -> Value {
         },
         "index": {
             "plaintext": hex::encode(&index_plain),
+            "v2": {
+                "marked": ix2.marked.iter().map(|m| json!({
+                    "run": hex::encode(m.run), "pack_id": m.pack.id.to_hex(), "entries": m.pack.blobs.len(),
+                })).collect::<Vec<_>>(),
+                "runs": ix2.runs.iter().map(|r| json!({
+                    "run": hex::encode(r.run), "time": r.time,
+                    "locks": r.locks.iter().map(|l| json!({
+                        "session": hex::encode(l.session), "object": hex::encode(l.object),
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "plaintext": hex::encode(&ix2_plain),
+            },
         },
+        "json": {
+            "config": String::from_utf8(config_json).expect("utf-8"),
+            "snapshot_tree": String::from_utf8(snap_tree.encode()).expect("utf-8"),
+            "snapshot_stream": String::from_utf8(snap_stream.encode()).expect("utf-8"),
+            "lock": String::from_utf8(lock.encode()).expect("utf-8"),
+        },
+        "objects": objects,
     })
 }
 
@@ -358,8 +521,31 @@ fn format_vectors() {
         "chunker.inputs.1.lengths",
         "tree.encoding",
         "tree.tree_id",
+        "index.v2.marked",
+        "index.v2.runs",
+        "index.v2.plaintext",
+        "json.config",
+        "json.snapshot_tree",
+        "json.snapshot_stream",
+        "json.lock",
+        "objects.nonce",
     ] {
         check(&stored, &built, p, FORMAT_CHANGED);
+    }
+    // Every sealed object type (1 to 7), stored raw: no zstd involved.
+    let objects = get(&stored, "objects").as_object().expect("`objects` is a map");
+    let mut types: Vec<u64> = objects.values().filter_map(|o| o["object_type"].as_u64()).collect();
+    types.sort_unstable();
+    types.dedup();
+    assert_eq!(types, (1..=7).collect::<Vec<_>>(), "vectors.json lacks a sealed object of some type");
+    let built_names: Vec<&String> = get(&built, "objects").as_object().expect("built objects").keys().collect();
+    assert_eq!(
+        objects.keys().collect::<Vec<_>>(),
+        built_names,
+        "vectors.json lists other sealed objects than the test builds"
+    );
+    for name in objects.keys().filter(|k| *k != "nonce") {
+        check(&stored, &built, &format!("objects.{name}"), FORMAT_CHANGED);
     }
 
     // The zstd-compressed blob. zstd's output is deterministic for one zstd

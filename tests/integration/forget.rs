@@ -135,7 +135,8 @@ fn bad_counts_and_durations_are_clear_errors() {
         (&["forget", "-l", "1", "--group-by", "hostname"], "hostname"),
     ] {
         let o = repo.out(args);
-        o.assert_failed(Some(1), &format!("{args:?}"));
+        // Refused by the option's parser: a usage error.
+        o.assert_failed(Some(cairn::error::EXIT_USAGE), &format!("{args:?}"));
         let first = o.stderr_lines().first().copied().unwrap_or_default().to_string();
         assert!(first.starts_with("error: ") && first.contains(want), "{args:?}: {}", o.stderr);
         let value = args[args.len() - 1];

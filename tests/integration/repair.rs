@@ -218,15 +218,15 @@ fn a_damaged_snapshot_object_stops_nothing_but_prune_and_can_be_removed(w: Where
     assert_eq!(o.code, Some(0), "backup beside a damaged snapshot: {}", o.stderr);
 
     let o = repo.out(&["prune"]);
-    o.assert_failed(Some(1), "prune with a damaged snapshot");
+    o.assert_failed(Some(4), "prune with a damaged snapshot");
     assert!(o.stderr.contains("snapshots/"), "prune names the object:\n{}", o.stderr);
     let o = repo.out(&["check"]);
-    o.assert_failed(Some(1), "check with a damaged snapshot");
+    o.assert_failed(Some(4), "check with a damaged snapshot");
 
     let o = repo.out(&["forget", &ids[0][..8]]);
     assert_eq!(o.code, Some(0), "forget of a damaged snapshot: {}", o.stderr);
     let o = repo.out(&["repair", "snapshots"]);
-    o.assert_failed(Some(1), "repair snapshots without --forget");
+    o.assert_failed(Some(4), "repair snapshots without --forget");
     assert!(o.stderr.contains("--forget"), "{}", o.stderr);
     let o = repo.out(&["repair", "snapshots", "--forget"]);
     assert_eq!(o.code, Some(0), "repair snapshots --forget: {}\n{}", o.stdout_str(), o.stderr);

@@ -100,12 +100,13 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
     let cmd = |cache: &str| -> Command {
         let mut c = repo.std_cmd_via(repo.url());
         c.env("CAIRN_CACHE_DIR", repo.dir.path().join(cache));
+        c.env("CAIRN_TEST_TRACE", repo.dir.path().join("trace.log"));
         c
     };
     let dir_of = |wr: u64| -> PathBuf { src.path().join(format!("w{wr}")) };
     std::thread::scope(|s| {
         for wr in 0..WRITERS {
-            let (stop, figures, saved, cmd) = (&stop, &figures, &saved, &cmd);
+            let (stop, figures, saved, cmd, repo) = (&stop, &figures, &saved, &cmd, &repo);
             let dir = dir_of(wr);
             s.spawn(move || {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (wr + 1));
@@ -134,6 +135,17 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
                             let refused = err.contains("nothing was committed") || err.contains("run it again");
                             if refused {
                                 figures.backups_refused.fetch_add(1, Ordering::Relaxed);
+                                // Kept for a post-mortem: the trace of every
+                                // process's steps, and (local) the repository.
+                                let keep =
+                                    std::env::temp_dir().join(format!("cairn-soak-refused-{seed}-w{wr}-{round}"));
+                                let _ = std::fs::create_dir_all(&keep);
+                                let _ = std::fs::copy(repo.dir.path().join("trace.log"), keep.join("trace.log"));
+                                let _ = std::fs::write(keep.join("stderr"), &err);
+                                if w == Where::Local {
+                                    common::copy_dir(&repo.path(), &keep.join("repo"));
+                                }
+                                eprintln!("soak: refused round kept in {}", keep.display());
                             } else {
                                 figures.backups_failed.fetch_add(1, Ordering::Relaxed);
                             }

@@ -61,10 +61,6 @@ pub fn hostname_or(host: &Option<String>) -> String {
     })
 }
 
-fn username() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default()
-}
-
 /// The latest snapshot of the same host and the same set of paths.
 pub fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
     let mut want: Vec<&String> = paths.iter().collect();
@@ -104,7 +100,7 @@ fn write_snapshot(
         version: crate::format::FORMAT_VERSION,
         time: opts.time.unwrap_or(start),
         hostname: hostname_or(&opts.host),
-        username: username(),
+        username: crate::source::fsmeta::current_user(),
         paths,
         tags,
         parent,

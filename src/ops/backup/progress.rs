@@ -14,6 +14,16 @@ pub struct Totals {
     pub done: std::sync::atomic::AtomicBool,
 }
 
+/// The bar's layout. A stream's length is unknown until it ends: it shows
+/// the bytes read and the throughput, no total and no ETA.
+fn template(stream: bool) -> &'static str {
+    if stream {
+        "{spinner} [{elapsed_precise}] {bytes} read, {bytes_per_sec}"
+    } else {
+        "{spinner} [{elapsed_precise}] {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
+    }
+}
+
 pub struct Progress {
     bar: Option<ProgressBar>,
     files: u64,
@@ -23,13 +33,11 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(enabled: bool, totals: Option<Arc<Totals>>) -> Self {
+        let stream = totals.is_none();
         let bar = enabled.then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
             b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(template(stream)).unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.enable_steady_tick(Duration::from_millis(250));
             b
@@ -63,5 +71,21 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_shows_bytes_and_throughput_without_a_total() {
+        for stream in [true, false] {
+            assert!(ProgressStyle::with_template(template(stream)).is_ok());
+        }
+        let t = template(true);
+        assert!(t.contains("{bytes}") && t.contains("{bytes_per_sec}"), "{t}");
+        assert!(!t.contains("total_bytes") && !t.contains("eta"), "{t}");
+        assert!(template(false).contains("{total_bytes}"));
     }
 }

@@ -27,6 +27,10 @@ impl Recheck {
     /// Remembers the packs marked when the backup starts (it never reuses
     /// those).
     pub fn start(repo: &Repository) -> Result<Self> {
+        crate::steps::note(|| {
+            let marked: Vec<String> = repo.cache.marked_packs().unwrap_or_default().iter().map(|p| p.short()).collect();
+            format!("recheck start: marked [{}]", marked.join(","))
+        });
         Ok(Self { marked: repo.cache.marked_packs()?, known: repo.cache.known_index_files()? })
     }
 
@@ -42,6 +46,10 @@ impl Recheck {
             // index meanwhile (and may have settled its marks at once, which
             // leaves no mark to see), so every blob is looked at.
             let rewritten = !self.known.is_subset(&repo.cache.known_index_files()?);
+            crate::steps::note(|| {
+                let m: Vec<String> = now.iter().map(|p| p.short()).collect();
+                format!("recheck: rewritten {rewritten} marked now [{}]", m.join(","))
+            });
             if !rewritten && now.iter().all(|p| self.marked.contains(p) || own.contains(p)) {
                 return Ok(rescued);
             }
@@ -81,10 +89,13 @@ fn orphans(repo: &Repository, roots: &[TreeId], own: &HashSet<PackId>) -> Result
                 lost.push(b);
                 Ok(())
             }
-            None => Err(Error::corrupt(format!(
+            None => {
+                crate::steps::note(|| format!("recheck: blob {} gone", hex::encode(&b.id[..4])));
+                Err(Error::corrupt(format!(
                 "blob {} that this backup reuses is gone from the index (removed by a prune that did not see this backup's lock?); nothing was committed",
                 hex::encode(b.id)
-            ))),
+            )))
+            }
         }
     };
     let mut seen = HashSet::new();

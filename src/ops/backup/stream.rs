@@ -85,7 +85,7 @@ pub fn backup_stream(
             ));
         }
         let node = stream_node(filename, size, chunks);
-        let enc = tree::encode(std::slice::from_ref(&node));
+        let enc = tree::encode(std::slice::from_ref(&node))?;
         let tree_id = repo.key.blob_id(&enc);
         saver.save(BlobKind::Tree, tree_id, enc)?;
         let stats = saver.stats;

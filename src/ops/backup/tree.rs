@@ -108,7 +108,7 @@ impl Archiver<'_, '_> {
     }
 
     fn save_tree(&mut self, nodes: &[Node]) -> Result<TreeId> {
-        let enc = tree::encode(nodes);
+        let enc = tree::encode(nodes)?;
         let id = self.repo.key.blob_id(&enc);
         self.saver.save(BlobKind::Tree, id, enc)?;
         Ok(TreeId(id))
@@ -445,13 +445,27 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
         return Err(Error::invalid("nothing to back up: give at least one path"));
     }
     let start = Local::now().fixed_offset();
+    // A path that cannot be read is skipped, as restic does: the snapshot
+    // holds the others and is partial (exit 3). None readable: no snapshot.
     let mut abs = Vec::with_capacity(paths.len());
+    let mut skipped = Vec::new();
     for p in paths {
         let a = absolute(p)?;
-        if let Err(e) = std::fs::symlink_metadata(&a) {
-            return Err(Error::invalid(format!("cannot back up {}: {e}", p.display())));
+        match std::fs::symlink_metadata(&a) {
+            Ok(_) => abs.push(a),
+            Err(e) => {
+                skipped.push(format!("{}: {} (skipped)", p.display(), crate::error::io_reason(&e)));
+            }
         }
-        abs.push(a);
+    }
+    if abs.is_empty() {
+        return Err(Error::invalid(format!(
+            "nothing to back up: {}; no snapshot was written",
+            skipped.iter().map(|m| m.trim_end_matches(" (skipped)")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    for msg in &skipped {
+        eprintln!("warning: {msg}");
     }
     abs.sort();
     abs.dedup();
@@ -489,7 +503,7 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
             owners: OwnerNames::new(),
             hardlinks: HashMap::new(),
             file_bytes: 0,
-            summary: Summary::default(),
+            summary: Summary { errors: skipped, ..Summary::default() },
             progress: Progress::new(opts.progress, totals),
             prefetch,
         };

@@ -223,7 +223,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
                 PackAction::Keep | PackAction::Unmark => w.add(p, None)?,
                 PackAction::Repack | PackAction::Mark => w.add(p, Some(run_id))?,
                 PackAction::Pending => w.add(p, pp.run)?,
-                PackAction::Delete => {}
+                PackAction::Delete => crate::steps::note(|| format!("prune plan deletes {}", pack_note(&p))),
             }
         }
     }
@@ -262,6 +262,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
             report.packs_unmarked += 1;
             continue;
         }
+        crate::steps::note(|| format!("prune deletes pack {} (step 4)", p.id.short()));
         delete_if_present(repo, &pack::object_name(&p.id))?;
         deleted.insert(p.id);
         report.packs_deleted += 1;
@@ -290,6 +291,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     for (name, l) in repo.list_locks()? {
         let Some(object) = crate::repo::parse_object_name(name.rsplit('/').next().unwrap_or("")) else { continue };
         let session = session_of(&object, &l);
+        crate::steps::note(|| format!("prune sees lock {} {:?} {:?}", super::describe(&l), l.kind(), liveness(&l)));
         if l.kind() == LockKind::Shared && session != own_session && liveness(&l) != Liveness::Dead {
             writers.push(super::describe(&l));
             seen.push(SeenLock { session, object });
@@ -379,6 +381,7 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
                 w2.add(m.pack, None)?;
             } else {
                 let size = plan.action(&m.pack.id).map_or(0, |p| p.size);
+                crate::steps::note(|| format!("prune settles, deletes {}", pack_note(&m.pack)));
                 doomed.push((m.pack.id, size));
             }
         }
@@ -405,6 +408,12 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
     update_cache(repo, &rewritten, &w2, &deleted, &mut plan.used)?;
     repo.sync_cache()?;
     Ok(report)
+}
+
+/// A pack and its blobs' short ids, for the test trace.
+fn pack_note(p: &IndexPack) -> String {
+    let blobs: Vec<String> = p.blobs.iter().map(|e| hex::encode(&e.id[..4])).collect();
+    format!("pack {} blobs [{}]", p.id.short(), blobs.join(","))
 }
 
 /// Tells the cache what changed (old index objects out, new in, the marks,

@@ -180,7 +180,7 @@ fn missing_chunk(reader: &CacheReader, n: &Node) -> Result<Option<String>> {
 }
 
 fn save_tree(repo: &Repository, saver: &mut Saver<'_>, nodes: &[Node]) -> Result<TreeId> {
-    let enc = tree::encode(nodes);
+    let enc = tree::encode(nodes)?;
     let id = TreeId(repo.key.blob_id(&enc));
     saver.save(BlobKind::Tree, id.0, enc)?;
     Ok(id)
