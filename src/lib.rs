@@ -22,6 +22,7 @@ pub mod id;
 pub mod interrupt;
 pub mod ops;
 pub mod pack;
+pub mod pg;
 pub mod progress;
 pub mod repo;
 pub mod saver;

@@ -49,6 +49,10 @@ pub const ALL: &[&str] = &[
     // repair (rule 10)
     "repair:locked",
     "repair:replacements-stored",
+    // PostgreSQL (format-spec/13-wal.md, rules W1 and B1-B3)
+    "wal-push:before-put",
+    "pg-backup:started",
+    "pg-backup:stopped",
     // reads
     "restore:planned",
     "dump:started",

@@ -102,6 +102,9 @@ impl BackendOptions {
     }
 }
 
+/// A listed object: its name, size and last-modified time.
+pub type Listed = (String, u64, Option<chrono::DateTime<chrono::Utc>>);
+
 /// A repository's storage. Cloning is cheap and shares the runtime.
 /// The largest piece [`Backend::get_streamed`] reads from a local file.
 pub const STREAM_PIECE: usize = 1 << 20;
@@ -535,6 +538,17 @@ impl Backend {
             .map_err(|e| self.err("list", prefix, e))?;
         self.stats.lists.fetch_add(1, Ordering::Relaxed);
         Ok(items.into_iter().map(|m| (m.location.to_string(), m.size)).collect())
+    }
+
+    /// Lists like [`Self::list`], with each object's last-modified time.
+    pub fn list_with_times(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let path = Path::from(prefix);
+        let items: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(self.store.list(Some(&path)).try_collect())
+            .map_err(|e| self.err("list", prefix, e))?;
+        self.stats.lists.fetch_add(1, Ordering::Relaxed);
+        Ok(items.into_iter().map(|m| (m.location.to_string(), m.size, Some(m.last_modified))).collect())
     }
 
     pub fn delete(&self, name: &str) -> Result<()> {

@@ -220,7 +220,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     // SIGINT/SIGTERM/SIGHUP: remove the lock, stop a child, exit 130/143/129
     // (mount unmounts on them itself).
-    if !matches!(cli.command, Cmd::Mount(_)) {
+    // wal-push and wal-fetch keep the default dispositions: PostgreSQL
+    // stops them with SIGTERM when it shuts down, and must see that signal
+    // (an exit status of 126 or more would abort recovery).
+    let pg_wal = matches!(&cli.command, Cmd::Pg(p) if matches!(p.cmd, super::pg::PgCmd::WalPush(_) | super::pg::PgCmd::WalFetch(_)));
+    if !matches!(cli.command, Cmd::Mount(_)) && !pg_wal {
         cairn::interrupt::install().map_err(|e| Error::io("installing the signal handlers", e))?;
     }
     match &cli.command {
@@ -250,6 +254,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Cmd::Stats(a) => super::browse::stats(g, a),
         Cmd::Tag(a) => super::browse::tag(g, a),
         Cmd::Mount(a) => super::mount::mount(g, a),
+        Cmd::Pg(a) => super::pg::run(g, a),
     }
 }
 
@@ -332,6 +337,7 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         progress: !g.quiet && !a.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
         prefetch: _prefetch.clone(),
         lock: None,
+        before_commit: None,
     };
     let lock = std::sync::Arc::new(g.lock(&repo, LockKind::Shared, "backup")?);
     cairn::steps::reached("backup:locked");

@@ -8,6 +8,7 @@ mod forget;
 mod mount;
 mod output;
 mod password;
+mod pg;
 mod progress;
 mod prune;
 mod repair;
@@ -119,6 +120,8 @@ pub enum Cmd {
     Tag(browse::TagArgs),
     /// Mount the repository read-only as a filesystem (FUSE)
     Mount(mount::MountArgs),
+    /// PostgreSQL: WAL archiving (wal-push, wal-fetch), base backups, point-in-time restore, status
+    Pg(pg::PgArgs),
 }
 
 impl Global {
@@ -132,7 +135,7 @@ impl Global {
         }
     }
 
-    fn backend(&self, create: bool) -> Result<Backend> {
+    pub(crate) fn backend(&self, create: bool) -> Result<Backend> {
         let loc = self
             .repo
             .as_deref()
@@ -148,7 +151,7 @@ impl Global {
         Ok(o)
     }
 
-    fn password(&self, prompt: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    pub(crate) fn password(&self, prompt: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         password::read(&password::PasswordSource {
             env_var: "CAIRN_PASSWORD",
             file: self.password_file.as_deref(),
@@ -219,7 +222,7 @@ impl Global {
         Ok(())
     }
 
-    fn report_stats(&self, repo: &Repository) {
+    pub(crate) fn report_stats(&self, repo: &Repository) {
         if self.verbose {
             eprintln!("{}", repo.backend.stats.summary());
         }
@@ -252,7 +255,7 @@ pub fn main() -> i32 {
 }
 
 /// A wait such as `90s`, `10m`, `2h` or `1h30m`.
-fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
+pub(crate) fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
     let bad = || format!("invalid duration {s:?}: use a number with s, m or h, such as 30s, 10m or 2h");
     let (mut total, mut num) = (0u64, String::new());
     for c in s.trim().chars() {

@@ -19,6 +19,10 @@ pub enum ObjectType {
     Snapshot = 5,
     Config = 6,
     Lock = 7,
+    /// An archived PostgreSQL WAL file (`wal/…`, format-spec/13-wal.md).
+    WalFile = 8,
+    /// A PostgreSQL system's record (`wal/<system id>/cluster`).
+    ClusterRecord = 9,
 }
 
 /// Associated data: `"cairn" 0x01 <type>`.

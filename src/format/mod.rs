@@ -11,6 +11,7 @@ pub mod lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod wal;
 pub mod wire;
 
 /// The repository format version this build writes and reads.

@@ -87,6 +87,40 @@ pub struct Snapshot {
     pub backup_start: DateTime<FixedOffset>,
     pub backup_end: DateTime<FixedOffset>,
     pub program_version: String,
+    /// Set on a PostgreSQL base backup (`pg backup`, format-spec/13-wal.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg: Option<PgInfo>,
+}
+
+/// What a base backup of a PostgreSQL cluster records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgInfo {
+    /// The cluster's system identifier.
+    pub system_id: u64,
+    /// `server_version_num` (150004).
+    pub version: u32,
+    /// The data directory, as backed up (the snapshot's path).
+    pub pgdata: String,
+    pub timeline: u32,
+    pub segment_size: u64,
+    /// Where replay starts (`START WAL LOCATION`) and where the backup is
+    /// consistent (`pg_backup_stop`'s LSN), in PostgreSQL's `X/Y` form.
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// The first and last WAL segments a restore needs.
+    pub start_wal: String,
+    pub stop_wal: String,
+    /// The server's clock at `pg_backup_start` and after `pg_backup_stop`.
+    pub start_time: DateTime<FixedOffset>,
+    pub stop_time: DateTime<FixedOffset>,
+    /// The next transaction id after `pg_backup_stop` (64-bit, with epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_xid: Option<u64>,
+    /// The `backup_label` file a restore writes into the data directory.
+    pub backup_label: String,
+    /// The `tablespace_map`, when the cluster has tablespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace_map: Option<String>,
 }
 
 impl Snapshot {
@@ -127,6 +161,7 @@ impl Snapshot {
             backup_start: time,
             backup_end: time,
             program_version: String::new(),
+            pg: None,
         }
     }
 }
@@ -145,7 +180,7 @@ mod tests {
                 version: 1, time: t, hostname: host, username: "u".into(), paths: vec!["/a".into()],
                 tags, parent: Some(SnapshotId([1; 32])), tree: TreeId([2; 32]), partial: false,
                 excludes: vec![], stream: Some(StreamInfo { filename: "db.sql".into(), size, sha256: "00".into(), command: None }),
-                summary: Summary::default(), original: None, repaired: None, backup_start: t, backup_end: t, program_version: "x".into(),
+                summary: Summary::default(), original: None, repaired: None, backup_start: t, backup_end: t, program_version: "x".into(), pg: None,
             };
             prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         }

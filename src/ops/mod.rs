@@ -11,6 +11,7 @@ pub mod find;
 pub mod forget;
 pub mod ls;
 pub mod mount;
+pub mod pg;
 pub mod prune;
 pub mod repair;
 pub mod restore;

@@ -192,6 +192,8 @@ pub struct SnapshotJson<'a> {
     pub stream: Option<&'a StreamInfo>,
     pub summary: &'a Summary,
     pub program_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg: Option<&'a crate::format::snapshot::PgInfo>,
 }
 
 pub fn to_json<'a>(id: &SnapshotId, s: &'a Snapshot) -> SnapshotJson<'a> {
@@ -209,6 +211,7 @@ pub fn to_json<'a>(id: &SnapshotId, s: &'a Snapshot) -> SnapshotJson<'a> {
         stream: s.stream.as_ref(),
         summary: &s.summary,
         program_version: &s.program_version,
+        pg: s.pg.as_ref(),
     }
 }
 

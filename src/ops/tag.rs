@@ -161,6 +161,7 @@ mod tests {
             parent: Some(SnapshotId([3; 32])),
             tree: TreeId([4; 32]),
             program_version: "x".into(),
+            pg: None,
             ..Snapshot::for_test(t, "h", &["a"])
         };
         let first = SnapshotId([1; 32]);
@@ -180,6 +181,7 @@ mod tests {
         let mk = |tags: &[&str]| Snapshot {
             tree: TreeId([4; 32]),
             program_version: "x".into(),
+            pg: None,
             ..Snapshot::for_test(t, "h", tags)
         };
         let a = repo.save_snapshot(&mk(&["x"])).unwrap();

@@ -4,6 +4,7 @@
 //! config has decrypted, so nothing can back up into, or read from, an
 //! unopened repository.
 
+pub mod keycache;
 pub mod keys;
 pub mod lock;
 
@@ -43,7 +44,7 @@ pub enum CacheMode {
 }
 
 impl CacheMode {
-    fn root(&self) -> Option<PathBuf> {
+    pub fn root(&self) -> Option<PathBuf> {
         match self {
             CacheMode::Default => crate::cache::default_root(),
             CacheMode::Dir(d) => Some(d.clone()),

@@ -159,6 +159,7 @@ fn vector_tree_snapshot(tree: TreeId) -> Snapshot {
         backup_start: time("2023-11-14T22:13:20.5+01:00"),
         backup_end: time("2023-11-14T22:13:21+01:00"),
         program_version: "cairn 0.1.0".into(),
+        pg: None,
     }
 }
 

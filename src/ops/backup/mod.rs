@@ -45,6 +45,20 @@ pub struct BackupOptions {
     /// The lock this backup holds: checked to be fresh before the snapshot
     /// is committed (format-spec/10-write-order.md, rule 11).
     pub lock: Option<std::sync::Arc<crate::repo::lock::LockGuard>>,
+    /// Called once every file is read and stored, before the snapshot is
+    /// committed: a PostgreSQL base backup ends the backup on the server
+    /// there and returns what the snapshot records of it.
+    pub before_commit: Option<BeforeCommit>,
+}
+
+/// See [`BackupOptions::before_commit`].
+#[derive(Clone)]
+pub struct BeforeCommit(pub std::sync::Arc<dyn Fn() -> Result<crate::format::snapshot::PgInfo> + Send + Sync>);
+
+impl std::fmt::Debug for BeforeCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeCommit(..)")
+    }
 }
 
 /// What a backup did.
@@ -87,6 +101,10 @@ fn write_snapshot(
     (recheck, stored): (Recheck, &PackerResult),
 ) -> Result<(SnapshotId, Snapshot)> {
     crate::steps::reached("backup:data-stored");
+    let pg = match &opts.before_commit {
+        Some(hook) => Some((hook.0)()?),
+        None => None,
+    };
     recheck.finish(repo, &[tree], &stored.pack_ids)?;
     if let Some(lock) = &opts.lock {
         lock.ensure_fresh()?;
@@ -114,6 +132,7 @@ fn write_snapshot(
         backup_start: start,
         backup_end: end,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        pg,
     };
     // Written whole or not at all, and not after an interruption removed
     // the lock (crate::interrupt).

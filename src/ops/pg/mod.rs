@@ -1,0 +1,83 @@
+//! PostgreSQL continuous archiving and point-in-time recovery
+//! (format-spec/13-wal.md): `pg wal-push`, `pg wal-fetch`, `pg backup`,
+//! `pg restore` and `pg status`. WAL retention is prune's
+//! ([`retention`]).
+
+pub mod archive;
+pub mod backup;
+pub mod restore;
+pub mod retention;
+pub mod status;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::wal::ClusterRecord;
+use crate::pg::wal::{SegmentHeader, WalFile};
+use crate::repo::keycache::Unlocked;
+use archive::{system_of, Archive, Pushed};
+
+/// `pg wal-push PATH`: archives the file at `path` (`%p`, relative to the
+/// data directory `pgdata`, the working directory PostgreSQL gives).
+pub fn wal_push(un: &Unlocked, path: &Path, pgdata: &Path) -> Result<(WalFile, Pushed)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::invalid(format!("{}: not a WAL file name", path.display())))?;
+    let file = WalFile::parse(name).ok_or_else(|| {
+        Error::invalid(format!("{name}: not a WAL file name (a segment, .partial, .backup or .history file)"))
+    })?;
+    let content = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+    let system_id = system_of(&file, &content, pgdata)?;
+    let archive = Archive { backend: &un.backend, key: &un.key, level: un.config.compression };
+    if file.has_header() {
+        let h = SegmentHeader::decode(&content)?;
+        let record = ClusterRecord {
+            system_id,
+            segment_size: u64::from(h.seg_size),
+            version: h.version().unwrap_or(0),
+            created: chrono::Local::now().fixed_offset(),
+            hostname: crate::ops::backup::hostname_or(&None),
+        };
+        archive.ensure_record(&record)?;
+    }
+    let pushed = archive.push(system_id, &file, content)?;
+    Ok((file, pushed))
+}
+
+/// What `pg wal-fetch` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Restored { bytes: u64 },
+    NotInArchive,
+}
+
+/// `pg wal-fetch NAME DEST`: restores the archived file `name` to `dest`
+/// (`%p`) for the cluster whose data directory is `pgdata`.
+pub fn wal_fetch(un: &Unlocked, name: &str, dest: &Path, pgdata: &Path, system_id: Option<u64>) -> Result<Fetched> {
+    let file = WalFile::parse(name).ok_or_else(|| Error::invalid(format!("{name}: not a WAL file name")))?;
+    let archive = Archive { backend: &un.backend, key: &un.key, level: un.config.compression };
+    let system_id = match system_id {
+        Some(s) => s,
+        None => match crate::pg::wal::control_system_id(pgdata) {
+            Ok(s) => s,
+            Err(e) => match archive.systems()?.as_slice() {
+                [one] => *one,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "cannot tell which cluster to fetch for: reading {}: {} (run from the data directory, or pass --system-id)",
+                        pgdata.join("global/pg_control").display(),
+                        crate::error::io_reason(&e)
+                    )))
+                }
+            },
+        },
+    };
+    match archive.fetch(system_id, &file)? {
+        None => Ok(Fetched::NotInArchive),
+        Some(content) => {
+            archive::write_file(dest, &content)?;
+            Ok(Fetched::Restored { bytes: content.len() as u64 })
+        }
+    }
+}
