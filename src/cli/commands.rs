@@ -669,12 +669,15 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         }
         if !g.quiet {
             println!(
-                "checked {} snapshots, {} trees, {} packs{}: {}",
+                "checked {} snapshots, {} trees, {} packs{}{}: {}",
                 report.snapshots,
                 report.trees,
                 report.packs,
+                if report.wal_files > 0 { format!(", {} WAL files", report.wal_files) } else { String::new() },
                 if read != check::ReadData::None {
-                    format!(", {} packs and {} blobs read", report.packs_read, report.blobs_read)
+                    let wal =
+                        if report.wal_read > 0 { format!(" and {} WAL files", report.wal_read) } else { String::new() };
+                    format!(", {} packs and {} blobs{wal} read", report.packs_read, report.blobs_read)
                 } else {
                     String::new()
                 },

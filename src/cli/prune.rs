@@ -73,6 +73,13 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<Option<serde_json
         for w in &plan.waiting_for {
             println!("  waiting for {w}");
         }
+        if !plan.wal.delete.is_empty() {
+            println!(
+                "  PostgreSQL WAL before the oldest base backup: {} file(s), {}",
+                plan.wal.delete.len(),
+                bytes(plan.wal.bytes)
+            );
+        }
     }
     if a.dry_run {
         if a.json {
@@ -106,6 +113,13 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<Option<serde_json
             report.index_objects_written,
             report.index_objects_deleted
         );
+        if report.wal_deleted > 0 {
+            println!(
+                "deleted {} PostgreSQL WAL file(s) older than every kept base backup, freed {}",
+                report.wal_deleted,
+                bytes(report.wal_bytes_freed)
+            );
+        }
         if report.staging_removed > 0 {
             println!(
                 "removed {} staging file(s) of interrupted writes ({})",

@@ -115,6 +115,10 @@ pub struct CheckReport {
     pub staging_files: usize,
     pub staging_bytes: u64,
     pub marked_bytes: u64,
+    /// Archived PostgreSQL WAL files (format-spec/13-wal.md), and how many
+    /// were read and verified (with --read-data).
+    pub wal_files: usize,
+    pub wal_read: usize,
 }
 
 /// Packs queued ahead of the readers, with their index entries: with the
@@ -292,6 +296,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         r.other_copies = other_copies(repo, &indexes, &bad, &bad_packs)?;
         damaged = bad;
     }
+    check_wal(repo, read_data != ReadData::None, &snaps, &mut r)?;
     // Name what the damage affects, and whether another copy exists.
     let lost: HashSet<BlobId> = damaged.iter().chain(&missing).copied().collect();
     if !lost.is_empty() {
@@ -309,6 +314,70 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     r.problems.sort();
     r.problems.dedup();
     Ok(r)
+}
+
+/// The WAL archive: every object's name, each system's record, the WAL
+/// every base backup needs to be consistent, and with `read` every byte.
+fn check_wal(
+    repo: &Repository,
+    read: bool,
+    snaps: &[(crate::id::SnapshotId, crate::format::snapshot::Snapshot)],
+    r: &mut CheckReport,
+) -> Result<()> {
+    use crate::ops::pg::archive::{self, Archive};
+    use crate::pg::wal::WalFile;
+    let a = Archive { backend: &repo.backend, key: &repo.key, level: repo.config.compression };
+    let listed = repo.backend.list("wal")?;
+    let mut per_system: std::collections::BTreeMap<u64, Vec<WalFile>> = Default::default();
+    for (name, _) in &listed {
+        let sys = name.strip_prefix("wal/").and_then(|n| n.split('/').next()).and_then(|s| s.parse::<u64>().ok());
+        let file = sys.and_then(|s| archive::parse_object_name(s, name).map(|f| (s, f)));
+        match (sys, file) {
+            (Some(s), Some((_, f))) => per_system.entry(s).or_default().push(f),
+            (Some(s), None) if *name == archive::record_name(s) => {
+                per_system.entry(s).or_default();
+            }
+            _ => r.notes.push(format!("{name} is not a WAL archive object (ignored)")),
+        }
+    }
+    for (sys, files) in &per_system {
+        if let Err(e) = a.record(*sys) {
+            r.problems.push(format!("{}: {e}", archive::record_name(*sys)));
+            r.damaged_objects.insert(archive::record_name(*sys));
+        }
+        r.wal_files += files.len();
+        if read {
+            for f in files {
+                let name = archive::object_name(*sys, f);
+                let res = repo.backend.get(&name).and_then(|b| a.open(*sys, f, &b).map(|_| ()));
+                if let Err(e) = res {
+                    r.problems.push(format!("{name}: {e}"));
+                    r.damaged_objects.insert(name);
+                }
+                r.wal_read += 1;
+            }
+        }
+    }
+    // A base backup whose own WAL is missing cannot be restored.
+    for (id, s) in snaps {
+        let Some(pg) = s.pg.as_ref() else { continue };
+        let (Some(start), Some(stop)) = (WalFile::parse(&pg.start_wal), WalFile::parse(&pg.stop_wal)) else {
+            r.problems.push(format!("snapshot {}: its WAL names do not parse", id.short()));
+            continue;
+        };
+        let have = per_system.get(&pg.system_id);
+        let (Some(x), Some(y)) = (start.segno(pg.segment_size), stop.segno(pg.segment_size)) else { continue };
+        for n in x..=y {
+            let f = WalFile::segment(start.timeline(), n, pg.segment_size);
+            if !have.is_some_and(|v| v.contains(&f)) {
+                r.problems.push(format!(
+                    "base backup {} needs WAL segment {f}, which is not in the archive (it cannot be restored)",
+                    id.short()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 type ReadOutcome = (Vec<String>, HashSet<BlobId>, HashSet<PackId>, u64);

@@ -172,6 +172,18 @@ pub struct PrunePlan {
     pub used: BlobSet,
     /// Seconds spent per phase, for `-v`.
     pub timings: Vec<(&'static str, f64)>,
+    /// PostgreSQL WAL that no kept base backup needs (format-spec/13-wal.md, rule P1).
+    pub wal: WalPlan,
+}
+
+/// The WAL part of a prune plan.
+#[derive(Debug, Default, Serialize)]
+pub struct WalPlan {
+    /// Object names to delete.
+    pub delete: Vec<String>,
+    pub bytes: u64,
+    /// Per system id, the first WAL segment kept.
+    pub kept_from: Vec<(u64, String)>,
 }
 
 /// Records how long each phase took.
@@ -420,6 +432,15 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         waiting_for,
         records,
         used,
+        wal: {
+            let archive = crate::ops::pg::archive::Archive {
+                backend: &repo.backend,
+                key: &repo.key,
+                level: repo.config.compression,
+            };
+            let r = crate::ops::pg::retention::plan(&archive, &snapshots)?;
+            WalPlan { delete: r.delete, bytes: r.bytes, kept_from: r.kept_from }
+        },
         timings: {
             sw.lap("decide");
             sw.into_laps()

@@ -50,6 +50,9 @@ pub struct PruneReport {
     pub staging_bytes_removed: u64,
     /// Seconds spent per phase (plan and run), for `-v`.
     pub timings: Vec<(&'static str, f64)>,
+    /// PostgreSQL WAL files deleted (rule P1 of format-spec/13-wal.md).
+    pub wal_deleted: u64,
+    pub wal_bytes_freed: u64,
 }
 
 /// Writes index objects in bounded batches: live packs and marks in
@@ -147,8 +150,19 @@ impl<'a> IndexWriter<'a> {
 /// Runs the plan. `own_session` is the caller's lock (not a writer).
 pub fn run(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16]) -> Result<PruneReport> {
     let mut timings = std::mem::take(&mut plan.timings);
+    let wal = std::mem::take(&mut plan.wal);
     let mut sw = Stopwatch::new();
     let mut report = steps(repo, plan, own_session, &mut sw)?;
+    // WAL older than every kept base backup: nothing refers to it, and a
+    // base backup written meanwhile starts after it (rule P1).
+    for name in &wal.delete {
+        delete_if_present(repo, name)?;
+        report.wal_deleted += 1;
+    }
+    report.wal_bytes_freed = wal.bytes;
+    if !wal.delete.is_empty() {
+        sw.lap("delete WAL");
+    }
     timings.extend(sw.into_laps());
     report.timings = timings;
     Ok(report)
