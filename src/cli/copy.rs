@@ -110,6 +110,11 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    // PostgreSQL WAL first: a base backup copied below finds its WAL there.
+    let (wal_files, wal_bytes) = cairn::ops::pg::copy_wal(&src, &dst)?;
+    if wal_files > 0 && !g.quiet && !a.json {
+        println!("copied {wal_files} PostgreSQL WAL file(s) ({})", bytes(wal_bytes));
+    }
     let r = copy::run(&src, &dst, &plan)?;
     if a.json {
         let copied: Vec<_> = r.copied.iter().map(|(s, d)| json!({"source": s, "copy": d})).collect();
@@ -119,6 +124,7 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
                 "copied": copied, "skipped": r.skipped, "data_blobs": r.data_blobs, "tree_blobs": r.tree_blobs,
                 "bytes_sent": r.raw_sent, "packs": r.packs, "packs_verified": r.packs_verified,
                 "rechunk": plan.mode == CopyMode::Rechunk,
+                "wal_files": wal_files, "wal_bytes": wal_bytes,
             })
         );
     } else if !g.quiet {

@@ -45,6 +45,33 @@ pub fn wal_push(un: &Unlocked, path: &Path, pgdata: &Path) -> Result<(WalFile, P
     Ok((file, pushed))
 }
 
+/// `copy`'s part: every archived WAL file and system record of `src` that
+/// `dst` lacks, opened and verified with the source's key and sealed anew
+/// with the destination's. Runs before the snapshots are copied, so that a
+/// base backup in the destination finds its WAL there (rule B3).
+/// Returns (files copied, bytes).
+pub fn copy_wal(src: &crate::repo::Repository, dst: &crate::repo::Repository) -> Result<(u64, u64)> {
+    let from = Archive { backend: &src.backend, key: &src.key, level: src.config.compression };
+    let to = Archive { backend: &dst.backend, key: &dst.key, level: dst.config.compression };
+    let (mut files, mut bytes) = (0, 0);
+    for sys in from.systems()? {
+        if let Some(r) = from.record(sys)? {
+            to.ensure_record(&r)?;
+        }
+        let have: std::collections::HashSet<WalFile> = to.list(sys)?.into_iter().map(|l| l.file).collect();
+        for l in from.list(sys)? {
+            if have.contains(&l.file) {
+                continue;
+            }
+            let Some(content) = from.fetch(sys, &l.file)? else { continue };
+            bytes += content.len() as u64;
+            to.push(sys, &l.file, content)?;
+            files += 1;
+        }
+    }
+    Ok((files, bytes))
+}
+
 /// What `pg wal-fetch` found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fetched {
