@@ -48,6 +48,30 @@ pub struct Unlocked {
     pub key_id: KeyId,
     /// Whether the key came from the cache (no argon2id ran).
     pub from_cache: bool,
+    /// The cache file, when caching.
+    pub cache_file: Option<PathBuf>,
+}
+
+impl Unlocked {
+    /// Whether this user has seen `what` done for this repository before
+    /// (a marker file beside the cached key). Markers only save requests:
+    /// a missing one makes the caller do the (idempotent) work again.
+    pub fn marked(&self, what: &str) -> bool {
+        self.cache_file.as_ref().is_some_and(|f| marker(f, what).exists())
+    }
+
+    /// Records that `what` is done (see [`Self::marked`]).
+    pub fn mark(&self, what: &str) {
+        if let Some(f) = &self.cache_file {
+            let _ = store(&marker(f, what), b"");
+        }
+    }
+}
+
+fn marker(file: &Path, what: &str) -> PathBuf {
+    let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{what}"));
+    file.with_file_name(name)
 }
 
 /// The cache file for a repository location under `root`.
@@ -142,7 +166,7 @@ pub fn unlock(backend: Backend, password: &[u8], cache_root: Option<&Path>) -> R
         if let Some((key_id, key)) = std::fs::read(file).ok().and_then(|b| decode(&b, password)) {
             if let Ok(plain) = open_config(&key) {
                 let config = Config::decode(&plain)?;
-                return Ok(Unlocked { backend, key, config, key_id, from_cache: true });
+                return Ok(Unlocked { backend, key, config, key_id, from_cache: true, cache_file: Some(file.clone()) });
             }
         }
     }
@@ -153,7 +177,7 @@ pub fn unlock(backend: Backend, password: &[u8], cache_root: Option<&Path>) -> R
             eprintln!("warning: could not cache the key in {}: {e}", file.display());
         }
     }
-    Ok(Unlocked { backend, key, config, key_id, from_cache: false })
+    Ok(Unlocked { backend, key, config, key_id, from_cache: false, cache_file: file })
 }
 
 /// Removes the cached key of a location (`pg … --no-key-cache` never

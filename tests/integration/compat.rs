@@ -24,6 +24,7 @@ use cairn::format::lock::Lock;
 use cairn::format::pack::{decode_header, decode_trailer, TRAILER_LEN};
 use cairn::format::snapshot::{Snapshot, StreamInfo, Summary};
 use cairn::format::tree::{self, Content, Node, NodeKind};
+use cairn::format::wal::{ClusterRecord, WalObject};
 use cairn::id::{BlobKind, ChunkId, PackId, RepoId, SnapshotId, TreeId};
 use cairn::pack::{blob_from_pack_bytes, PackWriter};
 use cairn::seal;
@@ -224,7 +225,11 @@ fn vector_index_v2(live: &IndexPack) -> Index {
 fn sealed_object(mk: &MasterKey, ty: ObjectType, plain: &[u8], folder: &str) -> Value {
     let sealed = seal::seal_with_nonce(&mk.enc, ty, plain, None, &OBJECT_NONCE);
     assert_eq!(seal::open(&mk.enc, ty, &sealed, 1 << 20).expect("opens"), plain, "{folder}: does not open");
-    let name = if folder == "config" { "config".to_string() } else { format!("{folder}/{}", sha256_hex(&sealed)) };
+    let name = if folder == "config" || folder.starts_with("wal/") {
+        folder.to_string()
+    } else {
+        format!("{folder}/{}", sha256_hex(&sealed))
+    };
     json!({ "object_type": ty as u8, "sealed": hex::encode(&sealed), "object_name": name })
 }
 
@@ -350,6 +355,24 @@ fn build() -> Value {
     let ix2_plain = index::encode_index(&ix2);
     assert_eq!(index::decode_index(&ix2_plain).expect("index v2 decodes"), ix2, "index v2 does not round-trip");
     assert_eq!(ix2_plain[0], index::VERSION_MARKS);
+    // 9. The WAL archive (format-spec/13-wal.md): a timeline history file
+    // (a segment would make the vector 16 MiB) and a system's record.
+    let wal_file = WalObject {
+        name: "00000002.history".into(),
+        system_id: 7_318_000_000_000_000_001,
+        content: b"1\t0/3000158\tno recovery target specified\n".to_vec(),
+    };
+    let wal_name = cairn::ops::pg::archive::object_name(
+        wal_file.system_id,
+        &cairn::pg::wal::WalFile::parse(&wal_file.name).expect("a WAL file name"),
+    );
+    let cluster_record = ClusterRecord {
+        system_id: wal_file.system_id,
+        segment_size: 16 << 20,
+        version: 150000,
+        created: time("2026-12-05T08:00:00+00:00"),
+        hostname: "db1".into(),
+    };
     let objects = json!({
         "nonce": hex::encode(OBJECT_NONCE),
         "data_blob": sealed_object(&mk, ObjectType::DataBlob, HELLO, "data"),
@@ -361,6 +384,13 @@ fn build() -> Value {
         "snapshot_stream": sealed_object(&mk, ObjectType::Snapshot, &snap_stream.encode(), "snapshots"),
         "config": sealed_object(&mk, ObjectType::Config, &config_json, "config"),
         "lock": sealed_object(&mk, ObjectType::Lock, &lock.encode(), "locks"),
+        "wal_file": sealed_object(&mk, ObjectType::WalFile, &wal_file.encode(), &wal_name),
+        "cluster_record": sealed_object(
+            &mk,
+            ObjectType::ClusterRecord,
+            &cluster_record.encode(),
+            &cairn::ops::pg::archive::record_name(cluster_record.system_id),
+        ),
     });
 
     json!({
@@ -442,6 +472,11 @@ fn build() -> Value {
             "snapshot_tree": String::from_utf8(snap_tree.encode()).expect("utf-8"),
             "snapshot_stream": String::from_utf8(snap_stream.encode()).expect("utf-8"),
             "lock": String::from_utf8(lock.encode()).expect("utf-8"),
+            "cluster_record": String::from_utf8(cluster_record.encode()).expect("utf-8"),
+        },
+        "wal_file": {
+            "plaintext": hex::encode(wal_file.encode()),
+            "object_name": wal_name,
         },
         "objects": objects,
     })
@@ -529,16 +564,19 @@ fn format_vectors() {
         "json.snapshot_tree",
         "json.snapshot_stream",
         "json.lock",
+        "json.cluster_record",
+        "wal_file.plaintext",
+        "wal_file.object_name",
         "objects.nonce",
     ] {
         check(&stored, &built, p, FORMAT_CHANGED);
     }
-    // Every sealed object type (1 to 7), stored raw: no zstd involved.
+    // Every sealed object type (1 to 9), stored raw: no zstd involved.
     let objects = get(&stored, "objects").as_object().expect("`objects` is a map");
     let mut types: Vec<u64> = objects.values().filter_map(|o| o["object_type"].as_u64()).collect();
     types.sort_unstable();
     types.dedup();
-    assert_eq!(types, (1..=7).collect::<Vec<_>>(), "vectors.json lacks a sealed object of some type");
+    assert_eq!(types, (1..=9).collect::<Vec<_>>(), "vectors.json lacks a sealed object of some type");
     let built_names: Vec<&String> = get(&built, "objects").as_object().expect("built objects").keys().collect();
     assert_eq!(
         objects.keys().collect::<Vec<_>>(),

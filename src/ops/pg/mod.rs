@@ -30,7 +30,10 @@ pub fn wal_push(un: &Unlocked, path: &Path, pgdata: &Path) -> Result<(WalFile, P
     let content = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
     let system_id = system_of(&file, &content, pgdata)?;
     let archive = Archive { backend: &un.backend, key: &un.key, level: un.config.compression };
-    if file.has_header() {
+    // The record is written once per system; a marker beside the cached
+    // key saves its request on every later push.
+    let marker = format!("record-{system_id}");
+    if file.has_header() && !un.marked(&marker) {
         let h = SegmentHeader::decode(&content)?;
         let record = ClusterRecord {
             system_id,
@@ -40,6 +43,7 @@ pub fn wal_push(un: &Unlocked, path: &Path, pgdata: &Path) -> Result<(WalFile, P
             hostname: crate::ops::backup::hostname_or(&None),
         };
         archive.ensure_record(&record)?;
+        un.mark(&marker);
     }
     let pushed = archive.push(system_id, &file, content)?;
     Ok((file, pushed))
