@@ -4,8 +4,10 @@
 //! B1. `pg_backup_start` (non-exclusive, in one `psql` session) before any
 //!     file is read; every file is read in full (chunks that did not
 //!     change dedup against the last backup, so it stores what changed).
-//! B2. `pg_backup_stop` once every file is stored; its `backup_label` and
-//!     tablespace map go into the snapshot, not into the tree.
+//! B2. `pg_backup_stop` once every file is stored (without waiting for
+//!     the archiver: B3 waits, with a timeout, for this repository's
+//!     archive); its `backup_label` and tablespace map go into the
+//!     snapshot, not into the tree.
 //! B3. The snapshot is committed only once every WAL segment from the
 //!     backup's start to its stop is in this repository's archive: a
 //!     snapshot that `pg backup` reports saved can be restored.
@@ -223,11 +225,11 @@ pub fn base_backup(repo: &Repository, o: &BaseBackupOptions) -> Result<BackupOut
         let stop_sql = if version >= 150_000 {
             "SELECT s.lsn, encode(convert_to(s.labelfile, 'UTF8'), 'hex'), \
              encode(convert_to(coalesce(s.spcmapfile, ''), 'UTF8'), 'hex'), pg_walfile_name(s.lsn), \
-             clock_timestamp(), txid_snapshot_xmax(txid_current_snapshot()) FROM pg_backup_stop(true) AS s"
+             clock_timestamp(), txid_snapshot_xmax(txid_current_snapshot()) FROM pg_backup_stop(false) AS s"
         } else {
             "SELECT s.lsn, encode(convert_to(s.labelfile, 'UTF8'), 'hex'), \
              encode(convert_to(coalesce(s.spcmapfile, ''), 'UTF8'), 'hex'), pg_walfile_name(s.lsn), \
-             clock_timestamp(), txid_snapshot_xmax(txid_current_snapshot()) FROM pg_stop_backup(false, true) AS s"
+             clock_timestamp(), txid_snapshot_xmax(txid_current_snapshot()) FROM pg_stop_backup(false, false) AS s"
         };
         let rows = s.query(stop_sql)?;
         let r = rows.first().filter(|r| r.len() == 6).ok_or_else(|| Error::new(ErrorKind::Io, "unexpected reply"))?;
