@@ -114,6 +114,10 @@ pub struct RestoreArgs {
     /// Stop just before the target instead of just after it
     #[arg(long)]
     pub target_exclusive: bool,
+    /// recovery_target_timeline: a number, current or latest (default: the newest archived timeline that
+    /// descends from the base backup)
+    #[arg(long, value_name = "TIMELINE")]
+    pub target_timeline: Option<String>,
     /// Restore this base backup instead of the newest one that ends before the target
     #[arg(long, value_name = "ID")]
     pub snapshot: Option<String>,
@@ -123,6 +127,9 @@ pub struct RestoreArgs {
     /// Replace the contents of a non-empty directory
     #[arg(long, alias = "force")]
     pub delta: bool,
+    /// Restore tablespace OID into DIR instead of where it was (repeatable)
+    #[arg(long, value_name = "OID=DIR", value_parser = parse_tablespace)]
+    pub tablespace_map: Vec<(u32, PathBuf)>,
     /// The restore_command to write (default: this cairn with this repository and password file)
     #[arg(long, value_name = "CMD")]
     pub restore_command: Option<String>,
@@ -149,6 +156,12 @@ pub struct StatusArgs {
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_tablespace(s: &str) -> std::result::Result<(u32, PathBuf), String> {
+    let (oid, dir) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected OID=DIR"))?;
+    let oid = oid.trim().parse().map_err(|_| format!("{s:?}: {oid:?} is not a tablespace OID"))?;
+    Ok((oid, absolute(Path::new(dir))))
 }
 
 /// Exit code of `pg status` when it finds a gap or a stale archive.
@@ -341,6 +354,8 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
         system_id: a.system_id,
         delta: a.delta,
         restore_command,
+        tablespace_map: a.tablespace_map.clone(),
+        timeline: a.target_timeline.clone(),
     };
     let plan = pgrestore::plan(&repo, &req)?;
     let describe = |p: &pgrestore::Plan| {
@@ -354,6 +369,10 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
         )];
         if p.empty_first {
             lines.push(format!("empty {} first (--delta)", p.pgdata.display()));
+        }
+        for t in &p.tablespaces {
+            let first = if t.empty_first { ", emptied first (--delta)" } else { "" };
+            lines.push(format!("tablespace {} from {} into {}{first}", t.oid, t.from, t.to.display()));
         }
         lines.push(format!("into {}, then in postgresql.auto.conf:", p.pgdata.display()));
         lines.extend(p.settings.lines().into_iter().map(|l| format!("  {l}")));

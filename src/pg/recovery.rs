@@ -52,6 +52,8 @@ pub struct Settings {
     /// Stop just after the target (true, PostgreSQL's default) or just
     /// before it.
     pub inclusive: bool,
+    /// `recovery_target_timeline`: a number, `current` or `latest`.
+    pub timeline: String,
 }
 
 const BEGIN: &str = "# --- recovery settings written by cairn pg restore";
@@ -86,7 +88,7 @@ impl Settings {
             Target::Xid(x) => Some(("recovery_target_xid", x.clone())),
             Target::Name(n) => Some(("recovery_target_name", n.clone())),
         };
-        v.push("recovery_target_timeline = 'latest'".into());
+        v.push(format!("recovery_target_timeline = {}", quote(&self.timeline)));
         if let Some((k, val)) = target {
             v.push(format!("{k} = {}", quote(&val)));
             v.push(format!("recovery_target_action = '{}'", self.action.as_str()));
@@ -160,6 +162,7 @@ mod tests {
             target: Target::Time("2026-12-05 08:00:00+00".into()),
             action: Action::Promote,
             inclusive: true,
+            timeline: "latest".into(),
         };
         let old = "# Do not edit\nwork_mem = '8MB'\nrestore_command = 'cp /x/%f %p'\n";
         let once = rewrite(old, &s.lines());

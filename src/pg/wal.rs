@@ -257,6 +257,29 @@ impl SegmentHeader {
     }
 }
 
+/// Parses a timeline history file (`<tli>.history`): one line per ancestor,
+/// `<parent timeline> <tab> <switch point LSN> <tab> <reason>`, oldest first;
+/// `#` comments and blank lines are skipped.
+pub fn parse_history(text: &str) -> Result<Vec<(u32, Lsn)>> {
+    let mut v = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let mut f = line.split_whitespace();
+        let (Some(tli), Some(lsn)) = (f.next(), f.next()) else {
+            return Err(Error::corrupt(format!("timeline history line {line:?} has no switch point")));
+        };
+        let tli = tli.parse().map_err(|_| Error::corrupt(format!("timeline history line {line:?}: bad timeline")))?;
+        v.push((tli, Lsn::parse(lsn).map_err(|_| Error::corrupt(format!("timeline history line {line:?}: bad LSN")))?));
+    }
+    Ok(v)
+}
+
+/// Whether timeline `tli`, with history `history`, contains the position
+/// `lsn` of timeline `on`: `on` is `tli` itself, or an ancestor that `tli`
+/// left after `lsn`.
+pub fn timeline_contains(tli: u32, history: &[(u32, Lsn)], on: u32, lsn: Lsn) -> bool {
+    tli == on || history.iter().any(|(t, switch)| *t == on && *switch > lsn)
+}
+
 /// Reads the system identifier from a data directory's `global/pg_control`
 /// (its first 8 bytes).
 pub fn control_system_id(pgdata: &std::path::Path) -> std::io::Result<u64> {
@@ -305,6 +328,18 @@ mod tests {
         ] {
             assert_eq!(WalFile::parse(n), None, "{n}");
         }
+    }
+
+    #[test]
+    fn histories() {
+        let h =
+            parse_history("1\t0/6000000\tno recovery target specified\n\n2\t0/9000000\tbefore 2026-12-05\n").unwrap();
+        assert_eq!(h, [(1, Lsn(0x6000000)), (2, Lsn(0x9000000))]);
+        assert!(timeline_contains(3, &h, 1, Lsn(0x5000000)));
+        assert!(!timeline_contains(3, &h, 1, Lsn(0x6000000)));
+        assert!(timeline_contains(3, &h, 2, Lsn(0x8000000)));
+        assert!(timeline_contains(3, &h, 3, Lsn(0xF000000)));
+        assert!(parse_history("1 nope").is_err());
     }
 
     #[test]

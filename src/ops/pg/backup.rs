@@ -78,6 +78,37 @@ struct Server {
     version: u32,
     system_id: u64,
     segment_size: u64,
+    /// The directories `pg_tblspc/<oid>` links to (backed up beside the
+    /// data directory, at their own paths).
+    tablespaces: Vec<PathBuf>,
+}
+
+/// The targets of the tablespace links in `pg_tblspc/` (a directory there,
+/// an in-place tablespace, is inside the data directory already).
+fn tablespace_dirs(pgdata: &Path) -> Result<Vec<PathBuf>> {
+    let dir = pgdata.join("pg_tblspc");
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(dir.display(), e)),
+    };
+    for e in entries {
+        let e = e.map_err(|e| Error::io(dir.display(), e))?;
+        if e.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
+            let target = std::fs::canonicalize(e.path()).map_err(|err| Error::io(e.path().display(), err))?;
+            if target.starts_with(pgdata) {
+                return Err(Error::invalid(format!(
+                    "tablespace {} lies inside the data directory ({}): PostgreSQL advises against it and cairn does not back it up twice",
+                    e.file_name().to_string_lossy(),
+                    target.display()
+                )));
+            }
+            out.push(target);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn check_server(s: &mut Session, pgdata: &Path) -> Result<Server> {
@@ -129,14 +160,8 @@ fn check_server(s: &mut Session, pgdata: &Path) -> Result<Server> {
         }
         Err(e) => return Err(Error::io(pgdata.join("global/pg_control").display(), e)),
     }
-    let tblspc = pgdata.join("pg_tblspc");
-    if std::fs::read_dir(&tblspc).map(|mut d| d.next().is_some()).unwrap_or(false) {
-        return Err(Error::invalid(format!(
-            "the cluster has tablespaces ({} is not empty): cairn's base backups do not support tablespaces yet",
-            tblspc.display()
-        )));
-    }
-    Ok(Server { version, system_id, segment_size: num(&r[5], "wal_segment_size")? })
+    let tablespaces = tablespace_dirs(pgdata)?;
+    Ok(Server { version, system_id, segment_size: num(&r[5], "wal_segment_size")?, tablespaces })
 }
 
 fn timestamp(v: &str) -> Result<DateTime<FixedOffset>> {
@@ -270,7 +295,9 @@ pub fn base_backup(repo: &Repository, o: &BaseBackupOptions) -> Result<BackupOut
     // B1: read every file; unchanged chunks dedup.
     opts.force = true;
     opts.before_commit = Some(BeforeCommit(Arc::new(stop)));
-    let out = backup::backup_paths(repo, &[pgdata], &opts);
+    let mut paths = vec![pgdata];
+    paths.extend(server.tablespaces.iter().cloned());
+    let out = backup::backup_paths(repo, &paths, &opts);
     // On failure the session ends here, which aborts the backup on the
     // server (a non-exclusive backup ends with its session).
     if let Ok(mut g) = session.lock() {

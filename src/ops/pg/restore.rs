@@ -43,6 +43,40 @@ pub struct Request {
     /// Empty a non-empty directory first.
     pub delta: bool,
     pub restore_command: String,
+    /// `--tablespace-map OID=DIR`: where a tablespace goes (default: where
+    /// it was).
+    pub tablespace_map: Vec<(u32, PathBuf)>,
+    /// `--target-timeline`: a number, `current` or `latest`; by default the
+    /// newest archived timeline that descends from the base backup.
+    pub timeline: Option<String>,
+}
+
+/// One tablespace of a base backup and where it is restored.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TablespacePlan {
+    pub oid: u32,
+    /// Its directory when it was backed up (a path in the snapshot).
+    pub from: String,
+    pub to: PathBuf,
+    pub empty_first: bool,
+}
+
+/// Parses a `tablespace_map`: one `<oid> <path>` line per tablespace.
+pub fn parse_tablespace_map(text: &str) -> Result<Vec<(u32, String)>> {
+    let mut v = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (oid, path) = line
+            .split_once(' ')
+            .and_then(|(o, p)| Some((o.parse::<u32>().ok()?, p)))
+            .ok_or_else(|| Error::corrupt(format!("tablespace_map line {line:?} is not `<oid> <path>`")))?;
+        v.push((oid, path.to_string()));
+    }
+    Ok(v)
+}
+
+/// Whether a directory exists and holds something.
+fn non_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
 /// What `pg restore` will do; `--dry-run` prints it.
@@ -58,6 +92,7 @@ pub struct Plan {
     /// Whether the directory is emptied first (`--delta`).
     pub empty_first: bool,
     pub settings: Settings,
+    pub tablespaces: Vec<TablespacePlan>,
     #[serde(skip)]
     pub pg: PgInfo,
     #[serde(skip)]
@@ -204,9 +239,47 @@ pub fn plan(repo: &Repository, req: &Request) -> Result<Plan> {
             }
         }
     }
-    // R3.
-    let non_empty = std::fs::read_dir(&req.pgdata).map(|mut d| d.next().is_some()).unwrap_or(false);
-    let empty_first = match non_empty {
+    // The timeline to follow: the newest one whose history contains the
+    // base backup (PostgreSQL's `latest` would take the newest timeline of
+    // the archive even when it forked off before the backup, and refuse).
+    let timeline = match &req.timeline {
+        Some(t) => t.clone(),
+        None => descendant_timeline(&archive, system_id, &pg)?.to_string(),
+    };
+    // R3, for the data directory and each tablespace's.
+    let mut tablespaces = Vec::new();
+    let map = pg.tablespace_map.as_deref().map(parse_tablespace_map).transpose()?.unwrap_or_default();
+    for (oid, _) in &req.tablespace_map {
+        if !map.iter().any(|(o, _)| o == oid) {
+            return Err(Error::invalid(format!(
+                "--tablespace-map {oid}=…: base backup {} has no tablespace {oid}",
+                id.short()
+            )));
+        }
+    }
+    for (oid, from) in map {
+        let to = req
+            .tablespace_map
+            .iter()
+            .find(|(o, _)| *o == oid)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| from.clone().into());
+        if to.starts_with(&req.pgdata) || req.pgdata.starts_with(&to) {
+            return Err(Error::invalid(format!(
+                "tablespace {oid} would go to {}, inside or around the data directory: pass --tablespace-map {oid}=DIR",
+                to.display()
+            )));
+        }
+        let busy = non_empty(&to);
+        if busy && !req.delta {
+            return Err(Error::invalid(format!(
+                "tablespace {oid} goes to {}, which is not empty: pass --tablespace-map {oid}=DIR (an empty directory), or --delta to replace its contents",
+                to.display()
+            )));
+        }
+        tablespaces.push(TablespacePlan { oid, from, to, empty_first: busy });
+    }
+    let empty_first = match non_empty(&req.pgdata) {
         true => {
             if !req.delta {
                 return Err(Error::invalid(format!(
@@ -237,10 +310,30 @@ pub fn plan(repo: &Repository, req: &Request) -> Result<Plan> {
             target: req.target.clone(),
             action: req.action,
             inclusive: req.inclusive,
+            timeline,
         },
+        tablespaces,
         pg,
         snap,
     })
+}
+
+/// The newest archived timeline that contains the base backup's end.
+fn descendant_timeline(archive: &Archive, system_id: u64, pg: &PgInfo) -> Result<u32> {
+    let stop = Lsn::parse(&pg.stop_lsn)?;
+    let mut best = pg.timeline;
+    for l in archive.list(system_id)? {
+        let WalFile::History { tli } = l.file else { continue };
+        if tli <= best {
+            continue;
+        }
+        let Some(text) = archive.fetch(system_id, &l.file)? else { continue };
+        let history = crate::pg::wal::parse_history(&String::from_utf8_lossy(&text))?;
+        if crate::pg::wal::timeline_contains(tli, &history, pg.timeline, stop) {
+            best = tli;
+        }
+    }
+    Ok(best)
 }
 
 fn empty_dir(dir: &Path) -> Result<()> {
@@ -269,6 +362,15 @@ fn write_owned(dir: &Path, name: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+fn merge(into: &mut RestoreReport, r: RestoreReport) {
+    into.files += r.files;
+    into.dirs += r.dirs;
+    into.specials += r.specials;
+    into.bytes += r.bytes;
+    into.failed.extend(r.failed);
+    into.warnings.extend(r.warnings);
+}
+
 /// Executes a plan (R3, R4).
 pub fn execute(repo: &Repository, plan: &Plan) -> Result<RestoreReport> {
     let dir = &plan.pgdata;
@@ -276,7 +378,7 @@ pub fn execute(repo: &Repository, plan: &Plan) -> Result<RestoreReport> {
         empty_dir(dir)?;
     }
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io(dir.display(), e))?;
-    let report = restore::run(
+    let mut report = restore::run(
         repo,
         plan.snap.tree,
         Path::new(&plan.pg.pgdata),
@@ -299,9 +401,36 @@ pub fn execute(repo: &Repository, plan: &Plan) -> Result<RestoreReport> {
             }
         }
     }
+    // Tablespaces: each into its directory; the map names where they went
+    // (PostgreSQL makes pg_tblspc/<oid> link there when it starts).
+    let mut map = String::new();
+    for t in &plan.tablespaces {
+        if t.empty_first {
+            empty_dir(&t.to)?;
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&t.to)
+            .map_err(|e| Error::io(t.to.display(), e))?;
+        let r = restore::run(
+            repo,
+            plan.snap.tree,
+            Path::new(&t.from),
+            &t.to,
+            &Filter::new(&[], &[])?,
+            &MetaOptions::default(),
+        )?;
+        let failed = !r.failed.is_empty();
+        merge(&mut report, r);
+        if failed {
+            return Ok(report);
+        }
+        map.push_str(&format!("{} {}\n", t.oid, t.to.display()));
+    }
     write_owned(dir, "backup_label", &plan.pg.backup_label)?;
-    if let Some(map) = &plan.pg.tablespace_map {
-        write_owned(dir, "tablespace_map", map)?;
+    if plan.pg.tablespace_map.is_some() {
+        write_owned(dir, "tablespace_map", &map)?;
     }
     plan.settings.apply(dir)?;
     if let Ok(m) = std::fs::metadata(dir) {
