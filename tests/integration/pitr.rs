@@ -410,15 +410,28 @@ impl Cluster {
 
     /// Waits until `name` and every WAL file before it are archived: the
     /// archiver works oldest first, so `last_archived_wal >= name` with no
-    /// `.ready` left for it. Panics after [`WAIT`] with the archiver's
-    /// failures and the log.
+    /// `.ready` left for it. Panics after [`WAIT`], or as soon as
+    /// `archive_command` has failed three more times (PostgreSQL's retries
+    /// of one round: a command that keeps failing), with the archiver's
+    /// row and the log (which holds the command's stderr).
     pub fn wait_archived(&self, name: &str) {
+        self.wait_archived_since(name, self.archiver().failed_count)
+    }
+
+    /// [`Cluster::wait_archived`], counting failures from `failed_before`.
+    fn wait_archived_since(&self, name: &str, failed_before: u64) {
         wait_for(
             &format!("{name} to be archived"),
             WAIT,
             || format!("pg_stat_archiver: {:?}\n{}", self.archiver(), self.log_tail()),
             || {
                 let a = self.archiver();
+                assert!(
+                    a.failed_count < failed_before + 3,
+                    "archive_command failed {} times while waiting for {name}: {a:?}\n{}",
+                    a.failed_count - failed_before,
+                    self.log_tail()
+                );
                 (a.last_archived_wal.as_str() >= name && !self.ready(name)).then_some(())
             },
         )
@@ -426,8 +439,9 @@ impl Cluster {
 
     /// [`Cluster::switch_wal`], then [`Cluster::wait_archived`]; the segment.
     pub fn switch_and_archive(&self) -> String {
+        let failed_before = self.archiver().failed_count;
         let seg = self.switch_wal();
-        self.wait_archived(&seg);
+        self.wait_archived_since(&seg, failed_before);
         seg
     }
 
@@ -503,6 +517,11 @@ impl Drop for Cluster {
 
 // ----- the repository, as the cluster's user sees it
 
+/// The cairn binary under test.
+fn cairn_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cairn")
+}
+
 /// A repository on `Where`, its password in a file, its cache directory:
 /// all the cluster's user's. Its commands run as that user.
 struct PgRepo {
@@ -542,7 +561,7 @@ impl PgRepo {
     fn cairn_prefix(&self) -> String {
         format!(
             "{} -r {} --password-file {} --cache-dir {}",
-            env!("CARGO_BIN_EXE_cairn"),
+            cairn_bin(),
             self.url(),
             p(&self.password_file),
             p(&self.repo.cache())
@@ -567,7 +586,7 @@ impl PgRepo {
 
     /// `cairn GLOBAL ARGS` as the cluster's user.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = as_pg(Path::new(env!("CARGO_BIN_EXE_cairn")));
+        let mut c = as_pg(Path::new(cairn_bin()));
         c.envs(self.env())
             .args(["-r", self.url(), "--password-file", p(&self.password_file), "--cache-dir", p(&self.repo.cache())])
             .args(args);
@@ -1033,6 +1052,7 @@ fn a_missing_wal_segment_is_reported_and_stops_recovery() {
         // cairn may refuse up front; then it must say why.
         let said = format!("{}{}", o.stdout_str(), o.stderr);
         assert!(said.contains(gone.as_str()), "pg restore failed without naming {gone}:\n{said}");
+        eprintln!("pg restore refused the restore past the missing {gone}:\n{said}");
         return;
     }
     dst.configure();
@@ -1045,6 +1065,7 @@ fn a_missing_wal_segment_is_reported_and_stops_recovery() {
         "the recovery failed, but not on the missing WAL:\n{err}"
     );
     assert!(!dst.running(), "the failed recovery left a server running");
+    eprintln!("the recovery past the missing {gone} failed:\n{err}");
 }
 
 /// 6: while the repository is unreachable, pushes fail and PostgreSQL
@@ -1147,7 +1168,11 @@ fn a_killed_wal_push_is_retried_and_the_repository_checks() {
             other => panic!("wal-push with a kill before write {k}: exit {other:?}\n{}", o.stderr),
         }
     }
-    assert!(kills >= 1, "no wal-push was killed");
+    assert!(
+        kills >= 1,
+        "CAIRN_TEST_KILL_BEFORE_WRITE=1 killed no wal-push: a binary without the test-hooks feature, \
+         or a wal-push whose writes bypass the hooked backend"
+    );
     eprintln!("wal-push killed before each of its writes 1..={kills}");
     let o = repo.out(&["check", "--read-data"]);
     assert_eq!(o.code, Some(0), "check --read-data:\n{}", o.stderr);
@@ -1190,7 +1215,7 @@ fn forget_prunes_the_wal_before_the_kept_base_backup() {
     let before = repo.wal_segments();
     let (older, newer): (Vec<&String>, Vec<&String>) = before.keys().partition(|s| s.as_str() < keep_from.as_str());
     assert!(!older.is_empty(), "no WAL before the second backup's start {keep_from}: {:?}", before.keys());
-    repo.run(&["forget", "--tag", "pg-base", "--keep-last", "1", "--prune"]);
+    repo.run(&["forget", "--tag", "pg-base", "--group-by", "", "--keep-last", "1", "--prune"]);
 
     let ids_left: Vec<String> = repo.snapshots().iter().map(|s| scalar(&s["id"])).collect();
     let (id1, id2) = (scalar(&b1["id"]), scalar(&b2["id"]));
