@@ -1238,3 +1238,47 @@ fn forget_prunes_the_wal_before_the_kept_base_backup() {
     let dst = repo.restored(&["--time", &t, "--target-action", "promote"]);
     assert_eq!(ids(&dst, "t"), "500 1 500", "restore to {t} from the kept backup");
 }
+
+/// A WAL object that exists but cannot be read (here: mode 000 for the
+/// cluster's user) must stop recovery, not end it: PostgreSQL takes any
+/// `restore_command` exit status up to 125 for "not archived" and then
+/// promotes at that point, silently dropping everything after it (and
+/// forking a timeline). So `wal-fetch` must keep exit 1 for "not archived"
+/// only and exit above 125 on every other failure, which makes recovery
+/// stop with FATAL (the server can be started again once the repository
+/// reads). Ignored until the contract says so: today `wal-fetch` exits 1
+/// on a read error and such a restore ends with half of the rows.
+#[test]
+#[ignore = "open contract point: wal-fetch exits 1 (= not archived) on read errors too"]
+fn a_wal_read_error_stops_recovery_instead_of_promoting() {
+    if !pg_enabled("pitr::a_wal_read_error_stops_recovery_instead_of_promoting") {
+        return;
+    }
+    let repo = PgRepo::new(Where::Local);
+    let src = Cluster::init(Opts { wal_segsize_mb: Some(1), ..repo.archiving() });
+    src.q("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    insert(&src, "t", 1, 100);
+    repo.base_backup(&src);
+    let mut segs = Vec::new();
+    for i in 1..=3u32 {
+        insert(&src, "t", i * 100 + 1, i * 100 + 100);
+        segs.push(src.switch_and_archive());
+    }
+    let bad = &segs[1];
+    let object = repo.wal_segments().get(bad).cloned().unwrap_or_else(|| panic!("no object for {bad}"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(repo.repo.path().join(&object), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod 000 the WAL object");
+
+    let scratch = pg_tempdir();
+    let o = repo.wal_cmd(&src, &["pg", "wal-fetch", bad, p(&scratch.path().join("x"))]);
+    assert!(o.code.is_none_or(|c| c > 125), "wal-fetch of an unreadable {bad}: exit {:?} ({})", o.code, o.stderr);
+
+    let dst = Cluster::empty(repo.restoring());
+    repo.restore_ok(&dst, &[]);
+    dst.configure();
+    let outcome = dst.try_start().and_then(|()| dst.wait_promoted(WAIT));
+    if outcome.is_ok() {
+        panic!("recovery promoted past an unreadable {bad}: rows {} on timeline {}", ids(&dst, "t"), dst.timeline());
+    }
+}
