@@ -21,6 +21,7 @@ mod habits;
 mod locks;
 mod mount;
 mod permissions;
+mod pitr;
 mod postgres;
 mod prune;
 mod repair;
