@@ -133,6 +133,9 @@ pub struct RestoreArgs {
     /// The restore_command to write (default: this cairn with this repository and password file)
     #[arg(long, value_name = "CMD")]
     pub restore_command: Option<String>,
+    /// Write archive_mode = off: the restored cluster does not archive into the repository (drills, copies)
+    #[arg(long)]
+    pub no_archive: bool,
     /// Print the plan and write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -205,7 +208,26 @@ fn wal_push(g: &Global, a: &WalPushArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Exit code of `wal-fetch` for every failure but "not archived":
+/// PostgreSQL takes an exit status up to 125 for "not in the archive" and
+/// ends recovery there (promoting, with no target), so a read error must
+/// stop recovery instead (format-spec/13-wal.md, rule W4).
+pub const EXIT_STOP_RECOVERY: i32 = 255;
+
 fn wal_fetch(g: &Global, a: &WalFetchArgs) -> Result<i32> {
+    match fetch_one(g, a) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!(
+                "error: {e}; wal-fetch exits {EXIT_STOP_RECOVERY} so that PostgreSQL stops recovery instead of ending it \
+                 early (fix the cause and start the server again: recovery resumes)"
+            );
+            Ok(EXIT_STOP_RECOVERY)
+        }
+    }
+}
+
+fn fetch_one(g: &Global, a: &WalFetchArgs) -> Result<i32> {
     let un = unlock(g, a.no_key_cache)?;
     let pgdata = a.pgdata.clone().unwrap_or_else(here);
     match pg::wal_fetch(&un, &a.name, &a.dest, &pgdata, a.system_id)? {
@@ -356,8 +378,12 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
         restore_command,
         tablespace_map: a.tablespace_map.clone(),
         timeline: a.target_timeline.clone(),
+        archive: !a.no_archive,
     };
     let plan = pgrestore::plan(&repo, &req)?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
     let describe = |p: &pgrestore::Plan| {
         let mut lines = vec![format!(
             "base backup {} of system {} ({}; ends {} at LSN {})",

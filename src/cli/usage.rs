@@ -17,7 +17,8 @@ Exit codes:
   64   the command line is not valid (unknown option, missing argument)
   75   the storage stayed unreachable or kept failing after the retries: try again later
   129, 130, 143  ended by SIGHUP, SIGINT, SIGTERM
-  141  stdout was closed by its reader";
+  141  stdout was closed by its reader
+  255  pg wal-fetch: a failure other than \"not archived\" (PostgreSQL then stops recovery instead of ending it)";
 
 /// The subcommand path a command line names ("cairn key add"), for the
 /// hint after a usage error.

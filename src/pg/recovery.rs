@@ -54,6 +54,9 @@ pub struct Settings {
     pub inclusive: bool,
     /// `recovery_target_timeline`: a number, `current` or `latest`.
     pub timeline: String,
+    /// Whether the restored cluster keeps the backed-up `archive_mode`
+    /// (false writes `archive_mode = off`).
+    pub archive: bool,
 }
 
 const BEGIN: &str = "# --- recovery settings written by cairn pg restore";
@@ -69,6 +72,7 @@ const RECOVERY_KEYS: &[&str] = &[
     "recovery_target_action",
     "recovery_target_inclusive",
     "recovery_target_timeline",
+    "archive_mode",
 ];
 
 /// A configuration-file string literal.
@@ -89,6 +93,9 @@ impl Settings {
             Target::Name(n) => Some(("recovery_target_name", n.clone())),
         };
         v.push(format!("recovery_target_timeline = {}", quote(&self.timeline)));
+        if !self.archive {
+            v.push("archive_mode = off".into());
+        }
         if let Some((k, val)) = target {
             v.push(format!("{k} = {}", quote(&val)));
             v.push(format!("recovery_target_action = '{}'", self.action.as_str()));
@@ -163,6 +170,7 @@ mod tests {
             action: Action::Promote,
             inclusive: true,
             timeline: "latest".into(),
+            archive: true,
         };
         let old = "# Do not edit\nwork_mem = '8MB'\nrestore_command = 'cp /x/%f %p'\n";
         let once = rewrite(old, &s.lines());

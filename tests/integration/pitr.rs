@@ -1246,10 +1246,8 @@ fn forget_prunes_the_wal_before_the_kept_base_backup() {
 /// forking a timeline). So `wal-fetch` must keep exit 1 for "not archived"
 /// only and exit above 125 on every other failure, which makes recovery
 /// stop with FATAL (the server can be started again once the repository
-/// reads). Ignored until the contract says so: today `wal-fetch` exits 1
-/// on a read error and such a restore ends with half of the rows.
+/// reads): format-spec/13-wal.md, rule W4.
 #[test]
-#[ignore = "open contract point: wal-fetch exits 1 (= not archived) on read errors too"]
 fn a_wal_read_error_stops_recovery_instead_of_promoting() {
     if !pg_enabled("pitr::a_wal_read_error_stops_recovery_instead_of_promoting") {
         return;

@@ -49,6 +49,8 @@ pub struct Request {
     /// `--target-timeline`: a number, `current` or `latest`; by default the
     /// newest archived timeline that descends from the base backup.
     pub timeline: Option<String>,
+    /// Keep archiving in the restored cluster (false: `archive_mode = off`).
+    pub archive: bool,
 }
 
 /// One tablespace of a base backup and where it is restored.
@@ -93,6 +95,9 @@ pub struct Plan {
     pub empty_first: bool,
     pub settings: Settings,
     pub tablespaces: Vec<TablespacePlan>,
+    /// What the user should know before starting the server (a gap in
+    /// the WAL after the base backup: recovery stops there).
+    pub warnings: Vec<String>,
     #[serde(skip)]
     pub pg: PgInfo,
     #[serde(skip)]
@@ -246,6 +251,7 @@ pub fn plan(repo: &Repository, req: &Request) -> Result<Plan> {
         Some(t) => t.clone(),
         None => descendant_timeline(&archive, system_id, &pg)?.to_string(),
     };
+    let warnings = gaps_after(&archive, system_id, &pg)?;
     // R3, for the data directory and each tablespace's.
     let mut tablespaces = Vec::new();
     let map = pg.tablespace_map.as_deref().map(parse_tablespace_map).transpose()?.unwrap_or_default();
@@ -311,11 +317,40 @@ pub fn plan(repo: &Repository, req: &Request) -> Result<Plan> {
             action: req.action,
             inclusive: req.inclusive,
             timeline,
+            archive: req.archive,
         },
         tablespaces,
+        warnings,
         pg,
         snap,
     })
+}
+
+/// Gaps in the archived WAL after the base backup, on its timeline: replay
+/// stops at the first one (with no target, the server then promotes there).
+fn gaps_after(archive: &Archive, system_id: u64, pg: &PgInfo) -> Result<Vec<String>> {
+    let seg = pg.segment_size;
+    let Some(start) = WalFile::parse(&pg.start_wal).and_then(|f| f.segno(seg)) else { return Ok(Vec::new()) };
+    let mut have: Vec<u64> = archive
+        .list(system_id)?
+        .into_iter()
+        .filter(|l| matches!(l.file, WalFile::Segment { tli, .. } if tli == pg.timeline))
+        .filter_map(|l| l.file.segno(seg))
+        .filter(|n| *n >= start)
+        .collect();
+    have.sort_unstable();
+    Ok(have
+        .windows(2)
+        .find(|w| w[1] > w[0] + 1)
+        .map(|w| {
+            vec![format!(
+                "the archive has a gap after {} (up to {} is missing): recovery on timeline {} cannot replay past it",
+                WalFile::segment(pg.timeline, w[0], seg),
+                WalFile::segment(pg.timeline, w[1] - 1, seg),
+                pg.timeline
+            )]
+        })
+        .unwrap_or_default())
 }
 
 /// The newest archived timeline that contains the base backup's end.
