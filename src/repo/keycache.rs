@@ -209,6 +209,30 @@ mod tests {
     }
 
     #[test]
+    fn unlock_uses_the_cache_only_for_the_repository_it_opened() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = crate::repo::memory_repo();
+        let b = repo.backend.clone();
+        let first = unlock(b.clone(), b"pw", Some(d.path())).unwrap();
+        assert!(!first.from_cache);
+        let second = unlock(b.clone(), b"pw", Some(d.path())).unwrap();
+        assert!(second.from_cache);
+        assert_eq!(second.key.to_bytes(), repo.key.to_bytes());
+        assert_eq!(second.config.id, repo.config.id);
+        // Another password does not open the cache (nor the repository).
+        assert_eq!(unlock(b.clone(), b"nope", Some(d.path())).err().map(|e| e.kind()), Some(ErrorKind::WrongPassword));
+        // A new repository at the same location ("memory"): the cached key
+        // does not authenticate its config, so the key files decide.
+        let other = crate::repo::memory_repo();
+        assert_eq!(other.backend.location(), b.location());
+        let third = unlock(other.backend.clone(), b"pw", Some(d.path())).unwrap();
+        assert!(!third.from_cache);
+        assert_eq!(third.key.to_bytes(), other.key.to_bytes());
+        // Without a cache directory nothing is cached.
+        assert!(!unlock(b, b"pw", None).unwrap().from_cache);
+    }
+
+    #[test]
     fn stored_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
