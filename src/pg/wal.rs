@@ -70,7 +70,7 @@ fn hex8(s: &str) -> Option<u32> {
 }
 
 fn hex24(s: &str) -> Option<(u32, u32, u32)> {
-    if s.len() != 24 {
+    if s.len() != 24 || !s.is_ascii() {
         return None;
     }
     Some((hex8(&s[0..8])?, hex8(&s[8..16])?, hex8(&s[16..24])?))
@@ -325,6 +325,8 @@ mod tests {
             "RECOVERYXLOG",
             "000000010000000000000002.backup",
             "../00000001.history",
+            "010000\u{752}9142957p9,xxxxxx",
+            "00000001000000000000000\u{e9}",
         ] {
             assert_eq!(WalFile::parse(n), None, "{n}");
         }
