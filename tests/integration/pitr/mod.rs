@@ -25,7 +25,9 @@
 
 //!
 //! Files: `cluster.rs` (the cluster harness), `repo.rs` (the repository
-//! and cairn commands as the cluster's user); the tests are here.
+//! and cairn commands as the cluster's user); the core tests here,
+//! `base_backups.rs` (tablespaces, `pg backup`'s refusals, `pg status`,
+//! dry runs and target refusals, `--no-archive`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,6 +35,7 @@ use std::time::Duration;
 
 use crate::common::{self, both_backends, is_root, Where};
 
+mod base_backups;
 mod cluster;
 mod repo;
 
