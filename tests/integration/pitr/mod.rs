@@ -20,14 +20,14 @@
 //! Gate: like `postgres.rs`, these tests need `CAIRN_TEST_PG` (they do not
 //! use the shared server of `scripts/pg-server.sh`, only its binaries).
 //! Without it they print a loud "skipped: CAIRN_TEST_PG not set" and pass,
-//! except when `CI` is set: there they fail. The S3 variant also follows
+//! except when `CI` is set: there they fail. The S3 variants also follow
 //! `common::s3_shared`.
-
 //!
 //! Files: `cluster.rs` (the cluster harness), `repo.rs` (the repository
 //! and cairn commands as the cluster's user); the core tests here,
 //! `base_backups.rs` (tablespaces, `pg backup`'s refusals, `pg status`,
-//! dry runs and target refusals, `--no-archive`).
+//! dry runs and target refusals, `--no-archive`) and `concurrency.rs`
+//! (`pg backup` and `wal-push` paused beside prune, `copy`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,6 +37,7 @@ use crate::common::{self, both_backends, is_root, Where};
 
 mod base_backups;
 mod cluster;
+mod concurrency;
 mod repo;
 
 use cluster::*;
