@@ -274,3 +274,42 @@ fn a_copied_repository_restores_to_a_point_in_time(w: Where) {
     assert_eq!(ids(&dst, "t"), "200 1 200", "restore from the copy to {t}");
     assert_eq!(digest(&dst, "t"), at_t);
 }
+
+/// B3: a `pg backup` that dies between `pg_backup_start` and
+/// `pg_backup_stop` (SIGKILL while stopped at `pg-backup:started`) ends its
+/// session, so the server has no backup in progress; no snapshot is
+/// written, and the next `pg backup` works.
+#[test]
+fn a_pg_backup_killed_after_the_start_leaves_no_backup_behind() {
+    if !pg_enabled("pitr::concurrency::a_pg_backup_killed_after_the_start_leaves_no_backup_behind") {
+        return;
+    }
+    let repo = PgRepo::new(Where::Local);
+    let src = Cluster::init(Opts { wal_segsize_mb: Some(1), ..repo.archiving() });
+    src.q("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    insert(&src, "t", 1, 100);
+    let mut cmd = repo.cmd(&["pg", "backup", "--pgdata", p(&src.data), "--fast", "--json"]);
+    cmd.envs(src.libpq_env());
+    let mut paused = Paused::start(cmd, "pg-backup:started", "pg backup");
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cairn'";
+    assert_eq!(src.q(sessions), "1", "the stopped pg backup has no session on the server");
+    paused.child.kill().expect("SIGKILL the stopped pg backup");
+    let o = paused.collect();
+    assert_eq!(o.code, None, "pg backup was not killed: {:?}\n{}", o.code, o.stderr);
+    let t0 = Instant::now();
+    while src.q(sessions) != "0" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the killed pg backup's session is still open 15 s later (its psql outlived it?): {}",
+            src.q("SELECT pid, state, query FROM pg_stat_activity WHERE application_name = 'cairn'")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(repo.snapshots().is_empty(), "the killed backup wrote a snapshot");
+
+    insert(&src, "t", 101, 200);
+    repo.base_backup(&src);
+    assert_eq!(repo.snapshots().len(), 1, "snapshots after the next backup");
+    let c = repo.out(&["check", "--read-data"]);
+    assert_eq!(c.code, Some(0), "check --read-data after the killed backup:\n{}", c.stderr);
+}
