@@ -204,8 +204,19 @@ fn status_dry_runs_target_refusals_and_a_restore_without_archiving() {
     src.q("CREATE TABLE t (id int PRIMARY KEY, note text)");
     let t0 = src.now();
     let lsn0 = src.q("SELECT pg_current_wal_lsn()");
+    let xid0 = src.q("SELECT txid_current()");
     insert(&src, "t", 1, 100);
     let b = repo.base_backup(&src);
+    // The backup's end, in another zone: exactly it, and 1 µs before.
+    let stop_time = scalar(&repo.snapshots()[0]["pg"]["stop_time"]);
+    let in_zone = |shift: &str| {
+        src.q(&format!(
+            "SELECT to_char(('{stop_time}'::timestamptz {shift}) AT TIME ZONE 'Asia/Kolkata', \
+             'YYYY-MM-DD HH24:MI:SS.US') || '+05:30'"
+        ))
+    };
+    let (at_stop, before_stop) = (in_zone(""), in_zone("- interval '1 microsecond'"));
+    let xid1 = src.q("SELECT txid_current()");
     let mut last = String::new();
     for i in 1..=3u32 {
         insert(&src, "t", i * 100 + 1, i * 100 + 100);
@@ -253,6 +264,33 @@ fn status_dry_runs_target_refusals_and_a_restore_without_archiving() {
         assert!(empty_or_absent(dir), "pg restore --dry-run wrote into {}", dir.display());
     }
     assert!(!absent.exists(), "pg restore --dry-run created {}", absent.display());
+
+    // R1 at its edges: a target at the backup's end takes it; 1 µs before,
+    // or an xid before it, is refused; an xid after it takes it.
+    let dry = |target: &[&str]| {
+        let mut a = vec!["pg", "restore", "--pgdata", p(&absent), "--dry-run"];
+        a.extend_from_slice(target);
+        repo.out(&a)
+    };
+    for ok in [["--time", at_stop.as_str()], ["--xid", xid1.as_str()]] {
+        let o = dry(&ok);
+        assert_eq!(
+            o.code,
+            Some(0),
+            "pg restore --dry-run {ok:?} (stop_time {stop_time}):\n{}{}",
+            o.stdout_str(),
+            o.stderr
+        );
+        assert!(o.stdout_str().contains(&short), "{ok:?}: the dry run does not name {short}:\n{}", o.stdout_str());
+    }
+    for refused in [["--time", before_stop.as_str()], ["--xid", xid0.as_str()]] {
+        dry(&refused).assert_failed(None, &format!("pg restore --dry-run {refused:?} (stop_time {stop_time})"));
+    }
+    let o = repo.out(&["pg", "restore", "--pgdata", p(&absent), "--dry-run", "--json"]);
+    assert_eq!(o.code, Some(0), "pg restore --dry-run --json:\n{}", o.stderr);
+    let plan: serde_json::Value = serde_json::from_str(o.stdout_str().trim()).expect("--dry-run --json is JSON");
+    assert!(id.starts_with(&scalar(&plan["snapshot"])) || scalar(&plan["snapshot"]).starts_with(&id), "{plan}");
+    assert!(!absent.exists(), "pg restore --dry-run --json created {}", absent.display());
 
     // R1: a time before the oldest base backup's end.
     let snap = repo.snapshots().into_iter().next().expect("the base backup");

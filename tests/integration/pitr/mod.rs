@@ -537,6 +537,70 @@ fn forget_prunes_the_wal_before_the_kept_base_backup() {
     assert_eq!(ids(&dst, "t"), "500 1 500", "restore to {t} from the kept backup");
 }
 
+/// P1 per system: forgetting the older of two base backups of system A
+/// prunes A's segments and backup history files below the kept backup's
+/// start, but keeps A's timeline history and record, and every segment of
+/// system B, which has no base backup.
+#[test]
+fn prune_keeps_history_files_and_the_wal_of_a_system_without_base_backup() {
+    if !pg_enabled("pitr::prune_keeps_history_files_and_the_wal_of_a_system_without_base_backup") {
+        return;
+    }
+    let repo = PgRepo::new(Where::Local);
+    let a = Cluster::init(Opts { wal_segsize_mb: Some(1), ..repo.archiving() });
+    let b = Cluster::init(Opts { wal_segsize_mb: Some(1), ..repo.archiving() });
+    let (sys_a, sys_b) = (a.system_id(), b.system_id());
+    assert_ne!(sys_a, sys_b);
+    for c in [&a, &b] {
+        c.q("CREATE TABLE t (id int PRIMARY KEY, note text)");
+        for i in 0..3u32 {
+            insert(c, "t", i * 100 + 1, i * 100 + 100);
+            c.switch_and_archive();
+        }
+    }
+    let b1 = repo.base_backup(&a);
+    insert(&a, "t", 301, 400);
+    a.switch_and_archive();
+    let b2 = repo.base_backup(&a);
+    a.switch_and_archive();
+    // A timeline history file of A (as a promotion would archive it).
+    let scratch = pg_tempdir();
+    let hist = scratch.path().join("00000002.history");
+    pg_write(&hist, format!("1\t{}\tno recovery target specified\n", scalar(&b2["stop_lsn"])).as_bytes());
+    let o = repo.wal_cmd(&a, &["pg", "wal-push", p(&hist)]);
+    assert_eq!(o.code, Some(0), "wal-push of a history file:\n{}", o.stderr);
+
+    let under = |sys: &str| -> Vec<String> {
+        repo.wal_objects().into_iter().filter(|o| o.starts_with(&format!("wal/{sys}/"))).collect()
+    };
+    let (a_before, b_before) = (under(&sys_a), under(&sys_b));
+    let keep_from = scalar(&b2["start_wal"]);
+    let first_a = scalar(&b1["start_wal"]);
+    let backup_file = |objs: &[String], wal: &str| objs.iter().any(|o| o.contains(wal) && o.ends_with(".backup"));
+    assert!(backup_file(&a_before, &first_a), "no backup history file of {first_a}: {a_before:?}");
+    repo.run(&["forget", "--tag", "pg-base", "--group-by", "", "--keep-last", "1", "--prune"]);
+    let (a_after, b_after) = (under(&sys_a), under(&sys_b));
+
+    assert_eq!(b_after, b_before, "system {sys_b} (no base backup) lost WAL");
+    for o in &a_before {
+        let name = o.rsplit('/').next().unwrap_or(o);
+        let below = name.len() >= 24 && !name.ends_with(".history") && name[..24] < keep_from[..];
+        assert_eq!(
+            a_after.contains(o),
+            !below,
+            "{o}: kept should be {} (the kept backup starts at {keep_from})",
+            !below
+        );
+    }
+    for want in ["cluster", "00000002.history"] {
+        assert!(a_after.iter().any(|o| o.ends_with(want)), "{want} of {sys_a} was pruned: {a_after:?}");
+    }
+    assert!(!backup_file(&a_after, &first_a), "the forgotten backup's history file survived: {a_after:?}");
+    assert!(backup_file(&a_after, &keep_from), "the kept backup's history file was pruned: {a_after:?}");
+    let o = repo.out(&["check", "--read-data"]);
+    assert_eq!(o.code, Some(0), "check --read-data after the prune:\n{}", o.stderr);
+}
+
 /// A WAL object that exists but cannot be read (here: mode 000 for the
 /// cluster's user) must stop recovery, not end it: PostgreSQL takes any
 /// `restore_command` exit status up to 125 for "not archived" and then
