@@ -111,6 +111,20 @@ fn a_tablespace_is_restored_where_the_map_says() {
     insert(&dst, "tt", 201, 300);
     dst.q("CHECKPOINT");
     assert!(tree(&ts) == original, "the original tablespace directory {} changed", ts.display());
+
+    // R3: --delta over a running server is refused (its postmaster.pid).
+    let o = repo.restore(&dst, &["--delta", "--tablespace-map", &format!("{oid}={}", p(&new_dir))]);
+    o.assert_failed(None, "pg restore --delta over a running server");
+    assert!(o.stderr.contains("postmaster.pid"), "the refusal does not name postmaster.pid:\n{}", o.stderr);
+    assert_eq!(ids(&dst, "tt"), "300 1 300", "the refused restore changed the running server");
+    drop(dst);
+
+    // In place: --delta empties the original tablespace directory first.
+    let in_place = Cluster::empty(repo.restoring());
+    repo.restore_ok(&in_place, &["--delta", "--target-action", "promote"]);
+    in_place.start_promoted();
+    assert_eq!(digests(&in_place, &["tt", "t"]), want, "rows after the restore in place");
+    assert_eq!(in_place.q(&format!("SELECT pg_tablespace_location({oid})")), p(&ts), "pg_tablespace_location");
 }
 
 /// (c, d) `pg backup` refuses a data directory that is not the server's

@@ -304,6 +304,12 @@ fn pushing_a_wal_file_again_succeeds_only_with_the_same_content() {
     let o = repo.wal_cmd(&src, &["pg", "wal-fetch", "0000000100000000000000FE", p(&missing)]);
     assert_eq!(o.code, Some(1), "wal-fetch of a missing file: {}", o.stderr);
     assert!(!missing.exists(), "wal-fetch of a missing file wrote {}", missing.display());
+    assert!(o.stderr.trim().is_empty(), "wal-fetch of a missing segment is not quiet (W4):\n{}", o.stderr);
+    // PostgreSQL asks for the history files of timelines that never were.
+    let o = repo.wal_cmd(&src, &["pg", "wal-fetch", "00000009.history", p(&missing)]);
+    assert_eq!(o.code, Some(1), "wal-fetch of a missing history file: {}", o.stderr);
+    assert!(o.stderr.trim().is_empty(), "wal-fetch of a missing history file is not quiet (W4):\n{}", o.stderr);
+    assert!(!missing.exists(), "wal-fetch of a missing history file wrote {}", missing.display());
     assert_eq!(src.archiver().failed_count, 0);
 }
 
