@@ -127,8 +127,8 @@ fn a_tablespace_is_restored_where_the_map_says() {
     assert_eq!(in_place.q(&format!("SELECT pg_tablespace_location({oid})")), p(&ts), "pg_tablespace_location");
 }
 
-/// (c, d) `pg backup` refuses a data directory that is not the server's
-/// and a server with `archive_mode = off` (B4); with an `archive_command`
+/// (c, d) `pg backup` refuses a data directory that is not the server's,
+/// a standby, and a server with `archive_mode = off` (B4); with an `archive_command`
 /// that does not reach this repository it fails after `--wal-timeout`,
 /// names the segment, and writes no snapshot (B3); the server is left able
 /// to take the next backup.
@@ -190,6 +190,20 @@ fn pg_backup_refuses_what_it_cannot_restore() {
     let ids_now: Vec<String> = repo.snapshots().iter().map(|s| scalar(&s["id"])).collect();
     assert_eq!(ids_now.len(), 1, "{ids_now:?}");
     assert!(scalar(&b["id"]).starts_with(&ids_now[0]) || ids_now[0].starts_with(&scalar(&b["id"])));
+
+    // A standby (streaming from src): refused.
+    let standby = Cluster::empty(Opts { wal_segsize_mb: Some(1), ..repo.archiving() });
+    let mut bb = as_pg(&pg_bin("pg_basebackup"));
+    bb.envs(src.libpq_env()).args(["-D", p(&standby.data), "-R", "-X", "stream", "-c", "fast"]);
+    run_ok(bb, "pg_basebackup -R");
+    standby.configure();
+    standby.start();
+    assert_eq!(standby.q("SELECT pg_is_in_recovery()"), "t", "not a standby");
+    let o = pg_backup(&repo, &standby, &standby.data, &["--wal-timeout", "5"]);
+    o.assert_failed(None, "pg backup of a standby");
+    assert!(o.stderr.contains("standby"), "the refusal does not say the server is a standby:\n{}", o.stderr);
+    assert_eq!(repo.snapshots().len(), 1, "a snapshot was written from a standby");
+    drop(standby);
 
     // archive_mode = off.
     src.opts.archive_command = None;
