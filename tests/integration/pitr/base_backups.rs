@@ -380,3 +380,31 @@ fn a_repository_created_anew_at_the_same_location_gets_the_system_record() {
     assert_eq!(v[0]["segment_size"], 1 << 20, "pg status of the new repository: {v}");
     assert!(repo.wal_objects().contains(&record), "no {record} in the new repository: {:?}", repo.wal_objects());
 }
+
+/// R2: a base backup whose own WAL (`start_wal` to `stop_wal`) is not in
+/// the archive is refused before anything is written, naming the segment.
+#[test]
+fn a_base_backup_without_its_own_wal_is_refused_before_anything_is_written() {
+    if !pg_enabled("pitr::base_backups::a_base_backup_without_its_own_wal_is_refused_before_anything_is_written") {
+        return;
+    }
+    let repo = PgRepo::new(Where::Local);
+    let src = Cluster::init(Opts { wal_segsize_mb: Some(1), ..repo.archiving() });
+    src.q("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    insert(&src, "t", 1, 100);
+    let b = repo.base_backup(&src);
+    src.switch_and_archive();
+    drop(src);
+    let start = scalar(&b["start_wal"]);
+    let object = repo.wal_segments().get(&start).cloned().unwrap_or_else(|| panic!("{start} is not archived"));
+    std::fs::remove_file(repo.repo.path().join(&object)).expect("delete the backup's first segment");
+
+    let dst = Cluster::empty(repo.restoring());
+    let o = repo.restore(&dst, &[]);
+    o.assert_failed(None, &format!("pg restore of a base backup without its {start}"));
+    assert!(o.stderr.contains(&start), "the refusal does not name {start}:\n{}", o.stderr);
+    assert!(empty_or_absent(&dst.data), "the refused restore wrote into {}", dst.data.display());
+    let o = repo.out(&["pg", "status"]);
+    o.assert_failed(Some(1), "pg status with the base backup's first segment gone");
+    assert!(o.stdout_str().contains(&start), "pg status does not name {start}:\n{}", o.stdout_str());
+}

@@ -29,7 +29,7 @@
 //! dry runs and target refusals, `--no-archive`) and `concurrency.rs`
 //! (`pg backup` and `wal-push` paused beside prune, `copy`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -361,6 +361,19 @@ fn pushing_a_wal_file_again_succeeds_only_with_the_same_content() {
     assert_eq!(o.code, Some(1), "wal-fetch of a missing history file: {}", o.stderr);
     assert!(o.stderr.trim().is_empty(), "wal-fetch of a missing history file is not quiet (W4):\n{}", o.stderr);
     assert!(!missing.exists(), "wal-fetch of a missing history file wrote {}", missing.display());
+    // Every other failure exits 255, so that recovery stops (W4): a wrong
+    // password, a destination that cannot be written.
+    let wrong = work.path().join("wrong-password");
+    pg_write(&wrong, b"not the password\n");
+    let mut cmd = as_pg(Path::new(env!("CARGO_BIN_EXE_cairn")));
+    cmd.envs(repo.env()).current_dir(&src.data);
+    cmd.args(["-r", repo.url(), "--password-file", p(&wrong), "--cache-dir", p(&repo.repo.cache())]);
+    cmd.args(["pg", "wal-fetch", &seg, p(&work.path().join("w"))]);
+    let o = run(cmd);
+    assert_eq!(o.code, Some(255), "wal-fetch with a wrong password:\n{}", o.stderr);
+    assert!(!work.path().join("w").exists(), "wal-fetch with a wrong password wrote its file");
+    let o = repo.wal_cmd(&src, &["pg", "wal-fetch", &seg, p(&work.path().join("no-such-dir").join("x"))]);
+    assert_eq!(o.code, Some(255), "wal-fetch into a missing directory:\n{}", o.stderr);
     assert_eq!(src.archiver().failed_count, 0);
 }
 
