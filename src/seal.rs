@@ -27,6 +27,13 @@ thread_local! {
 }
 
 fn decompress(data: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    // The output buffer is allocated at its capacity up front: size it by
+    // the frame's recorded content size (cairn's frames carry it) when that
+    // is within the bound, not by the bound (1 GiB for a WAL file).
+    let max_len = match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(n)) if n <= max_len as u64 => n as usize,
+        _ => max_len,
+    };
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {

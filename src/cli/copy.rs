@@ -111,7 +111,8 @@ pub fn copy(g: &Global, a: &CopyArgs) -> Result<i32> {
         return Ok(0);
     }
     // PostgreSQL WAL first: a base backup copied below finds its WAL there.
-    let (wal_files, wal_bytes) = cairn::ops::pg::copy_wal(&src, &dst)?;
+    let compare = plan.to_copy().filter_map(|i| i.snapshot.pg.as_ref()).flat_map(cairn::ops::pg::backup_wal).collect();
+    let (wal_files, wal_bytes) = cairn::ops::pg::copy_wal(&src, &dst, &compare)?;
     if wal_files > 0 && !g.quiet && !a.json {
         println!("copied {wal_files} PostgreSQL WAL file(s) ({})", bytes(wal_bytes));
     }

@@ -228,9 +228,30 @@ fn wal_fetch(g: &Global, a: &WalFetchArgs) -> Result<i32> {
 }
 
 fn fetch_one(g: &Global, a: &WalFetchArgs) -> Result<i32> {
-    let un = unlock(g, a.no_key_cache)?;
     let pgdata = a.pgdata.clone().unwrap_or_else(here);
-    match pg::wal_fetch(&un, &a.name, &a.dest, &pgdata, a.system_id)? {
+    let backend = g.backend(false)?;
+    let pw = g.password("enter password for repository: ")?;
+    let root = if a.no_key_cache { None } else { g.cache_mode().root() };
+    // One request per WAL file: the cached key opens the object, which
+    // authenticates it. Not found, or a key that does not open it (a new
+    // repository at this location), goes the long way below, which checks
+    // the key against `config` first.
+    if let Some(key) = root.as_deref().and_then(|r| keycache::cached_key(r, backend.location(), &pw)) {
+        match pg::wal_fetch(&backend, &key, &a.name, &a.dest, &pgdata, a.system_id) {
+            Ok(Fetched::Restored { bytes }) => {
+                if g.verbose {
+                    eprintln!("restored {} ({bytes} bytes)", a.name);
+                    eprintln!("{}", backend.stats.summary());
+                }
+                return Ok(0);
+            }
+            Ok(Fetched::NotInArchive) => {}
+            Err(e) if e.kind() == cairn::ErrorKind::Crypto => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let un = keycache::unlock(backend, &pw, root.as_deref())?;
+    match pg::wal_fetch(&un.backend, &un.key, &a.name, &a.dest, &pgdata, a.system_id)? {
         Fetched::Restored { bytes } => {
             if g.verbose {
                 eprintln!("restored {} ({bytes} bytes)", a.name);

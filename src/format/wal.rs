@@ -50,6 +50,11 @@ impl WalObject {
     }
 
     pub fn decode(b: &[u8]) -> Result<Self> {
+        Self::decode_owned(b.to_vec())
+    }
+
+    /// Decodes without copying the content (a segment is 16 MiB or more).
+    pub fn decode_owned(mut b: Vec<u8>) -> Result<Self> {
         let bad = |why: &str| Error::corrupt(format!("WAL object does not decode: {why}"));
         let (&version, rest) = b.split_first().ok_or_else(|| bad("empty"))?;
         if version != WAL_FILE_VERSION {
@@ -64,11 +69,11 @@ impl WalObject {
         let rest = &rest[len..];
         let system_id = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
         let size = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
-        let content = &rest[16..];
-        if content.len() as u64 != size {
+        if rest.len() as u64 - 16 != size {
             return Err(bad("content length differs from its recorded size"));
         }
-        Ok(WalObject { name, system_id, content: content.to_vec() })
+        b.drain(..2 + len + 16);
+        Ok(WalObject { name, system_id, content: b })
     }
 
     /// Checks a name's length before encoding.

@@ -68,6 +68,17 @@ impl Unlocked {
     }
 }
 
+/// Removes every marker of a cache file.
+fn forget_markers(file: &Path) {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else { return };
+    let prefix = format!("{name}.");
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn marker(file: &Path, what: &str) -> PathBuf {
     let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{what}"));
@@ -146,6 +157,14 @@ fn store(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// The cached key of a location, if the password opens it: not yet known
+/// to belong to the repository there (see [`unlock`], which checks it
+/// against `config`). For reads that authenticate what they read with it,
+/// and fall back to [`unlock`] when that fails.
+pub fn cached_key(cache_root: &Path, location: &str, password: &[u8]) -> Option<MasterKey> {
+    std::fs::read(cache_file(cache_root, location)).ok().and_then(|b| decode(&b, password)).map(|(_, k)| k)
+}
+
 /// Opens the repository's key: from the cache under `cache_root` when it
 /// holds a key that the password opens and that authenticates `config`,
 /// else from the key files (argon2id), caching the result.
@@ -173,6 +192,9 @@ pub fn unlock(backend: Backend, password: &[u8], cache_root: Option<&Path>) -> R
     let (key_id, key, plain) = keys::find_key(&backend, password, |k| open_config(k).context("config"))?;
     let config = Config::decode(&plain)?;
     if let Some(file) = &file {
+        // Markers of work done were for whatever this location held when
+        // they were written: a repository made anew there has none of it.
+        forget_markers(file);
         if let Err(e) = store(file, &encode(&key, &key_id, password)) {
             eprintln!("warning: could not cache the key in {}: {e}", file.display());
         }
@@ -219,6 +241,8 @@ mod tests {
         assert!(second.from_cache);
         assert_eq!(second.key.to_bytes(), repo.key.to_bytes());
         assert_eq!(second.config.id, repo.config.id);
+        second.mark("record-1");
+        assert!(second.marked("record-1"));
         // Another password does not open the cache (nor the repository).
         assert_eq!(unlock(b.clone(), b"nope", Some(d.path())).err().map(|e| e.kind()), Some(ErrorKind::WrongPassword));
         // A new repository at the same location ("memory"): the cached key
@@ -228,6 +252,8 @@ mod tests {
         let third = unlock(other.backend.clone(), b"pw", Some(d.path())).unwrap();
         assert!(!third.from_cache);
         assert_eq!(third.key.to_bytes(), other.key.to_bytes());
+        // Markers went with the key that no longer opens the config.
+        assert!(!third.marked("record-1"));
         // Without a cache directory nothing is cached.
         assert!(!unlock(b, b"pw", None).unwrap().from_cache);
     }

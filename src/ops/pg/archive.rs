@@ -81,7 +81,7 @@ impl Archive<'_> {
     pub fn open(&self, system_id: u64, file: &WalFile, sealed: &[u8]) -> Result<WalObject> {
         let name = object_name(system_id, file);
         let plain = seal::open(&self.key.enc, ObjectType::WalFile, sealed, MAX_WAL_FILE + 256).context(&name)?;
-        let o = WalObject::decode(&plain).context(&name)?;
+        let o = WalObject::decode_owned(plain).context(&name)?;
         if o.name != file.to_string() || o.system_id != system_id {
             return Err(Error::corrupt(format!(
                 "{name} holds {} of system {}, not this file (an object moved under another name)",

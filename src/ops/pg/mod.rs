@@ -49,12 +49,29 @@ pub fn wal_push(un: &Unlocked, path: &Path, pgdata: &Path) -> Result<(WalFile, P
     Ok((file, pushed))
 }
 
+/// The WAL files a base backup needs to be consistent (`start_wal` to
+/// `stop_wal`), by system.
+pub fn backup_wal(pg: &crate::format::snapshot::PgInfo) -> Vec<(u64, WalFile)> {
+    let (Some(a), Some(b)) = (WalFile::parse(&pg.start_wal), WalFile::parse(&pg.stop_wal)) else { return Vec::new() };
+    let (Some(x), Some(y)) = (a.segno(pg.segment_size), b.segno(pg.segment_size)) else { return Vec::new() };
+    (x..=y).map(|n| (pg.system_id, WalFile::segment(a.timeline(), n, pg.segment_size))).collect()
+}
+
 /// `copy`'s part: every archived WAL file and system record of `src` that
 /// `dst` lacks, opened and verified with the source's key and sealed anew
 /// with the destination's. Runs before the snapshots are copied, so that a
 /// base backup in the destination finds its WAL there (rule B3).
+///
+/// A name both hold is compared (W2) when it is a timeline history file or
+/// in `compare` (the WAL of the base backups being copied): a different
+/// content is an error and nothing is copied over it. Other names both hold
+/// are not read again (each repository wrote its copy once, W2).
 /// Returns (files copied, bytes).
-pub fn copy_wal(src: &crate::repo::Repository, dst: &crate::repo::Repository) -> Result<(u64, u64)> {
+pub fn copy_wal(
+    src: &crate::repo::Repository,
+    dst: &crate::repo::Repository,
+    compare: &std::collections::HashSet<(u64, WalFile)>,
+) -> Result<(u64, u64)> {
     let from = Archive { backend: &src.backend, key: &src.key, level: src.config.compression };
     let to = Archive { backend: &dst.backend, key: &dst.key, level: dst.config.compression };
     let (mut files, mut bytes) = (0, 0);
@@ -64,13 +81,16 @@ pub fn copy_wal(src: &crate::repo::Repository, dst: &crate::repo::Repository) ->
         }
         let have: std::collections::HashSet<WalFile> = to.list(sys)?.into_iter().map(|l| l.file).collect();
         for l in from.list(sys)? {
-            if have.contains(&l.file) {
+            let check = matches!(l.file, WalFile::History { .. }) || compare.contains(&(sys, l.file));
+            if have.contains(&l.file) && !check {
                 continue;
             }
             let Some(content) = from.fetch(sys, &l.file)? else { continue };
-            bytes += content.len() as u64;
-            to.push(sys, &l.file, content)?;
-            files += 1;
+            let n = content.len() as u64;
+            if let Pushed::Stored { .. } = to.push(sys, &l.file, content)? {
+                files += 1;
+                bytes += n;
+            }
         }
     }
     Ok((files, bytes))
@@ -85,9 +105,16 @@ pub enum Fetched {
 
 /// `pg wal-fetch NAME DEST`: restores the archived file `name` to `dest`
 /// (`%p`) for the cluster whose data directory is `pgdata`.
-pub fn wal_fetch(un: &Unlocked, name: &str, dest: &Path, pgdata: &Path, system_id: Option<u64>) -> Result<Fetched> {
+pub fn wal_fetch(
+    backend: &crate::backend::Backend,
+    key: &crate::crypto::MasterKey,
+    name: &str,
+    dest: &Path,
+    pgdata: &Path,
+    system_id: Option<u64>,
+) -> Result<Fetched> {
     let file = WalFile::parse(name).ok_or_else(|| Error::invalid(format!("{name}: not a WAL file name")))?;
-    let archive = Archive { backend: &un.backend, key: &un.key, level: un.config.compression };
+    let archive = Archive { backend, key, level: 0 };
     let system_id = match system_id {
         Some(s) => s,
         None => match crate::pg::wal::control_system_id(pgdata) {

@@ -354,7 +354,7 @@ fn gaps_after(archive: &Archive, system_id: u64, pg: &PgInfo) -> Result<Vec<Stri
 }
 
 /// The newest archived timeline that contains the base backup's end.
-fn descendant_timeline(archive: &Archive, system_id: u64, pg: &PgInfo) -> Result<u32> {
+pub(crate) fn descendant_timeline(archive: &Archive, system_id: u64, pg: &PgInfo) -> Result<u32> {
     let stop = Lsn::parse(&pg.stop_lsn)?;
     let mut best = pg.timeline;
     for l in archive.list(system_id)? {

@@ -51,6 +51,43 @@ pub struct SystemStatus {
     pub problems: Vec<String>,
 }
 
+/// The last segment a restore of `pg` replays without a gap, or `None` if
+/// its first segment is missing.
+fn reachable_from(
+    archive: &Archive,
+    sys: u64,
+    pg: &crate::format::snapshot::PgInfo,
+    per_tli: &BTreeMap<u32, Vec<u64>>,
+) -> Result<Option<String>> {
+    let seg = pg.segment_size;
+    let Some(start) = WalFile::parse(&pg.start_wal).and_then(|f| f.segno(seg)) else { return Ok(None) };
+    let target = super::restore::descendant_timeline(archive, sys, pg)?;
+    // (timeline, first segment on it), oldest first.
+    let mut lineage = vec![(pg.timeline, 0u64)];
+    if target != pg.timeline {
+        if let Some(text) = archive.fetch(sys, &WalFile::History { tli: target })? {
+            let history = crate::pg::wal::parse_history(&String::from_utf8_lossy(&text))?;
+            lineage.clear();
+            let mut begin = 0;
+            for (tli, switch) in history {
+                lineage.push((tli, begin));
+                begin = switch.segment(seg);
+            }
+            lineage.push((target, begin));
+        }
+    }
+    let tli_for = |n: u64| lineage.iter().rev().find(|(_, b)| *b <= n).map(|(t, _)| *t);
+    let have = |n: u64| tli_for(n).is_some_and(|t| per_tli.get(&t).is_some_and(|v| v.binary_search(&n).is_ok()));
+    if !have(start) {
+        return Ok(None);
+    }
+    let mut n = start;
+    while have(n + 1) {
+        n += 1;
+    }
+    Ok(tli_for(n).map(|t| WalFile::segment(t, n, seg).to_string()))
+}
+
 /// The status of every system in the repository.
 pub fn status(repo: &Repository) -> Result<Vec<SystemStatus>> {
     let archive = Archive { backend: &repo.backend, key: &repo.key, level: repo.config.compression };
@@ -84,6 +121,9 @@ pub fn status(repo: &Repository) -> Result<Vec<SystemStatus>> {
                 }
             }
         }
+        for v in per_tli.values_mut() {
+            v.sort_unstable();
+        }
         let mut problems = Vec::new();
         let mut timelines = Vec::new();
         for (tli, mut segs) in per_tli.clone() {
@@ -110,32 +150,13 @@ pub fn status(repo: &Repository) -> Result<Vec<SystemStatus>> {
             });
         }
         let mine: Vec<_> = backups.iter().filter(|b| b.2.system_id == sys).collect();
-        // From the newest base backup, forward without a gap; a later
-        // timeline continues the run where it begins at or before its end.
-        let reachable = mine.last().and_then(|(_, _, pg)| {
-            let start = WalFile::parse(&pg.start_wal)?;
-            let mut segno = start.segno(seg)?;
-            let mut tli = start.timeline();
-            let have = |t: u32, s: u64| per_tli.get(&t).is_some_and(|v| v.binary_search(&s).is_ok());
-            if !have(tli, segno) {
-                return None;
-            }
-            loop {
-                if have(tli, segno + 1) {
-                    segno += 1;
-                } else if let Some((&t, _)) =
-                    per_tli.range(tli + 1..).find(|(t, _)| have(**t, segno + 1) || have(**t, segno))
-                {
-                    tli = t;
-                    if have(tli, segno + 1) {
-                        segno += 1;
-                    }
-                } else {
-                    break;
-                }
-            }
-            Some(WalFile::segment(tli, segno, seg).to_string())
-        });
+        // From the newest base backup, forward without a gap, along the
+        // timelines a restore follows (R5): each segment on the timeline
+        // that holds it in the target timeline's history.
+        let reachable = match mine.last() {
+            Some((_, _, pg)) => reachable_from(&archive, sys, pg, &per_tli)?,
+            None => None,
+        };
         if let Some((_, _, pg)) = mine.last() {
             if reachable.is_none() {
                 problems

@@ -355,9 +355,6 @@ fn status_dry_runs_target_refusals_and_a_restore_without_archiving() {
 /// gets it too: the key cache (and its "record written" marker) belongs to
 /// the old one.
 #[test]
-#[ignore = "bug: wal-push skips the record when the key cache's marker says it was written, even after the cache \
-            fell back to the key files for a new repository at the same location (ops/pg/mod.rs wal_push, \
-            repo/keycache.rs unlock keeps the markers)"]
 fn a_repository_created_anew_at_the_same_location_gets_the_system_record() {
     if !pg_enabled("pitr::base_backups::a_repository_created_anew_at_the_same_location_gets_the_system_record") {
         return;

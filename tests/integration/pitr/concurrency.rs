@@ -324,7 +324,6 @@ fn a_pg_backup_killed_after_the_start_leaves_no_backup_behind() {
 /// the file, as `wal-push` does (format-spec/13-wal.md, Concurrency:
 /// "copy ... pushed with the destination's [key], with W2's comparison").
 #[test]
-#[ignore = "bug: copy skips a WAL name the destination has without comparing contents (ops/pg/mod.rs copy_wal)"]
 fn copy_refuses_a_wal_file_whose_name_the_destination_holds_with_other_content() {
     if !pg_enabled("pitr::concurrency::copy_refuses_a_wal_file_whose_name_the_destination_holds_with_other_content") {
         return;

@@ -269,8 +269,6 @@ fn a_restore_follows_the_timeline_of_an_earlier_promoted_restore() {
 /// restore follows timeline 2 (R5), so the point it reaches is timeline
 /// 2's last segment, not timeline 1's.
 #[test]
-#[ignore = "bug: pg status's reachable stays on a timeline while it has the next segment, and so names the end of \
-            timeline 1 past the fork, where a restore (R5) follows timeline 2 (ops/pg/status.rs)"]
 fn pg_status_reachable_follows_the_timeline_a_restore_takes() {
     if !pg_enabled("pitr::pg_status_reachable_follows_the_timeline_a_restore_takes") {
         return;
