@@ -363,7 +363,7 @@ fn pushing_a_wal_file_again_succeeds_only_with_the_same_content() {
     // password, a destination that cannot be written.
     let wrong = work.path().join("wrong-password");
     pg_write(&wrong, b"not the password\n");
-    let mut cmd = as_pg(Path::new(env!("CARGO_BIN_EXE_cairn")));
+    let mut cmd = as_pg(Path::new(repo::cairn_bin()));
     cmd.envs(repo.env()).current_dir(&src.data);
     cmd.args(["-r", repo.url(), "--password-file", p(&wrong), "--cache-dir", p(&repo.repo.cache())]);
     cmd.args(["pg", "wal-fetch", &seg, p(&work.path().join("w"))]);

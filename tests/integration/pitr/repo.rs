@@ -13,9 +13,27 @@ use crate::common::{Out, Repo, Where};
 
 // ----- the repository, as the cluster's user sees it
 
-/// The cairn binary under test.
+/// The cairn binary under test, where the cluster's user can run it: the
+/// build's own path when every directory above it is open to others, else
+/// a copy in a directory of its own under the system's temporary directory
+/// (a checkout under a private home directory).
 pub(super) fn cairn_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cairn")
+    use std::os::unix::fs::PermissionsExt;
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = Path::new(env!("CARGO_BIN_EXE_cairn"));
+        let open = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+        if built.ancestors().all(|a| a.as_os_str().is_empty() || open(a)) {
+            return built.display().to_string();
+        }
+        let dir = std::env::temp_dir().join(format!("cairn-pitr-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the cairn binary");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        let copy = dir.join("cairn");
+        std::fs::copy(built, &copy).expect("copy the cairn binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        copy.display().to_string()
+    })
 }
 
 /// A repository on `Where`, its password in a file, its cache directory:
