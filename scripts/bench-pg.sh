@@ -399,6 +399,8 @@ ROWS=$(( SCALE * 100000 ))
 CHG=$(( ROWS * CHANGE_PCT / 100 ))
 log "changing $CHANGE_PCT %: update pgbench_accounts where aid <= $CHG (of $ROWS)"
 psql_q -c "update pgbench_accounts set abalance = abalance + 1, filler = md5(aid::text) where aid <= $CHG" -c checkpoint > /dev/null
+# the change's WAL archived now, not charged to the next backup
+switch_and_wait
 has pgbackrest && backup pgbackrest backup2_incr incr
 has pgbackrest && backup pgbackrest backup2 full
 has cairn && backup cairn backup2
