@@ -337,6 +337,7 @@ push_round() { # tool round
       rec pgbackrest wal_stored_bytes "$(bytes "$dir/archive")" B
     else
       rec cairn wal_stored_bytes "$(( $(bytes "$dir") - size0 ))" B
+      CACHE=$W/cache/push-r$r cairn "$dir" stats > "$out/stats.log" 2>&1 || true
     fi
   fi
 }
