@@ -57,7 +57,8 @@
 #   RESTORE_LOAD_SECS=20  pgbench before T (and half of it after T)
 #   PORT=54331          the cluster's port (restores use PORT+1)
 #   TOOLS="pgbackrest cairn"   TOOLS=pgbackrest runs the pgBackRest half only
-#   CAIRN=target/release/cairn (of this checkout); must be executable by postgres
+#   CAIRN=target/release/cairn (of this checkout; nothing is built here),
+#                       copied to WORKDIR/bin/cairn at the start
 #   DROP_CACHES=1       drop the page cache before each backup and restore
 #   KEEP=0              keep the restored data directories
 # pgbackrest is installed with apt-get when missing.
@@ -148,6 +149,13 @@ echo "$PASS" > "$W/cairn.pass"
 chmod 0600 "$W/cairn.pass"
 chown -R postgres: "$W"
 chmod 0755 "$W"
+if has cairn; then
+  # a copy: a rebuild of the checkout during the run changes nothing here
+  cp "$CAIRN" "$W/bin/cairn"
+  log "cairn: $CAIRN ($(stat -c %y "$CAIRN" | cut -d. -f1), sha256 $(sha256sum "$CAIRN" | cut -c1-12)), copied to $W/bin/cairn"
+  CAIRN=$W/bin/cairn
+  chmod 0755 "$CAIRN"
+fi
 "${AS_PG[@]}" test -w "$W/pg" || die "the postgres user cannot write to $W (make its parents searchable)"
 PGDATA=$W/pg/data
 RESULTS=$W/results.tsv
