@@ -61,6 +61,11 @@
 #                       copied to WORKDIR/bin/cairn at the start
 #   DROP_CACHES=1       drop the page cache before each backup and restore
 #   KEEP=0              keep the restored data directories
+#   S3=0                S3=1: also push every round to a cairn repository on
+#                       S3 (a single-node Ceph RGW of scripts/s3-server.sh in
+#                       WORKDIR/s3 on 127.0.0.1:S3_PORT, default 7560; ~10 s
+#                       to start, stopped at the end). pgBackRest speaks S3
+#                       over TLS only, so it has no S3 row.
 # pgbackrest is installed with apt-get when missing.
 #
 # Output: WORKDIR/results.tsv (tool, metric, value, unit), WORKDIR/results.md
@@ -83,6 +88,8 @@ TOOLS=${TOOLS:-pgbackrest cairn}
 CAIRN=${CAIRN:-$ROOT/target/release/cairn}
 DROP_CACHES=${DROP_CACHES:-1}
 KEEP=${KEEP:-0}
+S3=${S3:-0}
+S3_PORT=${S3_PORT:-7560}
 PASS=bench-pg-password-not-a-secret
 PGBR_PASS=bench-pg-pgbackrest-passphrase-not-a-secret
 
@@ -123,7 +130,9 @@ fi
 as_pg() {
   (cd / && "${AS_PG[@]}" env PATH="$BIN:/usr/local/bin:/usr/bin:/bin" HOME=/var/lib/postgresql \
     PGHOST="$W/pg" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres \
-    CAIRN_CACHE_DIR="${CACHE:-$W/cache/main}" "$@")
+    CAIRN_CACHE_DIR="${CACHE:-$W/cache/main}" \
+    ${AWS_ACCESS_KEY_ID:+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION=$AWS_DEFAULT_REGION} \
+    "$@")
 }
 psql_q() { as_pg psql -X -q -v ON_ERROR_STOP=1 -tA "$@"; }
 
@@ -140,6 +149,7 @@ fi
 for d in "$W/pg/data" "$W"/restore/*/data; do
   [[ -f $d/postmaster.pid ]] && as_pg pg_ctl -D "$d" -m immediate -w -t 30 stop > /dev/null 2>&1 || true
 done
+[[ -d $W/s3 ]] && bash "$ROOT/scripts/s3-server.sh" stop "$W/s3" 2> /dev/null || true
 rm -rf "$W"
 mkdir -p "$W"
 touch "$W/.cairn-bench-pg"
@@ -219,6 +229,7 @@ cleanup() {
   for d in "${STARTED[@]}"; do
     [[ -f $d/postmaster.pid ]] && pg_stop "$d"
   done
+  [[ $S3 == 1 && -d $W/s3 ]] && bash "$ROOT/scripts/s3-server.sh" stop "$W/s3" > /dev/null 2>&1 || true
   [[ $rc == 0 ]] || log "failed (exit $rc); logs in $W/logs, server logs in $W/pg/data.log, $W/restore/*/data.log"
 }
 trap cleanup EXIT
@@ -321,6 +332,13 @@ push_round() { # tool round
         "$PGBR" --config="$PGBR_CONF" --stanza=bench --repo1-path="$W/push/pgbackrest-r$r" archive-push \
         < "$W/staging.list" > "$out/samples.tsv" || rc=$?
       ;;
+    cairn-s3)
+      CACHE=$W/cache/push-init-s3-r$r cairn "$S3_URL/push-r$r" init > "$out/init.log" 2>&1 \
+        || { cat "$out/init.log" >&2; die "cairn init on S3 failed"; }
+      CACHE=$W/cache/push-s3-r$r as_pg "$W/bin/push-loop.sh" "$PGDATA" "$W/staging" "$out" \
+        "$CAIRN" -v -r "$S3_URL/push-r$r" --password-file "$W/cairn.pass" pg wal-push \
+        < "$W/staging.list" > "$out/samples.tsv" || rc=$?
+      ;;
     cairn)
       # init with its own cache dir: the pushes start with an empty one (cold)
       CACHE=$W/cache/push-init-r$r cairn "$W/push/cairn-r$r" init > "$out/init.log" 2>&1 \
@@ -339,7 +357,7 @@ push_round() { # tool round
     die "$tool push failed"
   fi
   sed "s/^/$tool\t$r\t/" "$out/samples.tsv" >> "$SAMPLES"
-  if [[ $r == 1 ]]; then
+  if [[ $r == 1 && $tool != cairn-s3 ]]; then
     local dir=$W/push/$tool-r$r
     if [[ $tool == pgbackrest ]]; then
       rec pgbackrest wal_stored_bytes "$(bytes "$dir/archive")" B
@@ -349,8 +367,15 @@ push_round() { # tool round
     fi
   fi
 }
+PUSH_TOOLS=$TOOLS
+if [[ $S3 == 1 ]] && has cairn; then
+  log "starting the S3 server (Ceph RGW) in $W/s3 on 127.0.0.1:$S3_PORT"
+  eval "$(bash "$ROOT/scripts/s3-server.sh" start "$W/s3" "$S3_PORT")"
+  S3_URL=$CAIRN_TEST_S3
+  PUSH_TOOLS="$TOOLS cairn-s3"
+fi
 for ((r = 1; r <= REPEAT; r++)); do
-  for tool in $TOOLS; do
+  for tool in $PUSH_TOOLS; do
     log "push round $r/$REPEAT: $tool, $NSEG segments"
     t0=$(now)
     push_round "$tool" "$r"
@@ -493,8 +518,8 @@ for line in open(samp).read().splitlines()[1:]:
         cold[tool].append(secs)
     else:
         pushes[tool].append(secs)
-    if put != "":
-        reqs[tool].append(int(put) + int(get) + int(lst) + int(dele or 0))
+        if put != "":
+            reqs[tool].append(int(put) + int(get) + int(lst) + int(dele or 0))
 
 def pct(xs, p):
     xs = sorted(xs)
@@ -505,7 +530,7 @@ def pct(xs, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 num = {}
-for t in ("pgbackrest", "cairn"):
+for t in ("pgbackrest", "cairn", "cairn-s3"):
     if pushes[t]:
         num[(t, "push_median")] = pct(pushes[t], 0.5)
         num[(t, "push_p90")] = pct(pushes[t], 0.9)
@@ -525,7 +550,11 @@ rows = [
     ("WAL push, median s / segment (warm)", "push_median", "push_median", 1, "{:.3f}"),
     ("WAL push, p90 s / segment (warm)", "push_p90", "push_p90", 1, "{:.3f}"),
     ("WAL push, first call s (cold; cairn: argon2)", "push_cold", "push_cold", 1, "{:.3f}"),
-    ("WAL push, requests / segment (cairn -v)", None, "push_requests", 1, "{:.0f}"),
+    ("WAL push, requests / segment (warm, cairn -v)", None, "push_requests", 1, "{:.0f}"),
+    ("WAL push to S3 (local Ceph RGW), median s / segment (warm)", None, "s3:push_median", 1, "{:.3f}"),
+    ("WAL push to S3, p90 s / segment (warm)", None, "s3:push_p90", 1, "{:.3f}"),
+    ("WAL push to S3, first call s (cold)", None, "s3:push_cold", 1, "{:.3f}"),
+    ("WAL push to S3, requests / segment (cairn -v)", None, "s3:push_requests", 1, "{:.0f}"),
     (f"WAL stored for {nseg} segments ({raw / MiB:.0f} MiB raw), MiB", "wal_stored_bytes", "wal_stored_bytes", MiB, "{:.1f}"),
     ("Backup 1 (full), wall s", "backup1_seconds", "backup1_seconds", 1, "{:.1f}"),
     ("Backup 1 (full), MiB added", "backup1_bytes_added", "backup1_bytes_added", MiB, "{:.1f}"),
@@ -541,7 +570,7 @@ print("| measure | pgBackRest | cairn | cairn / pgBackRest |")
 print("|---|---:|---:|---:|")
 for label, pm, cm, div, fmt in rows:
     p = num.get(("pgbackrest", pm)) if pm else None
-    c = num.get(("cairn", cm))
+    c = num.get(("cairn-s3", cm[3:])) if cm.startswith("s3:") else num.get(("cairn", cm))
     if p is None and c is None:
         continue
     cell = lambda x: fmt.format(x / div) if x is not None else ""
