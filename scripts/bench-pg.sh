@@ -108,6 +108,7 @@ for c in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
 done
 [[ -n $BIN ]] || die "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin (apt-get install postgresql)"
 id postgres > /dev/null 2>&1 || die "there is no postgres user"
+PG_HOME=$(getent passwd postgres | cut -d: -f6)
 if ! command -v pgbackrest > /dev/null; then
   log "installing pgbackrest with apt-get"
   export DEBIAN_FRONTEND=noninteractive
@@ -128,7 +129,7 @@ fi
 # Runs a command as postgres, from /, with a fixed environment: libpq aimed
 # at the bench cluster's socket, cairn's cache in WORKDIR.
 as_pg() {
-  (cd / && "${AS_PG[@]}" env PATH="$BIN:/usr/local/bin:/usr/bin:/bin" HOME=/var/lib/postgresql \
+  (cd / && "${AS_PG[@]}" env PATH="$BIN:/usr/local/bin:/usr/bin:/bin" HOME="$PG_HOME" \
     PGHOST="$W/pg" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres \
     CAIRN_CACHE_DIR="${CACHE:-$W/cache/main}" \
     ${AWS_ACCESS_KEY_ID:+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION=$AWS_DEFAULT_REGION} \
