@@ -23,6 +23,10 @@
 #     counts give the requests per segment (the same count an S3 repository
 #     would see). Bytes stored for the segments: pgBackRest's archive dir vs
 #     cairn's repository growth over the pushes (round 1).
+#     WAL fetch: every segment fetched back from round 1's repositories,
+#     REPEAT times, one call per segment from the data directory (pgbackrest
+#     archive-get SEG DEST / cairn pg wal-fetch SEG DEST, warm), each compared
+#     with the staged copy; median and p90 s per segment.
 #  2. Base backups into the main repositories, while archive_command pushes
 #     every segment to both tools (pgbackrest archive-push && cairn wal-push):
 #     `pgbackrest --type=full backup` vs `cairn pg backup --fast`. Then a
@@ -69,8 +73,8 @@
 # pgbackrest is installed with apt-get when missing.
 #
 # Output: WORKDIR/results.tsv (tool, metric, value, unit), WORKDIR/results.md
-# (the table: medians, cairn / pgBackRest), WORKDIR/push-samples.tsv (every
-# push call), logs in WORKDIR/logs. Servers started here are stopped on exit.
+# (the table: medians, cairn / pgBackRest), WORKDIR/push-samples.tsv and
+# fetch-samples.tsv (every push and fetch call), logs in WORKDIR/logs. Servers started here are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -384,6 +388,58 @@ for ((r = 1; r <= REPEAT; r++)); do
   done
 done
 
+# WAL fetch: every segment of round 1's repositories fetched back, REPEAT
+# times, one call per segment from the data directory (as restore_command
+# runs), warm (cairn's key cache of round 1), and compared with the staged
+# copy.
+cat > "$W/bin/fetch-loop.sh" <<'EOF'
+#!/bin/bash
+set -uo pipefail
+pgdata=$1 dest=$2 outdir=$3; shift 3
+cd "$pgdata" || exit 1
+while read -r seg; do
+  t0=${EPOCHREALTIME/./}
+  "$@" "$seg" "$dest/$seg" > "$outdir/$seg.out" 2>&1
+  rc=$?
+  t1=${EPOCHREALTIME/./}
+  printf '%s\t%d.%06d\t%s\n' "$seg" $(( (t1 - t0) / 1000000 )) $(( (t1 - t0) % 1000000 )) "$rc"
+  [[ $rc == 0 ]] || exit "$rc"
+done
+EOF
+chmod 0755 "$W/bin/fetch-loop.sh"
+FETCH=$W/fetch-samples.tsv
+printf 'tool\tround\tsegment\tseconds\trc\n' > "$FETCH"
+for ((r = 1; r <= REPEAT; r++)); do
+  for tool in $TOOLS; do
+    out=$W/logs/fetch-$tool-r$r dest=$W/fetch/$tool
+    rm -rf "$dest"
+    mkdir -p "$out" "$dest"
+    chown postgres: "$out" "$dest"
+    log "fetch round $r/$REPEAT: $tool, $NSEG segments"
+    rc=0
+    case $tool in
+      pgbackrest)
+        as_pg "$W/bin/fetch-loop.sh" "$PGDATA" "$dest" "$out" \
+          "$PGBR" --config="$PGBR_CONF" --stanza=bench --repo1-path="$W/push/pgbackrest-r1" archive-get \
+          < "$W/staging.list" > "$out/samples.tsv" || rc=$? ;;
+      cairn)
+        CACHE=$W/cache/push-r1 as_pg "$W/bin/fetch-loop.sh" "$PGDATA" "$dest" "$out" \
+          "$CAIRN" -r "$W/push/cairn-r1" --password-file "$W/cairn.pass" pg wal-fetch \
+          < "$W/staging.list" > "$out/samples.tsv" || rc=$? ;;
+    esac
+    if [[ $rc != 0 ]]; then
+      bad=$(tail -n 1 "$out/samples.tsv" | cut -f1)
+      cat "$out/$bad.out" >&2 || true
+      die "$tool fetch of $bad failed (exit $rc)"
+    fi
+    while read -r seg; do
+      cmp -s "$dest/$seg" "$W/staging/$seg" || die "$tool fetched $seg, but it differs from the pushed segment"
+    done < "$W/staging.list"
+    sed "s/^/$tool\t$r\t/" "$out/samples.tsv" >> "$FETCH"
+  done
+done
+rm -rf "$W/fetch"
+
 # ---------------------------------------------------------------- 2. backups
 AC=()
 if has pgbackrest; then
@@ -498,11 +554,11 @@ restore() { # tool
 for tool in $TOOLS; do restore "$tool"; done
 
 # ---------------------------------------------------------------- summary
-python3 - "$RESULTS" "$SAMPLES" > "$W/results.md" <<'PY'
+python3 - "$RESULTS" "$SAMPLES" "$FETCH" > "$W/results.md" <<'PY'
 import sys, statistics
 from collections import defaultdict
 
-res, samp = sys.argv[1], sys.argv[2]
+res, samp, fetch = sys.argv[1], sys.argv[2], sys.argv[3]
 val = {}
 for line in open(res).read().splitlines()[1:]:
     t, m, v, u = line.split("\t")
@@ -522,6 +578,11 @@ for line in open(samp).read().splitlines()[1:]:
         if put != "":
             reqs[tool].append(int(put) + int(get) + int(lst) + int(dele or 0))
 
+fetches = defaultdict(list)
+for line in open(fetch).read().splitlines()[1:]:
+    tool, rnd, seg, secs, rc = line.split("\t")[:5]
+    fetches[tool].append(float(secs))
+
 def pct(xs, p):
     xs = sorted(xs)
     if not xs:
@@ -536,6 +597,9 @@ for t in ("pgbackrest", "cairn", "cairn-s3"):
         num[(t, "push_median")] = pct(pushes[t], 0.5)
         num[(t, "push_p90")] = pct(pushes[t], 0.9)
         num[(t, "push_cold")] = statistics.median(cold[t])
+    if fetches[t]:
+        num[(t, "fetch_median")] = pct(fetches[t], 0.5)
+        num[(t, "fetch_p90")] = pct(fetches[t], 0.9)
     if reqs[t]:
         num[(t, "push_requests")] = statistics.median(reqs[t])
     for m, v in val.items():
@@ -556,6 +620,8 @@ rows = [
     ("WAL push to S3, p90 s / segment (warm)", None, "s3:push_p90", 1, "{:.3f}"),
     ("WAL push to S3, first call s (cold)", None, "s3:push_cold", 1, "{:.3f}"),
     ("WAL push to S3, requests / segment (cairn -v)", None, "s3:push_requests", 1, "{:.0f}"),
+    ("WAL fetch, median s / segment (warm, compared)", "fetch_median", "fetch_median", 1, "{:.3f}"),
+    ("WAL fetch, p90 s / segment", "fetch_p90", "fetch_p90", 1, "{:.3f}"),
     (f"WAL stored for {nseg} segments ({raw / MiB:.0f} MiB raw), MiB", "wal_stored_bytes", "wal_stored_bytes", MiB, "{:.1f}"),
     ("Backup 1 (full), wall s", "backup1_seconds", "backup1_seconds", 1, "{:.1f}"),
     ("Backup 1 (full), MiB added", "backup1_bytes_added", "backup1_bytes_added", MiB, "{:.1f}"),
