@@ -444,11 +444,12 @@ impl Backend {
     /// Reads a whole object.
     pub fn get(&self, name: &str) -> Result<Bytes> {
         let path = Path::from(name);
+        // A request is counted whether or not the object was there.
+        self.stats.gets.fetch_add(1, Ordering::Relaxed);
         let b = self
             .runtime
             .block_on(async { self.store.get(&path).await?.bytes().await })
             .map_err(|e| self.err("read", name, e))?;
-        self.stats.gets.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
         Ok(b)
     }
@@ -523,8 +524,8 @@ impl Backend {
     /// Size of an object.
     pub fn size(&self, name: &str) -> Result<u64> {
         let path = Path::from(name);
-        let m = self.runtime.block_on(self.store.head(&path)).map_err(|e| self.err("read", name, e))?;
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
+        let m = self.runtime.block_on(self.store.head(&path)).map_err(|e| self.err("read", name, e))?;
         Ok(m.size)
     }
 
