@@ -20,6 +20,7 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod interrupt;
+pub mod job;
 pub mod ops;
 pub mod pack;
 pub mod pg;

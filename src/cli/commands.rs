@@ -216,7 +216,7 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli) -> Result<i32> {
+pub fn run(cli: &Cli, job: Option<&cairn::job::config::JobConfig>) -> Result<i32> {
     let g = &cli.global;
     // SIGINT/SIGTERM/SIGHUP: remove the lock, stop a child, exit 130/143/129
     // (mount unmounts on them itself).
@@ -255,6 +255,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Cmd::Tag(a) => super::browse::tag(g, a),
         Cmd::Mount(a) => super::mount::mount(g, a),
         Cmd::Pg(a) => super::pg::run(g, a),
+        Cmd::Run(a) => super::run::run(g, a, job),
     }
 }
 
@@ -298,6 +299,37 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
 }
 
 fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
+    // Warm the inode cache while the repository opens (KDF, cache sync).
+    let prefetch = prefetch_for(a);
+    let repo = g.open()?;
+    let start = std::time::Instant::now();
+    let out = backup_in(g, &repo, a, prefetch)?;
+    render_backup(g, a, &out, start);
+    g.report_stats(&repo);
+    Ok(if out.snapshot.partial { EXIT_PARTIAL } else { 0 })
+}
+
+/// Starts reading the inodes of a tree backup's paths ahead.
+pub(super) fn prefetch_for(a: &BackupArgs) -> Option<std::sync::Arc<cairn::source::prefetch::Prefetch>> {
+    match &a.stdin_filename {
+        None if a.paths.is_empty() => None,
+        None => {
+            limit_heap_growth();
+            let roots = a.paths.iter().filter_map(|p| backup::absolute(p).ok()).collect();
+            Some(std::sync::Arc::new(cairn::source::prefetch::Prefetch::start(roots)))
+        }
+        Some(_) => None,
+    }
+}
+
+/// One backup into an open repository, as `a` asks (`cairn backup`, and
+/// each source of `cairn run`). Its lock is held until it returns.
+pub(super) fn backup_in(
+    g: &Global,
+    repo: &Repository,
+    a: &BackupArgs,
+    prefetch: Option<std::sync::Arc<cairn::source::prefetch::Prefetch>>,
+) -> Result<backup::BackupOutcome> {
     g.needs_lock("backup")?;
     if a.stdin_filename.is_some() && !a.paths.is_empty() {
         return Err(Error::invalid("give either paths or --stdin-filename, not both"));
@@ -308,16 +340,6 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
     if !a.stdin_from_command && !a.command.is_empty() {
         return Err(Error::invalid("a command after `--` needs --stdin-from-command"));
     }
-    // Warm the inode cache while the repository opens (KDF, cache sync).
-    let _prefetch = match &a.stdin_filename {
-        None => {
-            limit_heap_growth();
-            let roots = a.paths.iter().filter_map(|p| backup::absolute(p).ok()).collect();
-            Some(std::sync::Arc::new(cairn::source::prefetch::Prefetch::start(roots)))
-        }
-        Some(_) => None,
-    };
-    let repo = g.open()?;
     // The index as read at open, before the lock: what prune's rule 11
     // must not be trusted with (the lock re-reads it).
     cairn::steps::reached("backup:opened");
@@ -335,21 +357,26 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
         force: a.force,
         parent,
         progress: !g.quiet && !a.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
-        prefetch: _prefetch.clone(),
+        prefetch,
         lock: None,
         before_commit: None,
     };
-    let lock = std::sync::Arc::new(g.lock(&repo, LockKind::Shared, "backup")?);
+    let lock = std::sync::Arc::new(g.lock(repo, LockKind::Shared, "backup")?);
     cairn::steps::reached("backup:locked");
     let opts = BackupOptions { lock: Some(lock.clone()), ..opts };
-    let start = std::time::Instant::now();
     let out = match &a.stdin_filename {
         Some(name) => {
             let input = if a.stdin_from_command { StreamInput::Command(a.command.clone()) } else { StreamInput::Stdin };
-            backup::backup_stream(&repo, input, name, a.allow_empty, &opts)?
+            backup::backup_stream(repo, input, name, a.allow_empty, &opts)?
         }
-        None => backup::backup_paths(&repo, &a.paths, &opts)?,
+        None => backup::backup_paths(repo, &a.paths, &opts)?,
     };
+    drop(opts);
+    drop(lock); // released before the request counts, which include it
+    Ok(out)
+}
+
+fn render_backup(g: &Global, a: &BackupArgs, out: &backup::BackupOutcome, start: std::time::Instant) {
     let s = &out.snapshot;
     let m = &s.summary;
     if a.json {
@@ -395,10 +422,6 @@ fn backup(g: &Global, a: &BackupArgs) -> Result<i32> {
             if s.partial { " (partial: some files could not be read)" } else { "" }
         );
     }
-    drop(opts);
-    drop(lock); // released before the request counts, which include it
-    g.report_stats(&repo);
-    Ok(if s.partial { EXIT_PARTIAL } else { 0 })
 }
 
 /// Chunks of 128 KiB-2 MiB cross threads (reader -> seal workers -> packer),
@@ -622,7 +645,7 @@ fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
+pub(super) fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     let read = match &a.read_data_subset {
         Some(sub) => check::ReadData::parse_subset(sub, chrono::Utc::now().timestamp().div_euclid(86_400))?,
         None if a.read_data => check::ReadData::All,

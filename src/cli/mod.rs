@@ -3,6 +3,7 @@
 
 mod browse;
 mod commands;
+mod config;
 mod copy;
 mod forget;
 mod mount;
@@ -12,11 +13,12 @@ mod pg;
 mod progress;
 mod prune;
 mod repair;
+mod run;
 mod usage;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cairn::backend::{Backend, BackendOptions};
 use cairn::format::lock::LockKind;
@@ -44,7 +46,7 @@ pub struct Cli {
 
 /// Options every command takes: listed after the command's own, under
 /// their own heading.
-#[derive(Args)]
+#[derive(Args, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository: a local directory, or s3:http[s]://host[:port]/bucket[/prefix] or s3://bucket[/prefix]
@@ -72,6 +74,12 @@ pub struct Global {
     /// check, mount), e.g. on read-only media. A prune running meanwhile may then move data they read.
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// Read flags and the job from this TOML file (README "The nightly job"); the command line wins
+    #[arg(long, env = "CAIRN_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The config file /etc/cairn/NAME.toml, else ~/.config/cairn/NAME.toml
+    #[arg(short = 'P', long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Print less (no summaries)
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -120,6 +128,8 @@ pub enum Cmd {
     Tag(browse::TagArgs),
     /// Mount the repository read-only as a filesystem (FUSE)
     Mount(mount::MountArgs),
+    /// Run the nightly job of a config file: hooks, every source's backup, forget, check, notifications
+    Run(run::RunArgs),
     /// PostgreSQL: WAL archiving (wal-push, wal-fetch), base backups, point-in-time restore, status
     Pg(pg::PgArgs),
 }
@@ -231,20 +241,55 @@ impl Global {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let usage_error = |e: clap::Error, argv: &[std::ffi::OsString], prefix: &str| -> i32 {
         // --help and --version.
-        Err(e) if !e.use_stderr() => {
+        if !e.use_stderr() {
             let _ = e.print();
             return 0;
         }
+        let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let msg = usage::short_error(&e.render().to_string(), &args);
+        match msg.strip_prefix("error: ") {
+            Some(rest) if !prefix.is_empty() => eprintln!("error: {prefix}{rest}"),
+            _ => eprintln!("{prefix}{msg}"),
+        }
+        cairn::error::EXIT_USAGE
+    };
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => return usage_error(e, &argv, ""),
+    };
+    // A config file (--config, -P): its flags where the command line and
+    // the environment give none, then the command line parsed again.
+    let job = match config::named(&matches) {
+        Ok(j) => j,
         Err(e) => {
-            let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
-            eprintln!("{}", usage::short_error(&e.render().to_string(), &args));
-            return cairn::error::EXIT_USAGE;
+            eprintln!("error: {e}");
+            return e.kind().exit_code();
         }
     };
-    match commands::run(&cli) {
+    let parsed = match &job {
+        None => Cli::from_arg_matches(&matches),
+        Some(cfg) => {
+            let argv2 = match config::augment(&argv, &matches, cfg) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return e.kind().exit_code();
+                }
+            };
+            match Cli::command().try_get_matches_from(&argv2) {
+                Ok(m) => Cli::from_arg_matches(&m),
+                Err(e) => return usage_error(e, &argv2, &format!("config {}: ", cfg.path.display())),
+            }
+        }
+    };
+    let cli = match parsed {
+        Ok(c) => c,
+        Err(e) => return usage_error(e, &argv, ""),
+    };
+    match commands::run(&cli, job.as_ref()) {
         Ok(code) => code,
         Err(e) if e.is_broken_pipe() => crate::EXIT_BROKEN_PIPE,
         Err(e) => {
