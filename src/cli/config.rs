@@ -74,6 +74,7 @@ pub fn check_keys(cfg: &JobConfig) -> Result<()> {
     for key in cfg.repository.keys() {
         find_arg(&root, key).ok_or_else(|| unknown(cfg, "repository", key, true))?;
     }
+    flags_for(&root, &ArgMatches::default(), &cfg.repository, "repository", cfg)?;
     for (name, section) in &cfg.commands {
         let Some(cmd) = root.find_subcommand(name) else {
             return Err(Error::invalid(format!(
@@ -85,12 +86,15 @@ pub fn check_keys(cfg: &JobConfig) -> Result<()> {
         for key in section.keys() {
             find_arg(cmd, key).ok_or_else(|| unknown(cfg, name, key, false))?;
         }
+        // Switches get true or false, options a value.
+        flags_for(cmd, &ArgMatches::default(), section, name, cfg)?;
     }
     if let Some(backup) = root.find_subcommand("backup") {
         for s in &cfg.sources {
             for key in s.flags.keys() {
                 find_arg(backup, key).ok_or_else(|| unknown(cfg, "[backup.snapshots]", key, false))?;
             }
+            flags_for(backup, &ArgMatches::default(), &s.flags, "backup.snapshots", cfg)?;
         }
     }
     Ok(())

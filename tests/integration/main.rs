@@ -18,6 +18,7 @@ mod filters;
 mod fixtures;
 mod forget;
 mod habits;
+mod job;
 mod locks;
 mod mount;
 mod permissions;
