@@ -256,6 +256,7 @@ pub fn run(cli: &Cli, job: Option<&cairn::job::config::JobConfig>) -> Result<i32
         Cmd::Mount(a) => super::mount::mount(g, a),
         Cmd::Pg(a) => super::pg::run(g, a),
         Cmd::Run(a) => super::run::run(g, a, job),
+        Cmd::Drill(a) => super::drill::drill(g, a, job),
     }
 }
 

@@ -5,6 +5,7 @@ mod browse;
 mod commands;
 mod config;
 mod copy;
+mod drill;
 mod forget;
 mod mount;
 mod output;
@@ -130,6 +131,8 @@ pub enum Cmd {
     Mount(mount::MountArgs),
     /// Run the nightly job of a config file: hooks, every source's backup, forget, check, notifications
     Run(run::RunArgs),
+    /// Restore test of the config's sources: restore, verify every byte, compare with the live files, query a scratch database
+    Drill(drill::DrillArgs),
     /// PostgreSQL: WAL archiving (wal-push, wal-fetch), base backups, point-in-time restore, status
     Pg(pg::PgArgs),
 }

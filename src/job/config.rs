@@ -82,6 +82,15 @@ pub struct PostgresSource {
     pub format: String,
 }
 
+impl PostgresSource {
+    /// The files of its snapshot: the dump (`<db>.dump`, custom format, or
+    /// `<db>.sql`, plain) and the globals (`<db>-globals.sql`).
+    pub fn snapshot_files(&self) -> [String; 2] {
+        let ext = if self.format == "plain" { "sql" } else { "dump" };
+        [format!("{}.{ext}", self.database), format!("{}-globals.sql", self.database)]
+    }
+}
+
 fn default_pg_format() -> String {
     "custom".into()
 }

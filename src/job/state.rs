@@ -43,7 +43,34 @@ pub struct SourceState {
     pub error: Option<String>,
 }
 
-/// Where the state of the config at `config` is kept.
+/// The outcome of the last `cairn drill` of a config file (kept beside the
+/// run state, as `<config stem>.drill.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrillState {
+    pub started: DateTime<Utc>,
+    pub duration_seconds: f64,
+    pub success: bool,
+    pub sources: Vec<DrillSourceState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrillSourceState {
+    pub name: String,
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// Where the drill state of the config at `config` is kept, given where
+/// its run state is.
+pub fn drill_path(run_state: &Path) -> PathBuf {
+    let stem = run_state.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    run_state.with_file_name(format!("{stem}.drill.json"))
+}
+
+/// Where the run state of the config at `config` is kept by default.
 pub fn default_path(config: &Path) -> Option<PathBuf> {
     let stem = config.file_stem()?.to_string_lossy().into_owned();
     let base = std::env::var_os("XDG_STATE_HOME")
@@ -53,13 +80,13 @@ pub fn default_path(config: &Path) -> Option<PathBuf> {
     Some(base.join("cairn").join(format!("{stem}.json")))
 }
 
-pub fn write(path: &Path, state: &RunState) -> Result<()> {
+pub fn write<T: Serialize>(path: &Path, state: &T) -> Result<()> {
     let json = serde_json::to_vec_pretty(state).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomically(path, &json, 0o600)
 }
 
 /// The last state, or None when there is none yet.
-pub fn read(path: &Path) -> Result<Option<RunState>> {
+pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
@@ -97,7 +124,7 @@ mod tests {
     fn round_trip_and_missing() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("sub/db1.json");
-        assert_eq!(read(&p).unwrap(), None);
+        assert_eq!(read::<RunState>(&p).unwrap(), None);
         let s = RunState {
             started: Utc::now(),
             duration_seconds: 1.5,
@@ -119,6 +146,6 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(d.path().join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["db1.json"]);
         std::fs::write(&p, b"{").unwrap();
-        assert!(read(&p).unwrap_err().to_string().contains("db1.json"));
+        assert!(read::<RunState>(&p).unwrap_err().to_string().contains("db1.json"));
     }
 }

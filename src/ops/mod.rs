@@ -6,6 +6,7 @@ pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod diff;
+pub mod drill;
 pub mod dump;
 pub mod find;
 pub mod forget;

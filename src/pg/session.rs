@@ -30,14 +30,20 @@ pub struct Session {
     stderr: Arc<Mutex<String>>,
 }
 
-/// The `psql` to run: `$CAIRN_PSQL`, else `psql` on PATH, else the newest
-/// in /usr/lib/postgresql/*/bin (Debian's layout).
+/// The `psql` to run: `$CAIRN_PSQL`, else [`program`]`("psql")`.
 fn psql_program() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("CAIRN_PSQL").filter(|p| !p.is_empty()) {
         return p.into();
     }
+    program("psql")
+}
+
+/// A PostgreSQL client program (`psql`, `pg_dump`, `pg_restore`, …): on
+/// PATH, else the newest in /usr/lib/postgresql/*/bin (Debian's layout,
+/// which puts only wrappers on PATH, if anything), else the bare name.
+pub fn program(name: &str) -> std::path::PathBuf {
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("psql")).find(|c| c.is_file()))
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
         .unwrap_or_default();
     if let Some(p) = on_path {
         return p;
@@ -46,11 +52,11 @@ fn psql_program() -> std::path::PathBuf {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin/psql"))))
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin").join(name))))
         .filter(|(_, p)| p.is_file())
         .collect();
     versions.sort();
-    versions.pop().map(|(_, p)| p).unwrap_or_else(|| "psql".into())
+    versions.pop().map(|(_, p)| p).unwrap_or_else(|| name.into())
 }
 
 impl Session {

@@ -394,3 +394,59 @@ fn run_without_a_config_says_how_to_give_one() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("`cairn run` needs a config file: --config FILE, -P NAME"), "{err}");
 }
+
+#[test]
+fn drill_restores_verifies_and_compares_then_fails_on_damage_and_silent_differences() {
+    let job = Job::new(TWO_SOURCES);
+    let data = data_dir(job.dir());
+    let (code, out, err) = job.out(&["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = job.out(&["drill"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("files: ok") && out.contains("2 file(s) sampled and compared with the live source: 2 identical"),
+        "{out}"
+    );
+    assert!(out.contains("/app.sql: 108") && out.contains("size and SHA-256 match"), "{out}");
+    assert!(out.contains("drill passed: 2 of 2"), "{out}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(job.dir().join("state/cairn/db1.drill.json")).unwrap()).unwrap();
+    assert_eq!(st["success"], true);
+
+    // A live file changed since the backup: reported, not a failure.
+    std::fs::write(data.join("a.txt"), "changed").unwrap();
+    let (code, out, _) = job.out(&["drill", "--source", "files"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 identical, 1 modified since the backup"), "{out}");
+    // Different bytes although the live file was not modified since the
+    // backup started: the backup (or the disk) is wrong.
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    filetime::set_file_mtime(data.join("a.txt"), old).unwrap();
+    let (code, out, _) = job.out(&["drill", "--source", "files", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["success"], false);
+    let p = v["sources"][0]["problems"][0].as_str().unwrap();
+    assert!(
+        p.ends_with("data/a.txt differs from the live file, which was not modified since the backup started"),
+        "{p}"
+    );
+    std::fs::write(data.join("a.txt"), "alpha").unwrap();
+
+    // A damaged pack: the drill fails and names it.
+    for p in job.repo.objects("data") {
+        flip_middle(&p);
+    }
+    let (code, out, _) = job.out(&["drill"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("files: FAILED") && out.contains("app.sql: FAILED"), "{out}");
+    assert!(out.contains("drill FAILED: 0 of 2"), "{out}");
+}
+
+#[test]
+fn drill_of_a_source_never_backed_up_fails() {
+    let job = Job::new(TWO_SOURCES);
+    let (code, out, _) = job.out(&["drill", "--source", "app.sql"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no snapshot of host db1 with paths /app.sql to drill"), "{out}");
+}
