@@ -39,6 +39,11 @@ impl Job {
 
     /// `cairn --config FILE ARGS`, no -r, no password in the environment.
     fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with(&self.config, args)
+    }
+
+    /// The same with another config file.
+    fn cmd_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("cairn"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -47,7 +52,7 @@ impl Job {
             .env("CAIRN_CACHE_DIR", self.repo.cache())
             .env("CAIRN_INSECURE_TEST_KDF", "1")
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .args(args);
         c
     }
@@ -449,4 +454,29 @@ fn drill_of_a_source_never_backed_up_fails() {
     let (code, out, _) = job.out(&["drill", "--source", "app.sql"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no snapshot of host db1 with paths /app.sql to drill"), "{out}");
+}
+
+#[test]
+fn an_offsite_config_copies_with_its_copy_section_alone() {
+    let job = Job::new(TWO_SOURCES);
+    data_dir(job.dir());
+    let (code, out, err) = job.out(&["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let offsite = Repo::init();
+    let cfg = job.dir().join("db1-offsite.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\nrepository = \"{}\"\npassword-file = \"{}\"\n\n[copy]\nfrom-repo = \"{}\"\nfrom-password-file = \"{}\"\nhost = \"db1\"\n",
+            offsite.url(),
+            job.dir().join("pw").display(),
+            job.repo.url(),
+            job.dir().join("pw").display()
+        ),
+    )
+    .unwrap();
+    let o = job.cmd_with(&cfg, &["copy"]).output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let n: Vec<serde_json::Value> = serde_json::from_str(&offsite.run(&["snapshots", "--json"])).unwrap();
+    assert_eq!(n.len(), 2);
 }
