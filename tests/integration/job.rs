@@ -10,15 +10,15 @@ use std::sync::{Arc, Mutex};
 use crate::common::*;
 
 /// A test's job: a local repository named only in the config file.
-struct Job {
-    repo: Repo,
-    config: PathBuf,
+pub(crate) struct Job {
+    pub(crate) repo: Repo,
+    pub(crate) config: PathBuf,
 }
 
 impl Job {
     /// `body` goes after `[repository]`; `{dir}` in it is the test's
     /// temporary directory.
-    fn new(body: &str) -> Job {
+    pub(crate) fn new(body: &str) -> Job {
         let repo = Repo::init();
         let d = repo.dir.path();
         std::fs::write(d.join("pw"), PASSWORD).unwrap();
@@ -33,17 +33,17 @@ impl Job {
         Job { repo, config }
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.repo.dir.path()
     }
 
     /// `cairn --config FILE ARGS`, no -r, no password in the environment.
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         self.cmd_with(&self.config, args)
     }
 
     /// The same with another config file.
-    fn cmd_with(&self, config: &Path, args: &[&str]) -> Command {
+    pub(crate) fn cmd_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("cairn"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -57,7 +57,7 @@ impl Job {
         c
     }
 
-    fn out(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn out(&self, args: &[&str]) -> (i32, String, String) {
         let o = self.cmd(args).output().unwrap();
         (
             o.status.code().unwrap_or(-1),
@@ -66,12 +66,12 @@ impl Job {
         )
     }
 
-    fn state(&self) -> serde_json::Value {
+    pub(crate) fn state(&self) -> serde_json::Value {
         let p = self.dir().join("state/cairn/db1.json");
         serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
     }
 
-    fn snapshots(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn snapshots(&self) -> Vec<serde_json::Value> {
         let (code, out, err) = self.out(&["snapshots", "--json"]);
         assert_eq!(code, 0, "{err}");
         serde_json::from_str(&out).unwrap()

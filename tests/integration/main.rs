@@ -19,6 +19,7 @@ mod fixtures;
 mod forget;
 mod habits;
 mod job;
+mod job_pg;
 mod locks;
 mod mount;
 mod permissions;

@@ -31,7 +31,7 @@ const PG_TIMEOUT: Duration = Duration::from_secs(300);
 /// (and the `PG*` variables must be set too); without it, a loud skip
 /// message (straight to stderr, past the harness's capture) and no, or a
 /// panic when `CI` is set.
-fn pg_enabled(test: &str) -> bool {
+pub(crate) fn pg_enabled(test: &str) -> bool {
     if std::env::var("CAIRN_TEST_PG").is_ok_and(|v| !v.trim().is_empty()) {
         for v in PG_VARS {
             assert!(
@@ -131,7 +131,7 @@ fn run_pg(argv: &[&str], stdin: &[u8], stdin_from: Option<Stdio>) -> Vec<u8> {
 
 /// Runs SQL in `db` through `psql` (stopping at the first error) and
 /// returns the unaligned, tuples-only output.
-fn psql(db: &str, sql: &str) -> String {
+pub(crate) fn psql(db: &str, sql: &str) -> String {
     let psql = tool("psql");
     let out = run_pg(&[&psql, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", db], sql.as_bytes(), None);
     String::from_utf8(out).expect("utf-8 psql output").trim().to_string()
