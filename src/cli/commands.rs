@@ -539,9 +539,11 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
     for f in &report.failed {
         eprintln!("error: not restored: {f}");
     }
-    // A stream snapshot holds one file: restored whole, it is hashed.
-    if let Some(st) = snap.stream.as_ref().filter(|_| report.files == 1 && report.failed.is_empty()) {
-        stream::verify_restored(&a.target.join(&st.filename), &id, &snap, st)?;
+    // Each stream file restored whole is hashed and compared with its
+    // own record.
+    if snap.is_stream() && report.failed.is_empty() {
+        let restored = stream::restored_streams(&repo, &snap, &sub, &filter)?;
+        stream::verify_restored_all(&a.target, &id, &snap, &restored)?;
     }
     if !g.quiet {
         println!(
@@ -669,7 +671,10 @@ pub(super) fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     };
     if let Some(which) = streams {
         let v = stream::verify(&repo, &repo.snapshots()?, which);
-        report.notes.push(format!("{} stream snapshot(s) verified against their recorded SHA-256", v.verified));
+        let streams = if v.streams == v.verified { String::new() } else { format!(" ({} streams)", v.streams) };
+        report
+            .notes
+            .push(format!("{} stream snapshot(s){streams} verified against their recorded SHA-256", v.verified));
         report.notes.extend(v.skipped);
         report.problems.extend(v.problems);
     }

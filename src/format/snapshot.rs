@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::{SnapshotId, TreeId};
 
-/// A stream snapshot's record of what was read.
+/// A stream snapshot's record of what was read, one per stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
-    /// Name of the single file in the snapshot's root tree.
+    /// Name of the stream's file in the snapshot's root tree.
     pub filename: String,
     /// Exact number of bytes read.
     pub size: u64,
@@ -73,8 +73,14 @@ pub struct Snapshot {
     pub partial: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excludes: Vec<String>,
+    /// The stream of a snapshot holding exactly one (use
+    /// [`Snapshot::streams`] to read either form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamInfo>,
+    /// The streams of a snapshot holding more than one, in the order they
+    /// were read (`stream` is then absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamInfo>,
     pub summary: Summary,
     /// Set by `copy`: the id of the snapshot in the repository where it was
     /// first made (kept through chains of copies).
@@ -124,6 +130,32 @@ pub struct PgInfo {
 }
 
 impl Snapshot {
+    /// Every stream this snapshot records: `streams` when present, else
+    /// `stream` (empty for a snapshot of paths).
+    pub fn streams(&self) -> &[StreamInfo] {
+        match &self.stream {
+            Some(st) if self.streams.is_empty() => std::slice::from_ref(st),
+            _ => &self.streams,
+        }
+    }
+
+    /// Whether this is a stream snapshot (one stream or several).
+    pub fn is_stream(&self) -> bool {
+        !self.streams().is_empty()
+    }
+
+    /// Sets the stream records as the format writes them: `stream` for one,
+    /// `streams` for several.
+    pub fn set_streams(&mut self, mut streams: Vec<StreamInfo>) {
+        if streams.len() == 1 {
+            self.stream = streams.pop();
+            self.streams = Vec::new();
+        } else {
+            self.stream = None;
+            self.streams = streams;
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("snapshot serializes")
     }
@@ -155,6 +187,7 @@ impl Snapshot {
             partial: false,
             excludes: vec![],
             stream: None,
+            streams: Vec::new(),
             summary: Summary::default(),
             original: None,
             repaired: None,
@@ -179,10 +212,50 @@ mod tests {
             let s = Snapshot {
                 version: 1, time: t, hostname: host, username: "u".into(), paths: vec!["/a".into()],
                 tags, parent: Some(SnapshotId([1; 32])), tree: TreeId([2; 32]), partial: false,
-                excludes: vec![], stream: Some(StreamInfo { filename: "db.sql".into(), size, sha256: "00".into(), command: None }),
+                excludes: vec![], stream: Some(StreamInfo { filename: "db.sql".into(), size, sha256: "00".into(), command: None }), streams: vec![],
                 summary: Summary::default(), original: None, repaired: None, backup_start: t, backup_end: t, program_version: "x".into(), pg: None,
             };
             prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         }
+    }
+
+    fn info(name: &str, size: u64, command: Option<Vec<String>>) -> StreamInfo {
+        StreamInfo { filename: name.into(), size, sha256: format!("{size:064x}"), command }
+    }
+
+    #[test]
+    fn one_stream_is_written_as_stream_several_as_streams() {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap().fixed_offset();
+        let mut s = Snapshot::for_test(t, "h", &[]);
+        assert!(s.streams().is_empty() && !s.is_stream());
+        s.set_streams(vec![info("app.sql", 3, None)]);
+        assert_eq!(s.streams(), &[info("app.sql", 3, None)]);
+        let json: serde_json::Value = serde_json::from_slice(&s.encode()).unwrap();
+        assert!(json.get("streams").is_none(), "{json}");
+        assert_eq!(json["stream"]["filename"], "app.sql");
+
+        let two = vec![info("app.dump", 5, Some(vec!["pg_dump".into()])), info("app-globals.sql", 0, None)];
+        s.set_streams(two.clone());
+        assert!(s.stream.is_none());
+        assert_eq!(s.streams(), &two[..]);
+        let bytes = s.encode();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(json.get("stream").is_none(), "{json}");
+        assert_eq!(json["streams"][0]["filename"], "app.dump");
+        assert_eq!(json["streams"][1]["filename"], "app-globals.sql");
+        let back = Snapshot::decode(&bytes).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.streams(), &two[..], "read in the order they were read");
+    }
+
+    /// A snapshot as written before `streams` existed decodes and encodes
+    /// back to the same bytes, and an old reader's view (no `streams`
+    /// field) of a new multi-stream snapshot still decodes.
+    #[test]
+    fn old_single_stream_json_is_unchanged() {
+        let old = r#"{"version":1,"time":"2023-11-15T03:00:00Z","hostname":"h","username":"u","paths":["/db.sql"],"tags":[],"tree":"0202020202020202020202020202020202020202020202020202020202020202","partial":false,"stream":{"filename":"db.sql","size":5,"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","command":["pg_dump","app"]},"summary":{"files_new":1,"files_changed":0,"files_unchanged":0,"dirs":0,"data_blobs":1,"tree_blobs":1,"data_added":54,"total_files_processed":1,"total_bytes_processed":5},"backup_start":"2023-11-15T03:00:00Z","backup_end":"2023-11-15T03:00:01Z","program_version":"cairn 0.1.0"}"#;
+        let s = Snapshot::decode(old.as_bytes()).unwrap();
+        assert_eq!(s.streams().len(), 1);
+        assert_eq!(String::from_utf8(s.encode()).unwrap(), old);
     }
 }

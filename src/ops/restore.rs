@@ -64,6 +64,12 @@ impl Filter {
         Ok(Self { include: build(include)?, exclude: build(exclude)? })
     }
 
+    /// Whether a file directly under the restored directory, at snapshot
+    /// path `path`, is restored: not excluded, and included.
+    pub fn selects(&self, path: &Path) -> bool {
+        !self.excluded(path) && self.included(path)
+    }
+
     fn excluded(&self, path: &Path) -> bool {
         self.exclude.as_ref().is_some_and(|s| matches(s, path))
     }

@@ -97,11 +97,11 @@ pub fn find(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(S
 }
 
 /// Whether a snapshot holds `path` (`/` always; a stream snapshot its
-/// file, decided from the snapshot alone unless it was repaired).
+/// files, decided from the snapshot alone unless it was repaired).
 pub fn has_path(repo: &Repository, s: &Snapshot, path: &Path) -> Result<bool> {
     let clean = clean_path(&path.to_string_lossy());
-    if let Some(st) = &s.stream {
-        if clean != "/" && clean != clean_path(&st.filename) {
+    if s.is_stream() {
+        if clean != "/" && !s.streams().iter().any(|st| clean == clean_path(&st.filename)) {
             return Ok(false);
         }
         // `repair snapshots` may have dropped the file (its data was lost).
@@ -190,6 +190,9 @@ pub struct SnapshotJson<'a> {
     pub partial: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<&'a StreamInfo>,
+    /// The streams of a snapshot holding several, in the order read.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub streams: &'a [StreamInfo],
     pub summary: &'a Summary,
     pub program_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,6 +212,7 @@ pub fn to_json<'a>(id: &SnapshotId, s: &'a Snapshot) -> SnapshotJson<'a> {
         tree: s.tree,
         partial: s.partial,
         stream: s.stream.as_ref(),
+        streams: &s.streams,
         summary: &s.summary,
         program_version: &s.program_version,
         pg: s.pg.as_ref(),

@@ -1,10 +1,10 @@
 //! Verifying stream snapshots against the size and SHA-256 their snapshot
-//! records (format-spec/09-snapshots.md, `stream`): `dump` hashes what it
-//! writes, `restore` hashes the file it restored, and `check` reassembles
-//! streams in order and hashes them. Any mismatch is an error naming the
-//! snapshot and both hashes.
+//! records (format-spec/09-snapshots.md, `stream` and `streams`): `dump`
+//! hashes what it writes, `restore` hashes each stream file it restored,
+//! and `check` reassembles streams in order and hashes them. Any mismatch
+//! is an error naming the stream, the snapshot and both hashes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -47,9 +47,48 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The stream record of `s` when `path` names its file (`/NAME`).
+/// The stream record of `s` whose file `path` names (`/NAME`).
 pub fn stream_at<'a>(s: &'a Snapshot, path: &Path) -> Option<&'a StreamInfo> {
-    s.stream.as_ref().filter(|st| clean_path(&path.to_string_lossy()) == clean_path(&st.filename))
+    let want = clean_path(&path.to_string_lossy());
+    s.streams().iter().find(|st| want == clean_path(&st.filename))
+}
+
+/// The streams of `s` that `restore` of `sub` with `filter` writes whole
+/// into the target, each as `<target>/<filename>`: all of them (less
+/// those excluded) when `sub` is the root, the one `sub` names otherwise.
+/// A stream whose file a repair dropped is not among them.
+pub fn restored_streams<'a>(
+    repo: &Repository,
+    s: &'a Snapshot,
+    sub: &Path,
+    filter: &crate::ops::restore::Filter,
+) -> Result<Vec<&'a StreamInfo>> {
+    let sub = clean_path(&sub.to_string_lossy());
+    let mut out = Vec::new();
+    for st in s.streams() {
+        let path = Path::new("/").join(&st.filename);
+        let chosen = if sub == "/" { filter.selects(&path) } else { sub == clean_path(&st.filename) };
+        if !chosen {
+            continue;
+        }
+        if s.repaired.is_some() && crate::ops::restore::lookup(repo, s.tree, &path)?.is_none() {
+            continue;
+        }
+        out.push(st);
+    }
+    Ok(out)
+}
+
+/// Verifies each restored stream file (see [`verify_restored`]); every
+/// one is checked, and the errors, if any, are joined into one.
+pub fn verify_restored_all(target: &Path, id: &SnapshotId, s: &Snapshot, streams: &[&StreamInfo]) -> Result<()> {
+    let errors: Vec<Error> =
+        streams.iter().filter_map(|st| verify_restored(&target.join(&st.filename), id, s, st).err()).collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.into_iter().next().unwrap_or_else(|| Error::corrupt("stream mismatch"))),
+        _ => Err(Error::corrupt(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))),
+    }
 }
 
 /// Compares what was read or written with the snapshot's record: one line
@@ -112,8 +151,10 @@ pub enum Which {
 /// What [`verify`] found.
 #[derive(Debug, Default)]
 pub struct VerifyReport {
-    /// Stream snapshots compared (each root tree read and hashed once).
+    /// Stream snapshots compared (each stream file read and hashed once).
     pub verified: usize,
+    /// Streams compared: more than `verified` when snapshots hold several.
+    pub streams: usize,
     /// One line per stream that does not match or could not be read.
     pub problems: Vec<String>,
     /// Stream snapshots left out, and why (a repair dropped their file).
@@ -126,50 +167,56 @@ pub struct VerifyReport {
 pub fn verify(repo: &Repository, snaps: &[(SnapshotId, Snapshot)], which: Which) -> VerifyReport {
     let mut report = VerifyReport::default();
     let mut newest_seen: HashSet<(&str, &str)> = HashSet::new();
-    let mut hashed: std::collections::HashMap<TreeId, (u64, String)> = Default::default();
+    let mut hashed: HashMap<(TreeId, &str), (u64, String)> = HashMap::new();
     for (id, s) in snaps.iter().rev() {
-        let Some(st) = &s.stream else { continue };
-        if which == Which::Newest && !newest_seen.insert((&s.hostname, &st.filename)) {
-            continue;
-        }
-        // A repaired snapshot whose stream file was dropped (its data lost):
-        // the `repaired` record says so already.
-        if s.repaired.is_some() {
-            match crate::ops::restore::lookup(repo, s.tree, &Path::new("/").join(&st.filename)) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    report.skipped.push(format!(
-                        "stream {} of snapshot {} was dropped by `repair snapshots`; not verified",
-                        st.filename,
-                        label(id, s)
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    report.problems.push(format!("stream {} of snapshot {}: {e}", st.filename, label(id, s)));
-                    continue;
-                }
+        let mut any = false;
+        for st in s.streams() {
+            if which == Which::Newest && !newest_seen.insert((&s.hostname, &st.filename)) {
+                continue;
             }
-        }
-        let result = match hashed.get(&s.tree) {
-            Some((size, sha)) => compare(id, s, st, *size, sha),
-            None => {
-                let path = Path::new("/").join(&st.filename);
-                let mut h = HashingWriter::new(std::io::sink());
-                match crate::ops::dump::dump(repo, s.tree, &path, &mut h) {
-                    Ok(_) => {
-                        let (size, sha) = h.finish();
-                        let r = compare(id, s, st, size, &sha);
-                        hashed.insert(s.tree, (size, sha));
-                        r
+            let path = Path::new("/").join(&st.filename);
+            // A repaired snapshot whose stream file was dropped (its data
+            // lost): the `repaired` record says so already.
+            if s.repaired.is_some() {
+                match crate::ops::restore::lookup(repo, s.tree, &path) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        report.skipped.push(format!(
+                            "stream {} of snapshot {} was dropped by `repair snapshots`; not verified",
+                            st.filename,
+                            label(id, s)
+                        ));
+                        continue;
                     }
-                    Err(e) => Err(e.context(format!("stream {} of snapshot {}", st.filename, label(id, s)))),
+                    Err(e) => {
+                        report.problems.push(format!("stream {} of snapshot {}: {e}", st.filename, label(id, s)));
+                        continue;
+                    }
                 }
             }
-        };
-        report.verified += 1;
-        if let Err(e) = result {
-            report.problems.push(e.to_string());
+            let result = match hashed.get(&(s.tree, st.filename.as_str())) {
+                Some((size, sha)) => compare(id, s, st, *size, sha),
+                None => {
+                    let mut h = HashingWriter::new(std::io::sink());
+                    match crate::ops::dump::dump(repo, s.tree, &path, &mut h) {
+                        Ok(_) => {
+                            let (size, sha) = h.finish();
+                            let r = compare(id, s, st, size, &sha);
+                            hashed.insert((s.tree, st.filename.as_str()), (size, sha));
+                            r
+                        }
+                        Err(e) => Err(e.context(format!("stream {} of snapshot {}", st.filename, label(id, s)))),
+                    }
+                }
+            };
+            any = true;
+            report.streams += 1;
+            if let Err(e) = result {
+                report.problems.push(e.to_string());
+            }
+        }
+        if any {
+            report.verified += 1;
         }
     }
     report

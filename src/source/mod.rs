@@ -1,4 +1,5 @@
 pub mod exclude;
 pub mod fsmeta;
+pub mod postgres;
 pub mod prefetch;
 pub mod stream;

@@ -137,10 +137,17 @@ pub struct CommandSource {
 impl CommandSource {
     /// Starts `argv`. Its stderr is copied to ours as it comes.
     pub fn spawn(argv: &[String]) -> Result<(Self, ChildStdout)> {
+        Self::spawn_with_env(argv, &[])
+    }
+
+    /// Starts `argv` with `env` added to (or replacing in) the inherited
+    /// environment.
+    pub fn spawn_with_env(argv: &[String], env: &[(String, String)]) -> Result<(Self, ChildStdout)> {
         let (prog, args) =
             argv.split_first().ok_or_else(|| Error::invalid("--stdin-from-command needs a command after --"))?;
         let mut child = Command::new(prog)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -289,6 +296,16 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Command);
         assert!(e.to_string().contains("status 3"), "{e}");
         assert!(e.to_string().contains("connection failed"), "{e}");
+    }
+
+    #[test]
+    fn the_command_gets_its_extra_environment() {
+        let argv: Vec<String> = ["sh", "-c", "printf %s \"$CAIRN_T_X\""].iter().map(|s| s.to_string()).collect();
+        let (src, mut out) = CommandSource::spawn_with_env(&argv, &[("CAIRN_T_X".into(), "hello".into())]).unwrap();
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        src.wait().unwrap();
+        assert_eq!(s, "hello");
     }
 
     #[test]

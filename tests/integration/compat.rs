@@ -143,6 +143,7 @@ fn vector_tree_snapshot(tree: TreeId) -> Snapshot {
         partial: false,
         excludes: vec!["*.tmp".into()],
         stream: None,
+        streams: vec![],
         summary: Summary {
             files_new: 1,
             files_changed: 0,

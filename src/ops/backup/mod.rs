@@ -8,7 +8,7 @@ pub(crate) mod recheck;
 mod stream;
 mod tree;
 
-pub use stream::{backup_stream, StreamInput};
+pub use stream::{backup_stream, backup_streams, CommandSpec, NamedStream, StreamInput};
 pub use tree::{absolute, backup_paths};
 
 use recheck::Recheck;
@@ -97,7 +97,7 @@ fn write_snapshot(
     parent: Option<SnapshotId>,
     summary: Summary,
     start: DateTime<FixedOffset>,
-    stream: Option<crate::format::snapshot::StreamInfo>,
+    streams: Vec<crate::format::snapshot::StreamInfo>,
     (recheck, stored): (Recheck, &PackerResult),
 ) -> Result<(SnapshotId, Snapshot)> {
     crate::steps::reached("backup:data-stored");
@@ -114,7 +114,7 @@ fn write_snapshot(
     let mut tags = opts.tags.clone();
     tags.sort();
     tags.dedup();
-    let s = Snapshot {
+    let mut s = Snapshot {
         version: crate::format::FORMAT_VERSION,
         time: opts.time.unwrap_or(start),
         hostname: hostname_or(&opts.host),
@@ -125,7 +125,8 @@ fn write_snapshot(
         tree,
         partial: !summary.errors.is_empty(),
         excludes,
-        stream,
+        stream: None,
+        streams: Vec::new(),
         summary,
         original: None,
         repaired: None,
@@ -134,6 +135,7 @@ fn write_snapshot(
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         pg,
     };
+    s.set_streams(streams);
     // Written whole or not at all, and not after an interruption removed
     // the lock (crate::interrupt).
     let mut committed = crate::interrupt::committing();

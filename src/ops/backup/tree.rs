@@ -526,7 +526,7 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
         parent.map(|p| p.0),
         summary,
         start,
-        None,
+        Vec::new(),
         (recheck, &stored),
     )?;
     Ok(BackupOutcome { id, snapshot, stored })
