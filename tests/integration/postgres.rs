@@ -60,7 +60,7 @@ pub(crate) fn pg_enabled(test: &str) -> bool {
 
 /// The path of a PostgreSQL client program: on `PATH` (Debian's wrappers in
 /// /usr/bin), else in the newest /usr/lib/postgresql/*/bin.
-fn tool(name: &str) -> String {
+pub(crate) fn tool(name: &str) -> String {
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
         .unwrap_or_default();
@@ -85,7 +85,7 @@ fn tool(name: &str) -> String {
 }
 
 /// Waits for a child, killing it (and failing the test) after [`PG_TIMEOUT`].
-fn wait_or_kill(child: &mut Child, what: &str) -> ExitStatus {
+pub(crate) fn wait_or_kill(child: &mut Child, what: &str) -> ExitStatus {
     let deadline = Instant::now() + PG_TIMEOUT;
     loop {
         if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("waiting for {what}: {e}")) {
@@ -100,7 +100,7 @@ fn wait_or_kill(child: &mut Child, what: &str) -> ExitStatus {
     }
 }
 
-fn read_all(mut f: std::fs::File) -> Vec<u8> {
+pub(crate) fn read_all(mut f: std::fs::File) -> Vec<u8> {
     let mut v = Vec::new();
     f.rewind().and_then(|_| f.read_to_end(&mut v)).expect("read captured output");
     v
@@ -109,7 +109,7 @@ fn read_all(mut f: std::fs::File) -> Vec<u8> {
 /// Runs `argv` (with the test's environment, so the `PG*` variables) fed
 /// `stdin` (or `stdin_from`, a pipe), with stdout and stderr captured in
 /// files; panics unless it exits 0. Returns stdout.
-fn run_pg(argv: &[&str], stdin: &[u8], stdin_from: Option<Stdio>) -> Vec<u8> {
+pub(crate) fn run_pg(argv: &[&str], stdin: &[u8], stdin_from: Option<Stdio>) -> Vec<u8> {
     let what = format!("{argv:?}");
     let out = tempfile::tempfile().expect("tempfile");
     let err = tempfile::tempfile().expect("tempfile");
@@ -138,23 +138,23 @@ pub(crate) fn psql(db: &str, sql: &str) -> String {
 }
 
 /// A plain-format `pg_dump` of `db`, taken by the test itself.
-fn pg_dump(db: &str) -> Vec<u8> {
+pub(crate) fn pg_dump(db: &str) -> Vec<u8> {
     run_pg(&[&tool("pg_dump"), db], b"", None)
 }
 
 /// A database of the test server, dropped (with its connections) when the
 /// guard goes out of scope.
-struct Db(String);
+pub(crate) struct Db(String);
 
 impl Db {
     /// `CREATE DATABASE cairn_TAG_<16 hex digits>`.
-    fn create(tag: &str) -> Db {
+    pub(crate) fn create(tag: &str) -> Db {
         let name = unique_name(&format!("cairn_{tag}")).replace('-', "_");
         psql("postgres", &format!("CREATE DATABASE {name}"));
         Db(name)
     }
 
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.0
     }
 }
@@ -175,7 +175,7 @@ impl Drop for Db {
 }
 
 /// A table of assorted types and awkward values, and a large object.
-const MISC_SQL: &str = r#"
+pub(crate) const MISC_SQL: &str = r#"
 CREATE TABLE misc (
     id serial PRIMARY KEY,
     label text NOT NULL,
@@ -211,7 +211,7 @@ SELECT lo_from_bytea(424242, decode(repeat('00ff5c0a', 25000), 'hex'));
 
 /// Per table of the public schema (and the large objects): the row count and
 /// an MD5 of the rows in text form, sorted, so independent of physical order.
-fn table_digests(db: &str) -> BTreeMap<String, String> {
+pub(crate) fn table_digests(db: &str) -> BTreeMap<String, String> {
     let tables = psql(db, "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
     let mut out = BTreeMap::new();
     for t in tables.lines() {
@@ -240,7 +240,7 @@ fn normalized(dump: &[u8]) -> Vec<u8> {
 
 /// Asserts that two plain dumps are the same (but for the restrict key),
 /// naming the first differing line.
-fn assert_same_dump(a: &[u8], b: &[u8], what: &str) {
+pub(crate) fn assert_same_dump(a: &[u8], b: &[u8], what: &str) {
     let (na, nb) = (normalized(a), normalized(b));
     if na == nb {
         return;
@@ -294,7 +294,7 @@ fn backup_ok(repo: &Repo, filename: &str, argv: &[&str]) -> Value {
 
 /// `cairn dump SNAPSHOT FILE | RESTORER...` through a real pipe; both must
 /// succeed.
-fn dump_into(repo: &Repo, snapshot: &str, file: &str, restorer: &[&str]) {
+pub(crate) fn dump_into(repo: &Repo, snapshot: &str, file: &str, restorer: &[&str]) {
     let err = tempfile::tempfile().expect("tempfile");
     let mut dump = repo.std_cmd_via(repo.url());
     dump.args(["dump", snapshot, file]).stdout(Stdio::piped()).stderr(err.try_clone().expect("dup"));
@@ -311,17 +311,17 @@ fn dump_into(repo: &Repo, snapshot: &str, file: &str, restorer: &[&str]) {
 
 /// `psql` restoring a plain dump into `db` in one transaction, stopping at
 /// the first error.
-fn psql_restorer(db: &str) -> Vec<String> {
+pub(crate) fn psql_restorer(db: &str) -> Vec<String> {
     [tool("psql").as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", db]
         .map(String::from)
         .to_vec()
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
+pub(crate) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn u64_of(v: &Value, what: &str) -> u64 {
+pub(crate) fn u64_of(v: &Value, what: &str) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("{what} is not a number: {v}"))
 }
 
@@ -385,7 +385,7 @@ fn pg_dump_stream_round_trip_restores_an_identical_database() {
 
 /// A table of 200,000 rows of random hex (~28 MB as a dump; it compresses
 /// only ~2:1, so what a backup stores tracks what it did not deduplicate).
-const DOCS_SQL: &str = "
+pub(crate) const DOCS_SQL: &str = "
 CREATE TABLE docs (id int PRIMARY KEY, rev int NOT NULL DEFAULT 0, body text NOT NULL);
 INSERT INTO docs
 SELECT i, 0, md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text)
