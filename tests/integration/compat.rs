@@ -186,6 +186,45 @@ fn vector_stream_snapshot(tree: TreeId) -> Snapshot {
     }
 }
 
+/// A snapshot of two streams (a PostgreSQL dump source): `paths` holds
+/// one `/<filename>` per stream, sorted; `streams` records each in the
+/// order read, and `stream` is absent.
+fn vector_streams_snapshot(tree: TreeId) -> Snapshot {
+    Snapshot {
+        time: time("2023-11-16T03:00:00Z"),
+        paths: vec!["/app-globals.sql".into(), "/app.dump".into()],
+        tags: vec![],
+        parent: None,
+        excludes: vec![],
+        stream: None,
+        streams: vec![
+            StreamInfo {
+                filename: "app.dump".into(),
+                size: HELLO.len() as u64,
+                sha256: sha256_hex(HELLO),
+                command: Some(vec!["pg_dump".into(), "-Fc".into(), "-Z0".into(), "--dbname=app".into()]),
+            },
+            StreamInfo {
+                filename: "app-globals.sql".into(),
+                size: 4096,
+                sha256: sha256_hex(&a4096()),
+                command: Some(vec!["pg_dumpall".into(), "--globals-only".into(), "--database=app".into()]),
+            },
+        ],
+        summary: Summary {
+            files_new: 2,
+            dirs: 0,
+            data_blobs: 2,
+            total_files_processed: 2,
+            total_bytes_processed: HELLO.len() as u64 + 4096,
+            ..vector_tree_snapshot(tree).summary
+        },
+        backup_start: time("2023-11-16T03:00:00Z"),
+        backup_end: time("2023-11-16T03:00:01Z"),
+        ..vector_tree_snapshot(tree)
+    }
+}
+
 fn vector_lock() -> Lock {
     Lock {
         time: "2023-11-14T22:13:20+00:00".into(),
@@ -347,7 +386,9 @@ fn build() -> Value {
     let tree_id = TreeId(mk.blob_id(&tree_bytes));
     let snap_tree = vector_tree_snapshot(tree_id);
     let snap_stream = vector_stream_snapshot(tree_id);
-    for s in [&snap_tree, &snap_stream] {
+    let snap_streams = vector_streams_snapshot(tree_id);
+    assert_eq!(snap_streams.streams().len(), 2);
+    for s in [&snap_tree, &snap_stream, &snap_streams] {
         assert_eq!(&Snapshot::decode(&s.encode()).expect("snapshot decodes"), s, "snapshot does not round-trip");
     }
     let lock = vector_lock();
@@ -383,6 +424,7 @@ fn build() -> Value {
         "index_v2": sealed_object(&mk, ObjectType::Index, &ix2_plain, "index"),
         "snapshot_tree": sealed_object(&mk, ObjectType::Snapshot, &snap_tree.encode(), "snapshots"),
         "snapshot_stream": sealed_object(&mk, ObjectType::Snapshot, &snap_stream.encode(), "snapshots"),
+        "snapshot_streams": sealed_object(&mk, ObjectType::Snapshot, &snap_streams.encode(), "snapshots"),
         "config": sealed_object(&mk, ObjectType::Config, &config_json, "config"),
         "lock": sealed_object(&mk, ObjectType::Lock, &lock.encode(), "locks"),
         "wal_file": sealed_object(&mk, ObjectType::WalFile, &wal_file.encode(), &wal_name),
@@ -472,6 +514,7 @@ fn build() -> Value {
             "config": String::from_utf8(config_json).expect("utf-8"),
             "snapshot_tree": String::from_utf8(snap_tree.encode()).expect("utf-8"),
             "snapshot_stream": String::from_utf8(snap_stream.encode()).expect("utf-8"),
+            "snapshot_streams": String::from_utf8(snap_streams.encode()).expect("utf-8"),
             "lock": String::from_utf8(lock.encode()).expect("utf-8"),
             "cluster_record": String::from_utf8(cluster_record.encode()).expect("utf-8"),
         },
@@ -564,6 +607,7 @@ fn format_vectors() {
         "json.config",
         "json.snapshot_tree",
         "json.snapshot_stream",
+        "json.snapshot_streams",
         "json.lock",
         "json.cluster_record",
         "wal_file.plaintext",
