@@ -151,7 +151,8 @@ pub fn backup_streams(
         let mut infos = Vec::with_capacity(inputs.len());
         for NamedStream { filename, input } in inputs {
             let command = input.argv().map(<[String]>::to_vec);
-            let (chunks, size, sha256) = read_stream(repo, &chunker, &mut saver, &mut progress, input)?;
+            let (chunks, size, sha256) = read_stream(repo, &chunker, &mut saver, &mut progress, input)
+                .map_err(|e| if single { e } else { e.context(format!("stream {filename}")) })?;
             if size == 0 && !allow_empty {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
