@@ -207,14 +207,20 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(host in ".{0,20}", tags in proptest::collection::vec("[a-z]{1,5}", 0..3),
-                      secs in 0i64..4_000_000_000, nanos in 0u32..1_000_000_000, size in any::<u64>()) {
+                      secs in 0i64..4_000_000_000, nanos in 0u32..1_000_000_000, size in any::<u64>(),
+                      more in proptest::collection::vec(("[a-z.]{1,12}", any::<u64>()), 0..3)) {
             let t = DateTime::from_timestamp(secs, nanos).unwrap().fixed_offset();
-            let s = Snapshot {
+            let mut s = Snapshot {
                 version: 1, time: t, hostname: host, username: "u".into(), paths: vec!["/a".into()],
                 tags, parent: Some(SnapshotId([1; 32])), tree: TreeId([2; 32]), partial: false,
                 excludes: vec![], stream: Some(StreamInfo { filename: "db.sql".into(), size, sha256: "00".into(), command: None }), streams: vec![],
                 summary: Summary::default(), original: None, repaired: None, backup_start: t, backup_end: t, program_version: "x".into(), pg: None,
             };
+            if !more.is_empty() {
+                let mut all = vec![s.stream.clone().unwrap()];
+                all.extend(more.into_iter().map(|(f, n)| StreamInfo { filename: f, size: n, sha256: "11".into(), command: Some(vec!["x".into()]) }));
+                s.set_streams(all);
+            }
             prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         }
     }
