@@ -26,6 +26,19 @@ pub enum PgDumpFormat {
     Plain,
 }
 
+impl std::str::FromStr for PgDumpFormat {
+    type Err = Error;
+
+    /// `custom` or `plain` (as a configuration file spells them).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "custom" => Ok(PgDumpFormat::Custom),
+            "plain" => Ok(PgDumpFormat::Plain),
+            _ => Err(Error::invalid(format!("PostgreSQL dump format {s:?}: give custom or plain"))),
+        }
+    }
+}
+
 /// What to dump, and how to reach the server.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PgDumpSpec {
@@ -164,6 +177,13 @@ mod tests {
         assert_eq!(c[0].0, "app.sql");
         assert_eq!(c[0].1.argv[1..], ["-Fp", "--dbname=app"]);
         assert!(c[0].1.env.is_empty(), "libpq's own environment applies");
+    }
+
+    #[test]
+    fn formats_by_name() {
+        assert_eq!("custom".parse::<PgDumpFormat>().unwrap(), PgDumpFormat::Custom);
+        assert_eq!("plain".parse::<PgDumpFormat>().unwrap(), PgDumpFormat::Plain);
+        assert_eq!("tar".parse::<PgDumpFormat>().unwrap_err().kind(), ErrorKind::InvalidInput);
     }
 
     #[test]
