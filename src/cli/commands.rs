@@ -331,6 +331,36 @@ pub(super) fn backup_in(
     a: &BackupArgs,
     prefetch: Option<std::sync::Arc<cairn::source::prefetch::Prefetch>>,
 ) -> Result<backup::BackupOutcome> {
+    with_backup_options(g, repo, a, prefetch, |opts| match &a.stdin_filename {
+        Some(name) => {
+            let input = if a.stdin_from_command { StreamInput::Command(a.command.clone()) } else { StreamInput::Stdin };
+            backup::backup_stream(repo, input, name, a.allow_empty, opts)
+        }
+        None => backup::backup_paths(repo, &a.paths, opts),
+    })
+}
+
+/// A snapshot of several streams (a database source of `cairn run`) with
+/// the options of `a` (tags, host, time...; it names no paths or stdin
+/// file). Its lock is held until it returns.
+pub(super) fn backup_streams_in(
+    g: &Global,
+    repo: &Repository,
+    a: &BackupArgs,
+    inputs: Vec<backup::NamedStream>,
+) -> Result<backup::BackupOutcome> {
+    with_backup_options(g, repo, a, None, |opts| backup::backup_streams(repo, inputs, a.allow_empty, opts))
+}
+
+/// Checks `a`, takes the backup lock and runs `f` with the options `a`
+/// gives.
+fn with_backup_options(
+    g: &Global,
+    repo: &Repository,
+    a: &BackupArgs,
+    prefetch: Option<std::sync::Arc<cairn::source::prefetch::Prefetch>>,
+    f: impl FnOnce(&BackupOptions) -> Result<backup::BackupOutcome>,
+) -> Result<backup::BackupOutcome> {
     g.needs_lock("backup")?;
     if a.stdin_filename.is_some() && !a.paths.is_empty() {
         return Err(Error::invalid("give either paths or --stdin-filename, not both"));
@@ -365,13 +395,7 @@ pub(super) fn backup_in(
     let lock = std::sync::Arc::new(g.lock(repo, LockKind::Shared, "backup")?);
     cairn::steps::reached("backup:locked");
     let opts = BackupOptions { lock: Some(lock.clone()), ..opts };
-    let out = match &a.stdin_filename {
-        Some(name) => {
-            let input = if a.stdin_from_command { StreamInput::Command(a.command.clone()) } else { StreamInput::Stdin };
-            backup::backup_stream(repo, input, name, a.allow_empty, &opts)?
-        }
-        None => backup::backup_paths(repo, &a.paths, &opts)?,
-    };
+    let out = f(&opts)?;
     drop(opts);
     drop(lock); // released before the request counts, which include it
     Ok(out)

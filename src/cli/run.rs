@@ -227,11 +227,26 @@ fn backup_source(g: &Global, repo: &Repository, step: &SourceStep) -> SourceResu
             let prefetch = super::commands::prefetch_for(&step.args);
             super::commands::backup_in(g, repo, &step.args, prefetch)
         }
-        SourceKind::Postgres(_) | SourceKind::Redis(_) => {
-            Err(Error::invalid("database sources are not available in this build"))
+        SourceKind::Postgres(p) => {
+            postgres_streams(p).and_then(|inputs| super::commands::backup_streams_in(g, repo, &step.args, inputs))
         }
+        SourceKind::Redis(_) => Err(Error::invalid("database sources are not available in this build")),
     };
     SourceResult { name: step.spec.name.clone(), outcome, seconds: t.elapsed().as_secs_f64() }
+}
+
+/// The two streams of a PostgreSQL source: the database's dump and the
+/// globals (`cairn::source::postgres`).
+fn postgres_streams(p: &cairn::job::config::PostgresSource) -> Result<Vec<cairn::ops::backup::NamedStream>> {
+    let spec = cairn::source::postgres::PgDumpSpec {
+        database: p.database.clone(),
+        host: p.host.clone(),
+        port: p.port,
+        user: p.user.clone(),
+        format: p.format.parse()?,
+        pg_dump: None,
+    };
+    cairn::source::postgres::dump_streams(&spec)
 }
 
 fn source_line(r: &SourceResult) -> String {
