@@ -38,25 +38,11 @@ fn psql_program() -> std::path::PathBuf {
     program("psql")
 }
 
-/// A PostgreSQL client program (`psql`, `pg_dump`, `pg_restore`, …): on
-/// PATH, else the newest in /usr/lib/postgresql/*/bin (Debian's layout,
-/// which puts only wrappers on PATH, if anything), else the bare name.
+/// A PostgreSQL client program (`psql`, `pg_restore`, …) as
+/// [`crate::source::postgres::find_program`] finds it, else its bare name
+/// (whose failure to start then names it).
 pub fn program(name: &str) -> std::path::PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
-        .unwrap_or_default();
-    if let Some(p) = on_path {
-        return p;
-    }
-    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin").join(name))))
-        .filter(|(_, p)| p.is_file())
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, p)| p).unwrap_or_else(|| name.into())
+    crate::source::postgres::find_program(name).unwrap_or_else(|_| name.into())
 }
 
 impl Session {

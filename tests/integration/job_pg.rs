@@ -55,8 +55,8 @@ fn run_dumps_a_database_and_drill_restores_it_into_a_scratch_database() {
     if !pg_enabled("run_dumps_a_database_and_drill_restores_it_into_a_scratch_database") {
         return;
     }
-    let db = database(5000);
-    let job = Job::new(&config(&db, &["select count(*) = 5000 from orders", "select sum(total) > 0 from orders"]));
+    let db = database(200_000);
+    let job = Job::new(&config(&db, &["select count(*) = 200000 from orders", "select sum(total) > 0 from orders"]));
     let (code, out, err) = job.out(&["run"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("{db}: snapshot ")), "{out}");
@@ -83,15 +83,15 @@ fn run_dumps_a_database_and_drill_restores_it_into_a_scratch_database() {
     let (code, out, err) = job.out(&["drill"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("restored by pg_restore into scratch database cairn_drill_"), "{out}");
-    assert!(out.contains("query `select count(*) = 5000 from orders`: true"), "{out}");
+    assert!(out.contains("query `select count(*) = 200000 from orders`: true"), "{out}");
     assert!(out.contains("dropped"), "{out}");
     assert_eq!(scratch_databases(), "", "the scratch database is dropped");
 
     // A query that is false fails the drill; the scratch database still goes.
-    std::fs::write(&job.config, std::fs::read_to_string(&job.config).unwrap().replace("= 5000", "= 4999")).unwrap();
+    std::fs::write(&job.config, std::fs::read_to_string(&job.config).unwrap().replace("= 200000", "= 199999")).unwrap();
     let (code, out, _) = job.out(&["drill"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("FAILED: query `select count(*) = 4999 from orders` returned \"f\", not true"), "{out}");
+    assert!(out.contains("FAILED: query `select count(*) = 199999 from orders` returned \"f\", not true"), "{out}");
     assert_eq!(scratch_databases(), "");
     drop_database(&db);
 }
