@@ -40,11 +40,13 @@
 # Timings measured here (Debian 12, Redis 7.0.15, 2 cores, load ~1.5 from
 # concurrent cargo builds):
 #   apt-get install redis-server  5.7 s
-#   start, fresh DIR              see the table in the final commit message
-#   start, already answering
-#   start, DIR after stop
-#   start on another PORT
-#   stop
+#   start, fresh DIR              0.10-0.11 s (ready ~0.1 s after the fork)
+#   start, already answering      0.12 s
+#   start, DIR after stop         0.10 s
+#   start on another PORT         0.12 s (restart)
+#   stop                          0.06 s
+# The integration tests (`cargo test --test integration redis::`, 6 tests,
+# RDBs of 125 KB and 34 MB) take ~6 s once built.
 set -euo pipefail
 
 log() { printf '[redis-server %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }

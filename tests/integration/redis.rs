@@ -141,8 +141,12 @@ impl Private {
             .expect("start a private redis-server");
         let p = Private { child, sock, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Command::new("redis-cli").args(["-s", &s, "PING"]).output().map(|o| o.stdout != b"PONG\n").unwrap_or(true)
-        {
+        // PONG, or NOAUTH from a server with requirepass: either way it runs
+        let up = || {
+            let o = Command::new("redis-cli").args(["-s", &s, "PING"]).output();
+            o.is_ok_and(|o| o.stdout.starts_with(b"PONG") || o.stdout.starts_with(b"NOAUTH"))
+        };
+        while !up() {
             assert!(Instant::now() < deadline, "the private redis-server did not start: {}", p.log());
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -312,6 +316,18 @@ fn passwords_users_and_permissions() {
         assert_loads_as(&rdb, &url, "the snapshot over the unix socket");
     }
     on(&url, &["ACL", "DELUSER", &user, &nosync]);
+
+    // a server with requirepass: no password is a clear error; the
+    // password file's over a unix socket works
+    let p = Private::start(None, &["--requirepass", "sesame"]);
+    let sock = p.sock.display().to_string();
+    let e = open_rdb(&spec(&p.url(), RedisMethod::Replica)).err().expect("NOAUTH");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().starts_with(&format!("Redis at {sock} requires a password (NOAUTH")), "{e}");
+    let mut s = spec(&p.url(), RedisMethod::Replica);
+    s.password = Some("sesame".into());
+    let rdb = read_all(&s).expect("snapshot with requirepass");
+    assert!(rdb.starts_with(b"REDIS"));
 }
 
 #[test]
