@@ -14,9 +14,11 @@
 //! authentication, a failed save) are [`Error`]s from `open_rdb` itself:
 //! one sentence naming the server, never the password. A server that cannot
 //! be reached (connection refused, timed out, host unreachable) is
-//! [`ErrorKind::Transient`] (exit code 75); a bad URL, a refused password or
-//! a bgsave on a remote server is [`ErrorKind::InvalidInput`]; a failed or
-//! stale save is [`ErrorKind::Io`].
+//! [`ErrorKind::Transient`] (exit code 75), as is a server that closes the
+//! connection or stops answering; a bad URL, a refused password, a missing
+//! password or permission (`NOAUTH`, `NOPERM`) or a bgsave on a remote
+//! server is [`ErrorKind::InvalidInput`]; a failed or stale save, another
+//! refused command or a damaged RDB is [`ErrorKind::Io`].
 //!
 //! # URLs
 //!
@@ -26,6 +28,8 @@
 //! (also `redis+unix://`). `rediss://` (TLS) is not supported and says so.
 //! [`RedisSpec::password`] (from a password file) is for URLs without one:
 //! giving both is an error. With a user and no password, no AUTH is sent.
+//! A unix URL has no user info: its password is [`RedisSpec::password`] (for
+//! the default user).
 //!
 //! # Methods
 //!
@@ -102,7 +106,8 @@ impl std::str::FromStr for RedisMethod {
 pub struct RedisSpec {
     /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path`.
     pub url: String,
-    /// The password when the URL has none (a `password-file`).
+    /// The password when the URL has none (a `password-file`'s content,
+    /// used as given: strip its line end first).
     pub password: Option<String>,
     pub method: RedisMethod,
     pub timeout: Duration,
@@ -504,13 +509,30 @@ fn config_get(conn: &mut Conn, name: &str, key: &str) -> Result<String> {
 fn open_bgsave(mut conn: Conn, name: &str, timeout: Duration) -> Result<Box<dyn Read + Send>> {
     let deadline = Instant::now() + timeout;
     let idle = |i: &[(String, String)]| {
-        field(i, "rdb_bgsave_in_progress") == "0" && field(i, "aof_rewrite_in_progress") != "1"
+        field(i, "rdb_bgsave_in_progress") == "0"
+            && field(i, "aof_rewrite_in_progress") != "1"
+            && field(i, "module_fork_in_progress") != "1"
     };
     // BGSAVE until our request starts a save of its own
     let requested = loop {
         let last = int(&mut conn, name, "LASTSAVE")?;
         let (now, micros) = server_time(&mut conn, name)?;
-        if last >= now {
+        if last > now {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "LASTSAVE of {name} ({last}) is ahead of its clock ({now}): a new save cannot be told from \
+                     the last one (was the clock set back?); use the replica method"
+                ),
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!("{name} did not start a BGSAVE for this backup within {} s", timeout.as_secs()),
+            ));
+        }
+        if last == now {
             // a save finished this second: ours must be told from it
             std::thread::sleep(Duration::from_micros(1_000_000 - micros.clamp(0, 999_999) as u64));
             continue;
@@ -518,9 +540,11 @@ fn open_bgsave(mut conn: Conn, name: &str, timeout: Duration) -> Result<Box<dyn 
         let reply = conn.call(&["BGSAVE"]).map_err(|e| lost(name, "BGSAVE", e))?;
         match reply {
             Reply::Simple(s) if s.starts_with("Background saving started") => break now,
-            Reply::Error(msg) if msg.contains("in progress") => {
-                // someone else's save (or an AOF rewrite): too early for us
+            Reply::Error(msg) if msg.contains("in progress") || msg.contains("can't BGSAVE right now") => {
+                // someone else's save (or an AOF rewrite, or a module's
+                // child): too early for us
                 wait_for(&mut conn, name, deadline, timeout, idle)?;
+                std::thread::sleep(Duration::from_millis(50));
             }
             Reply::Error(msg) => return Err(refused(name, "BGSAVE", &msg)),
             other => return Err(Error::new(ErrorKind::Io, format!("{name} answered BGSAVE with {other:?}"))),

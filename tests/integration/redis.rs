@@ -369,7 +369,11 @@ fn fake_rdb(len: usize) -> Vec<u8> {
 /// Serves one connection: answers every command before SYNC with `+OK`,
 /// then sends `reply` and closes. Returns the URL.
 fn fake_server(reply: Vec<u8>) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    fake_server_on(std::net::Ipv4Addr::LOCALHOST.into(), reply)
+}
+
+fn fake_server_on(ip: std::net::IpAddr, reply: Vec<u8>) -> String {
+    let l = TcpListener::bind((ip, 0)).expect("bind");
     let url = format!("redis://{}", l.local_addr().expect("addr"));
     std::thread::spawn(move || {
         let (s, _) = l.accept().expect("accept");
@@ -464,4 +468,18 @@ fn fake_servers_cut_short_or_damaged_transfers_are_read_errors() {
             .ends_with("closed the connection before sending its snapshot (a failed save? see the server's log)"),
         "{e}"
     );
+
+    // the bgsave method on a server that is not on loopback: refused
+    // (an address of this machine's own, where it has one besides loopback)
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|u| u.connect("192.0.2.1:9").map(|_| u));
+    match probe.and_then(|u| u.local_addr()).map(|a| a.ip()) {
+        Ok(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
+            let url = fake_server_on(ip, Vec::new());
+            let e = open_rdb(&spec(&url, RedisMethod::Bgsave)).err().expect("not local");
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            let host = url.trim_start_matches("redis://");
+            assert!(e.to_string().contains(&format!("but Redis at {host} is not on this machine")), "{e}");
+        }
+        other => eprintln!("no address besides loopback ({other:?}): the remote-bgsave check is skipped"),
+    }
 }
