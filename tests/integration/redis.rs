@@ -135,6 +135,7 @@ impl Private {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket", &s, "--dir", d, "--dbfilename", "dump.rdb", "--save", ""])
             .args(["--daemonize", "no", "--logfile", "log", "--enable-debug-command", "yes"])
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(extra)
             .current_dir(dir.path())
             .spawn()
@@ -239,7 +240,7 @@ fn bgsave_reads_a_fresh_dump_even_behind_another_save() {
     assert_eq!(saves(), s0 + 2);
     // someone else's slow save runs when ours is asked for; a key written
     // after it started must be in our snapshot
-    on(&url, &["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    on(&url, &["CONFIG", "SET", "rdb-key-save-delay", "100"]);
     on(&url, &["BGSAVE"]);
     on(&url, &["SET", "written-after", "the other save began"]);
     let t = Instant::now();
@@ -337,7 +338,6 @@ fn a_server_killed_mid_transfer_is_a_read_error() {
     }
     for diskless in ["yes", "no"] {
         let mut p = Private::start(None, &["--rdbcompression", "no", "--repl-diskless-sync", diskless]);
-        p.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
         p.cli(&["DEBUG", "POPULATE", "300000", "key", "100"]);
         let mut r = open_rdb(&spec(&p.url(), RedisMethod::Replica)).expect("open the private server's rdb");
         let mut first = vec![0; 1 << 20];
