@@ -18,6 +18,10 @@
 # The postgres:: tests need a real PostgreSQL: scripts/pg-server.sh starts
 # one (CAIRN_PG_DIR, default /var/tmp/cairn-pg; CAIRN_PG_PORT, default 55432).
 #
+# The redis:: tests need a real Redis 7: scripts/redis-server.sh starts one
+# (CAIRN_REDIS_DIR, default /var/tmp/cairn-redis; CAIRN_REDIS_PORT, default
+# 56379) and exports CAIRN_TEST_REDIS.
+#
 # Other tools: coreutils, python3 (the S3 fault-injecting proxy) and
 # util-linux's setpriv (for the unreadable-file test run as `nobody`).
 set -euo pipefail
@@ -37,6 +41,11 @@ eval "$s3_exports"
 pg_exports=$(bash scripts/pg-server.sh start "${CAIRN_PG_DIR:-/var/tmp/cairn-pg}" "${CAIRN_PG_PORT:-55432}")
 eval "$pg_exports"
 export CAIRN_TEST_PG=1
+# Redis for the redis:: tests (scripts/redis-server.sh installs Debian's
+# redis-server with apt-get when it is missing; loopback and a unix socket
+# only).
+redis_exports=$(bash scripts/redis-server.sh start "${CAIRN_REDIS_DIR:-/var/tmp/cairn-redis}" "${CAIRN_REDIS_PORT:-56379}")
+eval "$redis_exports"
 
 export CARGO_TERM_COLOR=never
 cargo build --release --locked

@@ -28,6 +28,7 @@ mod pg_source;
 mod pitr;
 mod postgres;
 mod prune;
+mod redis;
 mod repair;
 mod s3;
 mod schedule;
