@@ -230,7 +230,9 @@ fn backup_source(g: &Global, repo: &Repository, step: &SourceStep) -> SourceResu
         SourceKind::Postgres(p) => {
             postgres_streams(p).and_then(|inputs| super::commands::backup_streams_in(g, repo, &step.args, inputs))
         }
-        SourceKind::Redis(_) => Err(Error::invalid("database sources are not available in this build")),
+        SourceKind::Redis(r) => {
+            redis_stream(r).and_then(|input| super::commands::backup_streams_in(g, repo, &step.args, vec![input]))
+        }
     };
     SourceResult { name: step.spec.name.clone(), outcome, seconds: t.elapsed().as_secs_f64() }
 }
@@ -247,6 +249,24 @@ fn postgres_streams(p: &cairn::job::config::PostgresSource) -> Result<Vec<cairn:
         pg_dump: None,
     };
     cairn::source::postgres::dump_streams(&spec)
+}
+
+/// The RDB stream of a Redis source (`cairn::source::redis`).
+fn redis_stream(r: &cairn::job::config::RedisSource) -> Result<cairn::ops::backup::NamedStream> {
+    use cairn::source::redis::{open_rdb, RedisMethod, RedisSpec};
+    let password = match &r.password_file {
+        None => None,
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::io_sentence(format!("cannot read the Redis password file {}", f.display()), e))?;
+            // As for the repository's password file: the first line, trailing
+            // CR, LF and spaces trimmed.
+            Some(text.lines().next().unwrap_or("").trim_end().to_string())
+        }
+    };
+    let spec = RedisSpec { password, method: r.method.parse::<RedisMethod>()?, ..RedisSpec::new(r.url.clone()) };
+    let filename = r.filename.clone().unwrap_or_else(|| "redis.rdb".to_string());
+    Ok(cairn::ops::backup::NamedStream::new(filename, cairn::ops::backup::StreamInput::Reader(open_rdb(&spec)?)))
 }
 
 fn source_line(r: &SourceResult) -> String {
