@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod copy;
 mod drill;
+mod docs;
 mod forget;
 mod mount;
 mod output;
@@ -15,6 +16,7 @@ mod progress;
 mod prune;
 mod repair;
 mod run;
+mod status;
 mod usage;
 
 use std::path::PathBuf;
@@ -135,6 +137,13 @@ pub enum Cmd {
     Drill(drill::DrillArgs),
     /// PostgreSQL: WAL archiving (wal-push, wal-fetch), base backups, point-in-time restore, status
     Pg(pg::PgArgs),
+    /// Monitoring check (Nagios/Icinga): age of the newest snapshot of each source; exit 0-3
+    #[command(after_help = usage::STATUS_EXIT_CODES)]
+    Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a directory
+    Man(docs::ManArgs),
 }
 
 impl Global {
@@ -302,9 +311,9 @@ pub fn main() -> i32 {
     }
 }
 
-/// A wait such as `90s`, `10m`, `2h` or `1h30m`.
+/// A duration such as `90s`, `10m`, `2h`, `1h30m` or `2d`.
 pub(crate) fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?}: use a number with s, m or h, such as 30s, 10m or 2h");
+    let bad = || format!("invalid duration {s:?}: use a number with s, m, h or d, such as 30s, 10m, 2h or 2d");
     let (mut total, mut num) = (0u64, String::new());
     for c in s.trim().chars() {
         if c.is_ascii_digit() {
@@ -315,6 +324,7 @@ pub(crate) fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, St
             's' => 1,
             'm' => 60,
             'h' => 3600,
+            'd' => 86_400,
             _ => return Err(bad()),
         };
         let n: u64 = num.parse().map_err(|_| bad())?;

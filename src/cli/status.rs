@@ -1,0 +1,137 @@
+//! `cairn status`: a Nagios/Icinga plugin. The first line is
+//! `OK|WARNING|CRITICAL|UNKNOWN - …` with performance data after `|`, one
+//! line per source follows, and the exit code is the plugin's (0–3).
+//! Takes no lock and reads no index: the snapshot list and the snapshot
+//! objects (which the cache holds), plus the WAL listing.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use clap::Args;
+
+use cairn::monitor::prometheus::{self, Metrics, SourceMetrics};
+use cairn::ops::pg;
+use cairn::ops::status::{self, State, StatusReport, Thresholds};
+use cairn::{Error, ErrorKind, Result};
+
+use super::commands::FilterArgs;
+use super::Global;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// WARNING when the newest snapshot of a source is older than this (e.g. 25h, 90m, 2d)
+    #[arg(long, value_name = "DURATION", default_value = "25h", value_parser = super::parse_wait)]
+    pub warn: std::time::Duration,
+    /// CRITICAL when the newest snapshot of a source is older than this
+    #[arg(long, value_name = "DURATION", default_value = "30h", value_parser = super::parse_wait)]
+    pub crit: std::time::Duration,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print the verdict as JSON (same exit codes)
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the snapshot metrics to this node_exporter textfile (merged with its other cairn samples)
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_textfile: Option<PathBuf>,
+}
+
+/// Runs `status`; every failure is UNKNOWN (exit 3) with one line.
+pub fn status(g: &Global, a: &StatusArgs) -> Result<i32> {
+    let state = match report(g, a) {
+        Ok((report, repo_id)) => {
+            let mut state = report.state;
+            if let Some(path) = &a.prometheus_textfile {
+                if let Err(e) = prometheus::write_textfile(path, &metrics(&report, &repo_id)) {
+                    // The verdict stands; the file is the monitoring's problem.
+                    eprintln!("warning: {e}");
+                    state = state.max(State::Warning);
+                }
+            }
+            print_report(&report, a.json)?;
+            state
+        }
+        Err(e) => {
+            let line = format!("UNKNOWN - {e}");
+            if a.json {
+                let v = serde_json::json!({"state": "UNKNOWN", "problems": [e.to_string()]});
+                println!("{v}");
+            } else {
+                println!("{}", line.replace('|', "/"));
+            }
+            State::Unknown
+        }
+    };
+    Ok(state.exit_code())
+}
+
+fn print_report(r: &StatusReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).map_err(|e| Error::invalid(e.to_string()))?);
+    } else {
+        println!("{}", r.first_line());
+        for l in r.long_lines() {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+/// Opens the repository (no index, no lock) and evaluates it; the short
+/// repository id comes along for the metrics.
+fn report(g: &Global, a: &StatusArgs) -> Result<(StatusReport, String)> {
+    if a.crit < a.warn {
+        return Err(Error::invalid("--crit must not be shorter than --warn"));
+    }
+    let backend = g.backend(false)?;
+    let pw = g.password("enter password for repository: ")?;
+    let mut repo = cairn::repo::Repository::open_unsynced(backend, &pw, g.cache_mode())?;
+    // Snapshots that cannot be read are left out of the list: a warning.
+    let unreadable: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = unreadable.clone();
+    repo.set_warn(Arc::new(move |m| sink.lock().unwrap_or_else(|p| p.into_inner()).push(m.to_string())));
+    let snapshots = repo.snapshots()?;
+    let filter = a.filter.filter();
+    let thresholds = Thresholds { warn: a.warn, crit: a.crit };
+    let mut report = status::evaluate(&snapshots, Utc::now(), &thresholds, &filter);
+    for m in unreadable.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        report.raise(State::Warning, m.clone());
+    }
+    // The WAL archive, if any: of every system, or with a filter of the
+    // systems whose base backups it matches.
+    match pg::status::status(&repo) {
+        Ok(mut systems) => {
+            if !filter.is_empty() {
+                let mine: Vec<u64> = snapshots
+                    .iter()
+                    .filter(|(_, s)| filter.matches(s))
+                    .filter_map(|(_, s)| s.pg.as_ref().map(|p| p.system_id))
+                    .collect();
+                systems.retain(|s| mine.contains(&s.system_id));
+            }
+            report.add_wal(&systems);
+        }
+        Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
+        Err(e) => report.raise(State::Warning, format!("WAL archive: {e}")),
+    }
+    g.report_stats(&repo);
+    Ok((report, repo.config.id.short()))
+}
+
+/// The snapshot-derived metrics of a report.
+fn metrics(r: &StatusReport, repository: &str) -> Metrics {
+    Metrics {
+        repository: repository.to_string(),
+        sources: r
+            .sources
+            .iter()
+            .map(|s| SourceMetrics {
+                source: s.name.clone(),
+                last_success: s.last_success,
+                snapshots: Some(s.snapshots as u64),
+                snapshot_age_seconds: s.age_seconds,
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
