@@ -18,6 +18,9 @@
 # The postgres:: tests need a real PostgreSQL: scripts/pg-server.sh starts
 # one (CAIRN_PG_DIR, default /var/tmp/cairn-pg; CAIRN_PG_PORT, default 55432).
 #
+# The status:: tests scrape a real node_exporter (Debian's
+# prometheus-node-exporter, installed with apt-get when missing).
+#
 # Other tools: coreutils, python3 (the S3 fault-injecting proxy) and
 # util-linux's setpriv (for the unreadable-file test run as `nobody`).
 set -euo pipefail
@@ -37,6 +40,20 @@ eval "$s3_exports"
 pg_exports=$(bash scripts/pg-server.sh start "${CAIRN_PG_DIR:-/var/tmp/cairn-pg}" "${CAIRN_PG_PORT:-55432}")
 eval "$pg_exports"
 export CAIRN_TEST_PG=1
+# node_exporter for the status:: test that scrapes cairn's Prometheus
+# textfile (the test starts its own instance on 127.0.0.1 and a free port;
+# the package's own service is stopped and disabled if systemd started it).
+if ! command -v prometheus-node-exporter >/dev/null && ! command -v node_exporter >/dev/null; then
+  echo "prometheus-node-exporter not found: installing it with apt-get" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-node-exporter >&2 \
+    || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-node-exporter >&2; } \
+    || { echo "apt-get install prometheus-node-exporter failed" >&2; exit 1; }
+  # Where systemd started the package's service (on all interfaces, port
+  # 9100), stop it: the test needs only the binary.
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus-node-exporter >&2 || true
+  fi
+fi
 
 export CARGO_TERM_COLOR=never
 cargo build --release --locked

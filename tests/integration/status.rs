@@ -201,10 +201,11 @@ fn status_takes_no_lock_and_reads_no_index() {
 
 /// The node_exporter of Debian's prometheus-node-exporter package.
 fn node_exporter() -> Option<PathBuf> {
-    let found = ["/usr/bin/prometheus-node-exporter", "/usr/bin/node_exporter", "/usr/local/bin/node_exporter"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .flat_map(|d| [d.join("prometheus-node-exporter"), d.join("node_exporter")])
+        .find(|p| p.is_file());
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
