@@ -300,7 +300,7 @@ impl StatusReport {
         } else if ok > 0 {
             summary.push(format!("{ok} other source{} OK", if ok == 1 { "" } else { "s" }));
         }
-        let mut line = format!("{} - {}", self.state, summary.join("; "));
+        let mut line = format!("{} - {}", self.state, plain(&summary.join("; ")));
         let perf = self.perfdata();
         if !perf.is_empty() {
             line.push_str(" | ");
@@ -336,7 +336,8 @@ impl StatusReport {
         out.join(" ")
     }
 
-    /// The plugin's long output: one line per source, then per WAL archive.
+    /// The plugin's long output: one line per source, then per WAL archive
+    /// (without `|`, which would start performance data).
     pub fn long_lines(&self) -> Vec<String> {
         let mut out = Vec::new();
         for s in &self.sources {
@@ -361,8 +362,24 @@ impl StatusReport {
             let why = if w.problems.is_empty() { String::new() } else { format!(": {}", w.problems.join(", ")) };
             out.push(format!("{} PostgreSQL system {} WAL archive{lag}{reach}{why}", w.state, w.system_id));
         }
-        out
+        out.iter().map(|l| plain(l)).collect()
     }
+}
+
+/// Text for a plugin's output: no `|` (it starts performance data), no
+/// line breaks.
+fn plain(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == '|' {
+                '/'
+            } else if c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// A perfdata label: in single quotes, a quote doubled; `=` and `|` (which

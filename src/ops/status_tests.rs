@@ -181,6 +181,12 @@ fn labels_are_quoted() {
     assert_eq!(perf_label("a b"), "'a b'");
     assert_eq!(perf_label("it's"), "'it''s'");
     assert_eq!(perf_label("x=y|z\n"), "'x_y_z_'");
+    // A `|` in a source's name or a reason does not start perfdata early.
+    let r = evaluate(&[snap(1, "a|b", &["/x"], 40)], now(), &Thresholds::default(), &all());
+    let line = r.first_line();
+    assert_eq!(line.matches('|').count(), 1, "{line}");
+    assert!(line.starts_with("CRITICAL - a/b:/x: newest snapshot") && line.contains("'a_b:/x_age'="), "{line}");
+    assert!(r.long_lines().iter().all(|l| !l.contains('|')));
 }
 
 #[test]

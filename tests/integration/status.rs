@@ -321,3 +321,51 @@ fn completions_and_man_pages() {
         assert!(text.contains(".TH "), "{page}");
     }
 }
+
+/// A 1 MiB WAL segment of timeline 1 with a valid long page header (as
+/// PostgreSQL 16 writes it), named for segment number `n`.
+fn wal_segment(dir: &Path, system_id: u64, n: u64) -> PathBuf {
+    const SEG: u64 = 1 << 20;
+    let mut b = vec![0u8; SEG as usize];
+    b[0..2].copy_from_slice(&0xD113u16.to_le_bytes());
+    b[2..4].copy_from_slice(&2u16.to_le_bytes()); // XLP_LONG_HEADER
+    b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    b[8..16].copy_from_slice(&(n * SEG).to_le_bytes());
+    b[24..32].copy_from_slice(&system_id.to_le_bytes());
+    b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
+    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    let per_log = 0x1_0000_0000 / SEG;
+    let path = dir.join(format!("{:08X}{:08X}{:08X}", 1, n / per_log, n % per_log));
+    std::fs::write(&path, b).expect("write segment");
+    path
+}
+
+#[test]
+fn status_wal_gap_is_warning() {
+    let repo = Repo::init();
+    backup_at(&repo, &source(&repo, "a"), 0);
+    let wal = repo.dir.path().join("wal");
+    std::fs::create_dir(&wal).expect("mkdir");
+    let push = |n: u64| repo.run(&["pg", "wal-push", "--pgdata", p(&wal), p(&wal_segment(&wal, 7_000_001, n))]);
+    push(1);
+    push(2);
+    let (o, lines) = status(&repo, &[]);
+    assert_eq!(o.code, Some(0), "{lines:?}");
+    assert!(lines[0].contains("'pg_7000001_wal_lag'="), "{lines:?}");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("OK PostgreSQL system 7000001 WAL archive, newest WAL ")),
+        "{lines:?}"
+    );
+    push(4);
+    let (o, lines) = status(&repo, &[]);
+    assert_eq!(o.code, Some(1), "{lines:?}");
+    assert!(
+        lines[0].starts_with(
+            "WARNING - PostgreSQL system 7000001: timeline 1: segment 000000010000000000000003 is missing"
+        ),
+        "{lines:?}"
+    );
+    let v: Value = serde_json::from_slice(&repo.out(&["status", "--json"]).stdout).expect("json");
+    assert_eq!(v["wal"][0]["system_id"], 7_000_001);
+    assert_eq!(v["wal"][0]["state"], "WARNING");
+}
