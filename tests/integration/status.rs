@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use cairn::crypto::aead::ObjectType;
 use cairn::format::lock::Lock;
+use cairn::monitor::prometheus::{write_textfile, Metrics, SourceMetrics};
 use cairn::repo::{CacheMode, Repository};
 
 use crate::common::{bare_cmd, output, requests, Out, Repo};
@@ -253,9 +254,22 @@ fn status_textfile_is_scraped_by_node_exporter() {
     let dir = repo.dir.path().join("textfile");
     std::fs::create_dir(&dir).expect("mkdir");
     let file = dir.join("cairn.prom");
+    let repo_id = repo.json(&["cat", "config"])["id"].as_str().expect("config id")[..8].to_string();
+    // What a `cairn run` wrote before: status keeps it.
+    let run = Metrics {
+        repository: repo_id.clone(),
+        sources: vec![SourceMetrics {
+            source: format!("h1:{}", p(&a)),
+            last_run: Some(Utc::now()),
+            last_run_success: Some(true),
+            last_run_duration_seconds: Some(1.5),
+            bytes_added: Some(1234),
+            ..Default::default()
+        }],
+    };
+    write_textfile(&file, &run).expect("the run's metrics");
     let (o, _) = status(&repo, &["--prometheus-textfile", p(&file)]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
-    let repo_id = repo.json(&["cat", "config"])["id"].as_str().expect("config id")[..8].to_string();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let child = std::process::Command::new(&exporter)
@@ -286,6 +300,9 @@ fn status_textfile_is_scraped_by_node_exporter() {
     let last: f64 = last.parse().expect("a number");
     let want = (Utc::now() - chrono::Duration::hours(1)).timestamp() as f64;
     assert!((last - want).abs() < 120.0, "last success {last}, expected about {want}");
+    assert!(body.contains(&format!("cairn_last_run_success{labels} 1\n")), "{body}");
+    assert!(body.contains(&format!("cairn_last_run_duration_seconds{labels} 1.5\n")), "{body}");
+    assert!(body.contains(&format!("cairn_bytes_added_bytes{labels} 1234\n")), "{body}");
     assert!(body.contains("# TYPE cairn_snapshots gauge"), "{body}");
     assert!(body.contains("# HELP cairn_snapshot_age_seconds "), "{body}");
     let mode = std::fs::metadata(&file).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
