@@ -311,9 +311,9 @@ pub fn main() -> i32 {
     }
 }
 
-/// A duration such as `90s`, `10m`, `2h`, `1h30m` or `2d`.
+/// A wait such as `90s`, `10m`, `2h` or `1h30m`.
 pub(crate) fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?}: use a number with s, m, h or d, such as 30s, 10m, 2h or 2d");
+    let bad = || format!("invalid duration {s:?}: use a number with s, m or h, such as 30s, 10m or 2h");
     let (mut total, mut num) = (0u64, String::new());
     for c in s.trim().chars() {
         if c.is_ascii_digit() {
@@ -324,7 +324,6 @@ pub(crate) fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, St
             's' => 1,
             'm' => 60,
             'h' => 3600,
-            'd' => 86_400,
             _ => return Err(bad()),
         };
         let n: u64 = num.parse().map_err(|_| bad())?;

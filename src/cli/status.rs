@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use clap::Args;
 
+use cairn::job::config::{parse_duration, JobConfig};
+use cairn::job::state;
 use cairn::monitor::prometheus::{self, Metrics, SourceMetrics};
 use cairn::ops::pg;
 use cairn::ops::status::{self, State, StatusReport, Thresholds};
@@ -20,28 +22,70 @@ use super::Global;
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// WARNING when the newest snapshot of a source is older than this (e.g. 25h, 90m, 2d)
-    #[arg(long, value_name = "DURATION", default_value = "25h", value_parser = super::parse_wait)]
-    pub warn: std::time::Duration,
-    /// CRITICAL when the newest snapshot of a source is older than this
-    #[arg(long, value_name = "DURATION", default_value = "30h", value_parser = super::parse_wait)]
-    pub crit: std::time::Duration,
+    /// WARNING when the newest snapshot of a source is older than this (e.g. 25h, 90m, 2d) [default: the
+    /// config's [monitor] warn, else 25h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub warn: Option<std::time::Duration>,
+    /// CRITICAL when the newest snapshot of a source is older than this [default: [monitor] crit, else 30h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub crit: Option<std::time::Duration>,
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Print the verdict as JSON (same exit codes)
     #[arg(long)]
     pub json: bool,
     /// Also write the snapshot metrics to this node_exporter textfile (merged with its other cairn samples)
+    /// [default: the config's [monitor] prometheus-textfile]
     #[arg(long, value_name = "FILE")]
     pub prometheus_textfile: Option<PathBuf>,
 }
 
+/// What a run of `status` uses: the command line's, else the config
+/// file's `[monitor]` section, else the defaults.
+struct Settings {
+    thresholds: Thresholds,
+    textfile: Option<PathBuf>,
+    /// The run state of the config's `cairn run`.
+    run_state: Option<PathBuf>,
+}
+
+fn settings(a: &StatusArgs, job: Option<&JobConfig>) -> Result<Settings> {
+    let from_config = |v: Option<&String>, key: &str| -> Result<Option<std::time::Duration>> {
+        let (Some(v), Some(job)) = (v, job) else { return Ok(None) };
+        parse_duration(v)
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("config {}: [monitor] {key}: {e}", job.path.display())))
+    };
+    let monitor = job.map(|j| &j.monitor);
+    let default = Thresholds::default();
+    let warn = match a.warn {
+        Some(w) => w,
+        None => from_config(monitor.and_then(|m| m.warn.as_ref()), "warn")?.unwrap_or(default.warn),
+    };
+    let crit = match a.crit {
+        Some(c) => c,
+        None => from_config(monitor.and_then(|m| m.crit.as_ref()), "crit")?.unwrap_or(default.crit),
+    };
+    if crit < warn {
+        return Err(Error::invalid(format!(
+            "the critical age ({}s) must not be shorter than the warning age ({}s)",
+            crit.as_secs(),
+            warn.as_secs()
+        )));
+    }
+    Ok(Settings {
+        thresholds: Thresholds { warn, crit },
+        textfile: a.prometheus_textfile.clone().or_else(|| monitor.and_then(|m| m.prometheus_textfile.clone())),
+        run_state: job.and_then(|j| j.monitor.state_file.clone().or_else(|| state::default_path(&j.path))),
+    })
+}
+
 /// Runs `status`; every failure is UNKNOWN (exit 3) with one line.
-pub fn status(g: &Global, a: &StatusArgs) -> Result<i32> {
-    let state = match report(g, a) {
-        Ok((report, repo_id)) => {
+pub fn status(g: &Global, a: &StatusArgs, job: Option<&JobConfig>) -> Result<i32> {
+    let state = match settings(a, job).and_then(|s| Ok((report(g, a, &s)?, s))) {
+        Ok(((report, repo_id), settings)) => {
             let mut state = report.state;
-            if let Some(path) = &a.prometheus_textfile {
+            if let Some(path) = &settings.textfile {
                 if let Err(e) = prometheus::write_textfile(path, &metrics(&report, &repo_id)) {
                     // The verdict stands; the file is the monitoring's problem.
                     eprintln!("warning: {e}");
@@ -79,10 +123,7 @@ fn print_report(r: &StatusReport, json: bool) -> Result<()> {
 
 /// Opens the repository (no index, no lock) and evaluates it; the short
 /// repository id comes along for the metrics.
-fn report(g: &Global, a: &StatusArgs) -> Result<(StatusReport, String)> {
-    if a.crit < a.warn {
-        return Err(Error::invalid("--crit must not be shorter than --warn"));
-    }
+fn report(g: &Global, a: &StatusArgs, settings: &Settings) -> Result<(StatusReport, String)> {
     let backend = g.backend(false)?;
     let pw = g.password("enter password for repository: ")?;
     let mut repo = cairn::repo::Repository::open_unsynced(backend, &pw, g.cache_mode())?;
@@ -92,8 +133,8 @@ fn report(g: &Global, a: &StatusArgs) -> Result<(StatusReport, String)> {
     repo.set_warn(Arc::new(move |m| sink.lock().unwrap_or_else(|p| p.into_inner()).push(m.to_string())));
     let snapshots = repo.snapshots()?;
     let filter = a.filter.filter();
-    let thresholds = Thresholds { warn: a.warn, crit: a.crit };
-    let mut report = status::evaluate(&snapshots, Utc::now(), &thresholds, &filter);
+    let now = Utc::now();
+    let mut report = status::evaluate(&snapshots, now, &settings.thresholds, &filter);
     for m in unreadable.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         report.raise(State::Warning, m.clone());
     }
@@ -113,6 +154,18 @@ fn report(g: &Global, a: &StatusArgs) -> Result<(StatusReport, String)> {
         }
         Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
         Err(e) => report.raise(State::Warning, format!("WAL archive: {e}")),
+    }
+    // The last `cairn run` of the config file, as it recorded it here.
+    if let Some(path) = &settings.run_state {
+        match state::read(path) {
+            Ok(Some(r)) if !r.success => {
+                let ago = status::human_age(u64::try_from((now - r.started).num_seconds()).unwrap_or(0));
+                let why = if r.errors.is_empty() { String::new() } else { format!(": {}", r.errors.join("; ")) };
+                report.raise(State::Warning, format!("the last run ({ago} ago) failed{why}"));
+            }
+            Ok(_) => {}
+            Err(e) => report.raise(State::Warning, e.to_string()),
+        }
     }
     g.report_stats(&repo);
     Ok((report, repo.config.id.short()))

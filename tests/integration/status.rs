@@ -386,3 +386,49 @@ fn status_wal_gap_is_warning() {
     assert_eq!(v["wal"][0]["system_id"], 7_000_001);
     assert_eq!(v["wal"][0]["state"], "WARNING");
 }
+
+#[test]
+fn status_with_a_config_file_takes_its_thresholds_and_its_last_run() {
+    let repo = Repo::init();
+    let a = source(&repo, "a");
+    backup_at(&repo, &a, 2);
+    let d = repo.dir.path();
+    let textfile = d.join("cairn.prom");
+    let config = d.join("db1.toml");
+    let text = format!(
+        "[repository]\nrepository = \"{}\"\n\n[monitor]\nwarn = \"1h\"\ncrit = \"1d\"\nprometheus-textfile = \"{}\"\n",
+        repo.url(),
+        p(&textfile)
+    );
+    std::fs::write(&config, text).expect("config");
+    let run = |args: &[&str]| {
+        let mut c = bare_cmd(d);
+        c.env("XDG_STATE_HOME", d.join("state")).arg("--config").arg(&config).arg("status").args(args);
+        let o = output(c);
+        o.assert_no_panic("status --config");
+        o
+    };
+    let o = run(&[]);
+    assert_eq!(o.code, Some(1), "[monitor] warn = 1h: {}", o.stdout_str());
+    assert!(o.stdout_str().contains(";3600;86400;0"), "{}", o.stdout_str());
+    assert!(std::fs::read_to_string(&textfile).is_ok_and(|t| t.contains("cairn_snapshots{")), "no textfile");
+    // The command line wins.
+    assert_eq!(run(&["--warn", "3h"]).code, Some(0));
+    // A failed last run (as `cairn run` records it) is a warning.
+    let state = cairn::job::state::RunState {
+        started: Utc::now() - chrono::Duration::minutes(30),
+        duration_seconds: 2.0,
+        success: false,
+        errors: vec!["app: pg_dump exited with status 1".into()],
+        sources: vec![],
+        check_success: None,
+    };
+    cairn::job::state::write(&d.join("state/cairn/db1.json"), &state).expect("state");
+    let o = run(&["--warn", "3h"]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout_str());
+    assert!(
+        o.stdout_str().starts_with("WARNING - the last run (30m ago) failed: app: pg_dump exited with status 1; "),
+        "{}",
+        o.stdout_str()
+    );
+}
