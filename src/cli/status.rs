@@ -83,17 +83,15 @@ fn settings(a: &StatusArgs, job: Option<&JobConfig>) -> Result<Settings> {
 /// Runs `status`; every failure is UNKNOWN (exit 3) with one line.
 pub fn status(g: &Global, a: &StatusArgs, job: Option<&JobConfig>) -> Result<i32> {
     let state = match settings(a, job).and_then(|s| Ok((report(g, a, &s)?, s))) {
-        Ok(((report, repo_id), settings)) => {
-            let mut state = report.state;
+        Ok(((mut report, repo_id), settings)) => {
             if let Some(path) = &settings.textfile {
                 if let Err(e) = prometheus::write_textfile(path, &metrics(&report, &repo_id)) {
-                    // The verdict stands; the file is the monitoring's problem.
-                    eprintln!("warning: {e}");
-                    state = state.max(State::Warning);
+                    // The verdict on the backups stands, and this joins it.
+                    report.raise(State::Warning, format!("Prometheus textfile: {e}"));
                 }
             }
             print_report(&report, a.json)?;
-            state
+            report.state
         }
         Err(e) => {
             let line = format!("UNKNOWN - {e}");

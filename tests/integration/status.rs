@@ -414,6 +414,10 @@ fn status_with_a_config_file_takes_its_thresholds_and_its_last_run() {
     assert!(std::fs::read_to_string(&textfile).is_ok_and(|t| t.contains("cairn_snapshots{")), "no textfile");
     // The command line wins.
     assert_eq!(run(&["--warn", "3h"]).code, Some(0));
+    // A textfile that cannot be written: WARNING, saying why.
+    let o = run(&["--warn", "3h", "--prometheus-textfile", p(&d.join("no-such-dir/cairn.prom"))]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout_str());
+    assert!(o.stdout_str().starts_with("WARNING - Prometheus textfile: "), "{}", o.stdout_str());
     // A failed last run (as `cairn run` records it) is a warning.
     let state = cairn::job::state::RunState {
         started: Utc::now() - chrono::Duration::minutes(30),
