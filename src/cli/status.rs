@@ -14,7 +14,7 @@ use cairn::job::config::{parse_duration, JobConfig};
 use cairn::job::state;
 use cairn::monitor::prometheus::{self, Metrics, SourceMetrics};
 use cairn::ops::pg;
-use cairn::ops::status::{self, State, StatusReport, Thresholds};
+use cairn::ops::status::{self, NamedSource, State, StatusReport, Thresholds};
 use cairn::{Error, ErrorKind, Result};
 
 use super::commands::FilterArgs;
@@ -82,7 +82,7 @@ fn settings(a: &StatusArgs, job: Option<&JobConfig>) -> Result<Settings> {
 
 /// Runs `status`; every failure is UNKNOWN (exit 3) with one line.
 pub fn status(g: &Global, a: &StatusArgs, job: Option<&JobConfig>) -> Result<i32> {
-    let state = match settings(a, job).and_then(|s| Ok((report(g, a, &s)?, s))) {
+    let state = match settings(a, job).and_then(|s| Ok((report(g, a, &s, job)?, s))) {
         Ok(((mut report, repo_id), settings)) => {
             if let Some(path) = &settings.textfile {
                 if let Err(e) = prometheus::write_textfile(path, &metrics(&report, &repo_id)) {
@@ -121,7 +121,7 @@ fn print_report(r: &StatusReport, json: bool) -> Result<()> {
 
 /// Opens the repository (no index, no lock) and evaluates it; the short
 /// repository id comes along for the metrics.
-fn report(g: &Global, a: &StatusArgs, settings: &Settings) -> Result<(StatusReport, String)> {
+fn report(g: &Global, a: &StatusArgs, settings: &Settings, job: Option<&JobConfig>) -> Result<(StatusReport, String)> {
     let backend = g.backend(false)?;
     let pw = g.password("enter password for repository: ")?;
     let mut repo = cairn::repo::Repository::open_unsynced(backend, &pw, g.cache_mode())?;
@@ -132,7 +132,11 @@ fn report(g: &Global, a: &StatusArgs, settings: &Settings) -> Result<(StatusRepo
     let snapshots = repo.snapshots()?;
     let filter = a.filter.filter();
     let now = Utc::now();
-    let mut report = status::evaluate(&snapshots, now, &settings.thresholds, &filter);
+    // A config file's sources by their names, unless a filter picks others.
+    let mut report = match job.filter(|j| filter.is_empty() && !j.sources.is_empty()) {
+        Some(j) => status::evaluate_named(&snapshots, now, &settings.thresholds, &named_sources(j)),
+        None => status::evaluate(&snapshots, now, &settings.thresholds, &filter),
+    };
     for m in unreadable.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         report.raise(State::Warning, m.clone());
     }
@@ -153,13 +157,23 @@ fn report(g: &Global, a: &StatusArgs, settings: &Settings) -> Result<(StatusRepo
         Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
         Err(e) => report.raise(State::Warning, format!("WAL archive: {e}")),
     }
-    // The last `cairn run` of the config file, as it recorded it here.
+    // The last `cairn run` and `cairn drill` of the config file, as they
+    // recorded them on this machine.
     if let Some(path) = &settings.run_state {
-        match state::read(path) {
+        let ago = |t: chrono::DateTime<Utc>| status::human_age(u64::try_from((now - t).num_seconds()).unwrap_or(0));
+        match state::read::<state::RunState>(path) {
             Ok(Some(r)) if !r.success => {
-                let ago = status::human_age(u64::try_from((now - r.started).num_seconds()).unwrap_or(0));
                 let why = if r.errors.is_empty() { String::new() } else { format!(": {}", r.errors.join("; ")) };
-                report.raise(State::Warning, format!("the last run ({ago} ago) failed{why}"));
+                report.raise(State::Warning, format!("the last run ({} ago) failed{why}", ago(r.started)));
+            }
+            Ok(_) => {}
+            Err(e) => report.raise(State::Warning, e.to_string()),
+        }
+        match state::read::<state::DrillState>(&state::drill_path(path)) {
+            Ok(Some(d)) if !d.success => {
+                let failed: Vec<&str> = d.sources.iter().filter(|s| !s.success).map(|s| s.name.as_str()).collect();
+                let which = if failed.is_empty() { String::new() } else { format!(": {}", failed.join(", ")) };
+                report.raise(State::Warning, format!("the last drill ({} ago) failed{which}", ago(d.started)));
             }
             Ok(_) => {}
             Err(e) => report.raise(State::Warning, e.to_string()),
@@ -167,6 +181,24 @@ fn report(g: &Global, a: &StatusArgs, settings: &Settings) -> Result<(StatusRepo
     }
     g.report_stats(&repo);
     Ok((report, repo.config.id.short()))
+}
+
+/// The sources of a config file: the host its backups record (the entry's
+/// `host`, else `[backup]`'s, else this machine's) and the paths `cairn
+/// run` gives their snapshots (as `cairn drill` finds them).
+fn named_sources(job: &JobConfig) -> Vec<NamedSource> {
+    let section_host = job.command_flags("backup").get("host").and_then(|h| h.as_str()).map(String::from);
+    job.sources
+        .iter()
+        .map(|s| {
+            let host = s.flags.get("host").and_then(|h| h.as_str()).map(String::from).or_else(|| section_host.clone());
+            NamedSource {
+                name: s.name.clone(),
+                host: cairn::ops::backup::hostname_or(&host),
+                paths: cairn::ops::drill::source_paths(&s.kind),
+            }
+        })
+        .collect()
 }
 
 /// The snapshot-derived metrics of a report.

@@ -27,7 +27,7 @@ pub const STATUS_EXIT_CODES: &str = "\
 Exit codes (a Nagios/Icinga plugin's):
   0    OK: the newest snapshot of every source is younger than --warn
   1    WARNING: one is older than --warn, or partial; a snapshot is unreadable; the WAL archive has a gap or
-       its newest WAL is older than --warn; the config file's last `cairn run` failed
+       its newest WAL is older than --warn; the config file's last run or drill failed
   2    CRITICAL: one is older than --crit, or there is no snapshot (under the filter)
   3    UNKNOWN: the repository could not be read (unreachable, wrong password, no repository), one line";
 

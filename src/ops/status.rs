@@ -231,6 +231,41 @@ pub fn evaluate(
     report
 }
 
+/// A source as a configuration names it: its snapshots are those of `host`
+/// whose paths are exactly `paths` (what `cairn run` records for it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedSource {
+    pub name: String,
+    pub host: String,
+    /// Sorted.
+    pub paths: Vec<String>,
+}
+
+/// The verdict on the sources a configuration names, in its order; a
+/// source without a snapshot is CRITICAL.
+pub fn evaluate_named(
+    snapshots: &[(SnapshotId, Snapshot)],
+    now: DateTime<Utc>,
+    thresholds: &Thresholds,
+    sources: &[NamedSource],
+) -> StatusReport {
+    let evaluated = sources
+        .iter()
+        .map(|src| {
+            let mine: Vec<&(SnapshotId, Snapshot)> = snapshots
+                .iter()
+                .filter(|(_, s)| {
+                    let mut p = s.paths.clone();
+                    p.sort();
+                    s.hostname == src.host && p == src.paths
+                })
+                .collect();
+            evaluate_source(&src.name, &mine, now, thresholds)
+        })
+        .collect();
+    StatusReport::from_sources(evaluated, now, thresholds)
+}
+
 impl StatusReport {
     /// A report over sources evaluated already (`cairn run` evaluates the
     /// sources its configuration names, each with [`evaluate_source`]).

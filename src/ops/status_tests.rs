@@ -198,3 +198,34 @@ fn ages_read_short() {
     assert_eq!(human_age(86_400), "1d");
     assert_eq!(human_age(86_400 + 3600 + 5), "1d1h");
 }
+
+#[test]
+fn named_sources_take_their_own_snapshots() {
+    let list = vec![
+        snap(1, "db1", &["/etc", "/srv"], 2),
+        snap(2, "db1", &["/app.sql"], 40),
+        snap(3, "other", &["/etc", "/srv"], 1),
+    ];
+    let named = |name: &str, host: &str, paths: &[&str]| NamedSource {
+        name: name.into(),
+        host: host.into(),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    };
+    let sources = [
+        named("files", "db1", &["/etc", "/srv"]),
+        named("app", "db1", &["/app.sql"]),
+        named("redis", "db1", &["/redis.rdb"]),
+    ];
+    let r = evaluate_named(&list, now(), &Thresholds::default(), &sources);
+    let got: Vec<(&str, State, usize)> = r.sources.iter().map(|s| (s.name.as_str(), s.state, s.snapshots)).collect();
+    assert_eq!(got, [("files", State::Ok, 1), ("app", State::Critical, 1), ("redis", State::Critical, 0)]);
+    assert_eq!(r.sources[0].newest.as_deref(), Some(id(1).short().as_str()));
+    assert_eq!(r.state, State::Critical);
+    assert!(
+        r.first_line().starts_with(
+            "CRITICAL - app: newest snapshot 1d16h old (critical above 1d6h); redis: no snapshot; 1 other source OK | "
+        ),
+        "{}",
+        r.first_line()
+    );
+}

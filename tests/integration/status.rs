@@ -435,4 +435,48 @@ fn status_with_a_config_file_takes_its_thresholds_and_its_last_run() {
         "{}",
         o.stdout_str()
     );
+    // And a failed drill, recorded beside it.
+    let drill = cairn::job::state::DrillState {
+        started: Utc::now() - chrono::Duration::hours(5),
+        duration_seconds: 9.0,
+        success: false,
+        sources: vec![cairn::job::state::DrillSourceState {
+            name: "app".into(),
+            success: false,
+            snapshot: None,
+            problems: vec!["query returned false".into()],
+        }],
+    };
+    cairn::job::state::write(&d.join("state/cairn/db1.drill.json"), &drill).expect("drill state");
+    let o = run(&["--warn", "3h"]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout_str());
+    assert!(o.stdout_str().contains("; the last drill (5h ago) failed: app; "), "{}", o.stdout_str());
+}
+
+#[test]
+fn status_with_config_sources_names_them() {
+    let repo = Repo::init();
+    let a = source(&repo, "a");
+    backup_at(&repo, &a, 2);
+    // Not a source of the config: not judged.
+    backup_at(&repo, &source(&repo, "elsewhere"), 50);
+    let d = repo.dir.path();
+    let config = d.join("db1.toml");
+    let text = format!(
+        "[repository]\nrepository = \"{}\"\n\n[backup]\nhost = \"h1\"\n\n[[backup.snapshots]]\nname = \"files\"\nsources = [\"{}\"]\n\n[[backup.snapshots]]\nname = \"app\"\ncommand = [\"true\"]\nstdin-filename = \"app.sql\"\n",
+        repo.url(),
+        p(&a)
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut c = bare_cmd(d);
+    c.env("XDG_STATE_HOME", d.join("state")).arg("--config").arg(&config).arg("status");
+    let o = output(c);
+    o.assert_no_panic("status --config");
+    let out = o.stdout_str();
+    assert_eq!(o.code, Some(2), "{out}{}", o.stderr);
+    assert!(out.starts_with("CRITICAL - app: no snapshot; 1 other source OK | 'files_age'="), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].starts_with("OK files: 1 snapshot, newest "), "{out}");
+    assert!(lines[2].starts_with("CRITICAL app: 0 snapshots: no snapshot"), "{out}");
 }
