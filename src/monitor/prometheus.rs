@@ -24,6 +24,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use crate::job::state::{DrillState, RunState};
 
 /// What one writer knows of one source; `None` is not written.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,6 +55,59 @@ pub struct Metrics {
     /// The short repository id (`cairn cat config`'s id, 8 hex digits).
     pub repository: String,
     pub sources: Vec<SourceMetrics>,
+}
+
+impl Metrics {
+    /// What `cairn run` and `cairn drill` recorded (their states), as
+    /// metrics of the sources they name: per source the run's start, the
+    /// source's backup time, success and bytes added; the run's check
+    /// (which covers the repository, so every source of the run); the
+    /// drill's start and the source's result. The snapshot metrics (count,
+    /// age, last success) are `cairn status`'s.
+    pub fn from_states(repository: &str, run: Option<&RunState>, drill: Option<&DrillState>) -> Metrics {
+        let mut sources: Vec<SourceMetrics> = Vec::new();
+        let mut entry = |name: &str| -> usize {
+            match sources.iter().position(|s| s.source == name) {
+                Some(i) => i,
+                None => {
+                    sources.push(SourceMetrics { source: name.to_string(), ..Default::default() });
+                    sources.len() - 1
+                }
+            }
+        };
+        let mut at = Vec::new();
+        if let Some(r) = run {
+            for s in &r.sources {
+                at.push((entry(&s.name), s));
+            }
+        }
+        let mut drilled = Vec::new();
+        if let Some(d) = drill {
+            for s in &d.sources {
+                drilled.push((entry(&s.name), s.success));
+            }
+        }
+        if let Some(r) = run {
+            for (i, s) in at {
+                let m = &mut sources[i];
+                m.last_run = Some(r.started);
+                m.last_run_duration_seconds = Some(s.duration_seconds);
+                m.last_run_success = Some(s.success);
+                m.bytes_added = s.success.then_some(s.bytes_added);
+                if let Some(ok) = r.check_success {
+                    m.last_check = Some(r.started);
+                    m.last_check_success = Some(ok);
+                }
+            }
+        }
+        if let Some(d) = drill {
+            for (i, ok) in drilled {
+                sources[i].last_drill = Some(d.started);
+                sources[i].last_drill_success = Some(ok);
+            }
+        }
+        Metrics { repository: repository.to_string(), sources }
+    }
 }
 
 /// Name, help text of every metric, in output order.
@@ -414,6 +468,48 @@ cairn_snapshot_age_seconds{repository=\"1a2b3c4d\",source=\"db1:/etc\"} 3600
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["cairn.prom".to_string()], "temporary files left behind");
+    }
+
+    #[test]
+    fn run_and_drill_states_become_metrics() {
+        use crate::job::state::{DrillSourceState, SourceState};
+        let source = |name: &str, success: bool| SourceState {
+            name: name.into(),
+            success,
+            partial: false,
+            snapshot: None,
+            bytes_added: 100,
+            duration_seconds: 2.5,
+            error: None,
+        };
+        let run = RunState {
+            started: t("2026-12-05T03:00:00Z"),
+            duration_seconds: 10.0,
+            success: false,
+            errors: vec![],
+            sources: vec![source("files", true), source("app", false)],
+            check_success: Some(true),
+        };
+        let drill = DrillState {
+            started: t("2026-12-04T05:00:00Z"),
+            duration_seconds: 3.0,
+            success: true,
+            sources: vec![DrillSourceState { name: "redis".into(), success: true, snapshot: None, problems: vec![] }],
+        };
+        let m = Metrics::from_states("r1", Some(&run), Some(&drill));
+        let names: Vec<&str> = m.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(names, ["files", "app", "redis"]);
+        let files = &m.sources[0];
+        assert_eq!(files.last_run, Some(t("2026-12-05T03:00:00Z")));
+        assert_eq!(
+            (files.last_run_success, files.bytes_added, files.last_check_success),
+            (Some(true), Some(100), Some(true))
+        );
+        assert_eq!((m.sources[1].last_run_success, m.sources[1].bytes_added), (Some(false), None));
+        assert_eq!((m.sources[2].last_drill_success, m.sources[2].last_run), (Some(true), None));
+        let text = render(&m);
+        assert!(text.contains("cairn_last_run_duration_seconds{repository=\"r1\",source=\"app\"} 2.5\n"), "{text}");
+        assert!(text.contains("cairn_last_drill_timestamp_seconds{repository=\"r1\",source=\"redis\"} "), "{text}");
     }
 
     #[test]
