@@ -21,6 +21,8 @@
 # The redis:: tests need a real Redis 7: scripts/redis-server.sh starts one
 # (CAIRN_REDIS_DIR, default /var/tmp/cairn-redis; CAIRN_REDIS_PORT, default
 # 56379) and exports CAIRN_TEST_REDIS.
+# The status:: tests scrape a real node_exporter (Debian's
+# prometheus-node-exporter, installed with apt-get when missing).
 #
 # Other tools: coreutils, python3 (the S3 fault-injecting proxy) and
 # util-linux's setpriv (for the unreadable-file test run as `nobody`).
@@ -46,6 +48,20 @@ export CAIRN_TEST_PG=1
 # only).
 redis_exports=$(bash scripts/redis-server.sh start "${CAIRN_REDIS_DIR:-/var/tmp/cairn-redis}" "${CAIRN_REDIS_PORT:-56379}")
 eval "$redis_exports"
+# node_exporter for the status:: test that scrapes cairn's Prometheus
+# textfile (the test starts its own instance on 127.0.0.1 and a free port;
+# the package's own service is stopped and disabled if systemd started it).
+if ! command -v prometheus-node-exporter >/dev/null && ! command -v node_exporter >/dev/null; then
+  echo "prometheus-node-exporter not found: installing it with apt-get" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-node-exporter >&2 \
+    || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-node-exporter >&2; } \
+    || { echo "apt-get install prometheus-node-exporter failed" >&2; exit 1; }
+  # Where systemd started the package's service (on all interfaces, port
+  # 9100), stop it: the test needs only the binary.
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus-node-exporter >&2 || true
+  fi
+fi
 
 export CARGO_TERM_COLOR=never
 cargo build --release --locked

@@ -21,6 +21,7 @@ pub mod format;
 pub mod id;
 pub mod interrupt;
 pub mod job;
+pub mod monitor;
 pub mod ops;
 pub mod pack;
 pub mod pg;

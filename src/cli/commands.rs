@@ -257,6 +257,9 @@ pub fn run(cli: &Cli, job: Option<&cairn::job::config::JobConfig>) -> Result<i32
         Cmd::Pg(a) => super::pg::run(g, a),
         Cmd::Run(a) => super::run::run(g, a, job),
         Cmd::Drill(a) => super::drill::drill(g, a, job),
+        Cmd::Status(a) => super::status::status(g, a, job),
+        Cmd::Completions(a) => super::docs::completions(a),
+        Cmd::Man(a) => super::docs::man(a),
     }
 }
 

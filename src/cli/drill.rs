@@ -47,8 +47,6 @@ pub fn drill(g: &Global, a: &DrillArgs, job: Option<&JobConfig>) -> Result<i32> 
     }
     let started = chrono::Utc::now();
     let t0 = Instant::now();
-    let host_cfg = job.command_flags("backup").get("host").and_then(|h| h.as_str()).map(String::from);
-    let host = cairn::ops::backup::hostname_or(&host_cfg);
     let repo = g.open()?;
     let _lock = if g.no_lock { None } else { Some(g.lock(&repo, LockKind::Shared, "drill")?) };
     let snaps = repo.snapshots()?;
@@ -59,7 +57,7 @@ pub fn drill(g: &Global, a: &DrillArgs, job: Option<&JobConfig>) -> Result<i32> 
     };
     let mut results = Vec::new();
     for s in job.sources.iter().filter(|s| a.sources.is_empty() || a.sources.contains(&s.name)) {
-        let d = drill::drill_source(&repo, &snaps, &host, s, &opts);
+        let d = drill::drill_source(&repo, &snaps, &job.source_host(s), s, &opts);
         if !a.json {
             let snap = d.snapshot.as_deref().map(|i| &i[..8]).unwrap_or("-");
             println!("{}: {} (snapshot {snap}, {:.1}s)", d.name, if d.success { "ok" } else { "FAILED" }, d.seconds);
@@ -91,6 +89,9 @@ pub fn drill(g: &Global, a: &DrillArgs, job: Option<&JobConfig>) -> Result<i32> 
         if let Err(e) = state::write(&state::drill_path(&p), &st) {
             eprintln!("warning: {e}");
         }
+    }
+    if let Some(w) = super::status::write_job_metrics(job, Some(&repo), None, Some(&st)) {
+        eprintln!("warning: {w}");
     }
     if a.json {
         let v = serde_json::json!({

@@ -5,6 +5,7 @@ mod browse;
 mod commands;
 mod config;
 mod copy;
+mod docs;
 mod drill;
 mod forget;
 mod mount;
@@ -15,6 +16,7 @@ mod progress;
 mod prune;
 mod repair;
 mod run;
+mod status;
 mod usage;
 
 use std::path::PathBuf;
@@ -135,6 +137,13 @@ pub enum Cmd {
     Drill(drill::DrillArgs),
     /// PostgreSQL: WAL archiving (wal-push, wal-fetch), base backups, point-in-time restore, status
     Pg(pg::PgArgs),
+    /// Monitoring check (Nagios/Icinga): age of the newest snapshot of each source; exit 0-3
+    #[command(after_help = usage::STATUS_EXIT_CODES)]
+    Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a directory
+    Man(docs::ManArgs),
 }
 
 impl Global {

@@ -83,6 +83,7 @@ pub fn run(g: &Global, a: &RunArgs, job: Option<&JobConfig>) -> Result<i32> {
     let mut errors: Vec<(String, Error)> = Vec::new();
     let mut results: Vec<SourceResult> = Vec::new();
     let mut check_ok = None;
+    let mut repo: Option<Repository> = None;
     match hooks::run("run-before", &job.hooks.run_before, &env, a.json) {
         Err(e) => {
             log.line(&format!("run-before: {e}; nothing was backed up"));
@@ -94,12 +95,13 @@ pub fn run(g: &Global, a: &RunArgs, job: Option<&JobConfig>) -> Result<i32> {
                     log.line(&format!("repository: {e}"));
                     errors.push(("repository".into(), e));
                 }
-                Ok(repo) => {
+                Ok(r) => {
                     for step in &plan.sources {
-                        let r = backup_source(&sub, &repo, step);
-                        log.line(&source_line(&r));
-                        results.push(r);
+                        let res = backup_source(&sub, &r, step);
+                        log.line(&source_line(&res));
+                        results.push(res);
                     }
+                    repo = Some(r);
                 }
             }
             if let Some((_, f)) = &plan.forget {
@@ -148,6 +150,9 @@ pub fn run(g: &Global, a: &RunArgs, job: Option<&JobConfig>) -> Result<i32> {
         if let Err(e) = state::write(&p, &run_state) {
             log.line(&format!("warning: {e}"));
         }
+    }
+    if let Some(w) = super::status::write_job_metrics(job, repo.as_ref(), Some(&run_state), None) {
+        log.line(&format!("warning: {w}"));
     }
     let summary = json!({
         "message_type": "run",

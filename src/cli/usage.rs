@@ -18,7 +18,18 @@ Exit codes:
   75   the storage stayed unreachable or kept failing after the retries: try again later
   129, 130, 143  ended by SIGHUP, SIGINT, SIGTERM
   141  stdout was closed by its reader
-  255  pg wal-fetch: a failure other than \"not archived\" (PostgreSQL then stops recovery instead of ending it)";
+  255  pg wal-fetch: a failure other than \"not archived\" (PostgreSQL then stops recovery instead of ending it)
+
+cairn status exits as a Nagios plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (see cairn status --help)";
+
+/// The `status --help` epilogue: its own exit codes.
+pub const STATUS_EXIT_CODES: &str = "\
+Exit codes (a Nagios/Icinga plugin's):
+  0    OK: the newest snapshot of every source is younger than --warn
+  1    WARNING: one is older than --warn, or partial; a snapshot is unreadable; the WAL archive has a gap or
+       its newest WAL is older than --warn; the config file's last run or drill failed
+  2    CRITICAL: one is older than --crit, or there is no snapshot (under the filter)
+  3    UNKNOWN: the repository could not be read (unreachable, wrong password, no repository), one line";
 
 /// The subcommand path a command line names ("cairn key add"), for the
 /// hint after a usage error.

@@ -226,6 +226,18 @@ impl JobConfig {
         Ok(cfg)
     }
 
+    /// The host a source's snapshots record: the entry's `host`, else
+    /// `[backup]`'s, else this machine's name.
+    pub fn source_host(&self, spec: &SourceSpec) -> String {
+        let host = spec
+            .flags
+            .get("host")
+            .or_else(|| self.commands.get("backup").and_then(|b| b.get("host")))
+            .and_then(|h| h.as_str())
+            .map(String::from);
+        crate::ops::backup::hostname_or(&host)
+    }
+
     /// Flags of the section named after `command` (empty if none).
     pub fn command_flags(&self, command: &str) -> toml::Table {
         self.commands.get(command).cloned().unwrap_or_default()

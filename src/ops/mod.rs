@@ -18,5 +18,6 @@ pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
+pub mod status;
 pub mod stream;
 pub mod tag;

@@ -173,6 +173,16 @@ impl Repository {
 
     /// Opens a repository with a password and syncs the cache.
     pub fn open(backend: Backend, password: &[u8], cache: CacheMode) -> Result<Self> {
+        let repo = Self::open_unsynced(backend, password, cache)?;
+        repo.sync_cache()?;
+        Ok(repo)
+    }
+
+    /// Opens a repository without reading its index: for commands that
+    /// only list snapshots (`status`), which then cost the key, the config,
+    /// the snapshot listing and the snapshot objects the cache lacks. Such
+    /// a repository must not look up blobs (its index cache may be stale).
+    pub fn open_unsynced(backend: Backend, password: &[u8], cache: CacheMode) -> Result<Self> {
         let sealed_config = match backend.get("config") {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -188,9 +198,7 @@ impl Repository {
         })?;
         let config = Config::decode(&plain)?;
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
-        let repo = Self::assemble(backend, key, config, cache, key_id);
-        repo.sync_cache()?;
-        Ok(repo)
+        Ok(Self::assemble(backend, key, config, cache, key_id))
     }
 
     /// The key file this session opened with.

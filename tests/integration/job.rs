@@ -480,3 +480,49 @@ fn an_offsite_config_copies_with_its_copy_section_alone() {
     let n: Vec<serde_json::Value> = serde_json::from_str(&offsite.run(&["snapshots", "--json"])).unwrap();
     assert_eq!(n.len(), 2);
 }
+
+#[test]
+fn run_and_drill_write_the_prometheus_textfile() {
+    let body = format!("{TWO_SOURCES}\n[monitor]\nprometheus-textfile = \"{{dir}}/textfile/cairn.prom\"\n");
+    let job = Job::new(&body);
+    data_dir(job.dir());
+    // A directory that does not exist: a warning, not a failure.
+    let (code, out, err) = job.out(&["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("warning: cannot write ") && out.contains("textfile/.cairn.prom"), "{out}");
+    std::fs::create_dir(job.dir().join("textfile")).unwrap();
+    let (code, out, err) = job.out(&["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let prom = std::fs::read_to_string(job.dir().join("textfile/cairn.prom")).unwrap();
+    for want in [
+        "source=\"files\"} 1\n",
+        "cairn_last_run_success{",
+        "cairn_snapshots{",
+        "cairn_last_check_success{",
+        "cairn_snapshot_age_seconds{",
+        "cairn_last_success_timestamp_seconds{",
+    ] {
+        assert!(prom.contains(want), "{want} missing in:\n{prom}");
+    }
+    assert!(!prom.contains("cairn_last_drill_success{"), "{prom}");
+    let line = |p: &str, m: &str, src: &str| {
+        p.lines()
+            .find(|l| l.starts_with(&format!("{m}{{")) && l.contains(&format!("source=\"{src}\"")))
+            .map(String::from)
+    };
+    assert!(line(&prom, "cairn_last_run_success", "app.sql").unwrap().ends_with(" 1"), "{prom}");
+    // The drill adds its samples and keeps the run's.
+    let (code, out, _) = job.out(&["drill"]);
+    assert_eq!(code, 0, "{out}");
+    let prom = std::fs::read_to_string(job.dir().join("textfile/cairn.prom")).unwrap();
+    assert!(line(&prom, "cairn_last_drill_success", "files").unwrap().ends_with(" 1"), "{prom}");
+    assert!(line(&prom, "cairn_last_run_success", "files").is_some(), "{prom}");
+    // A failed run says so.
+    std::fs::write(&job.config, std::fs::read_to_string(&job.config).unwrap().replace("seq 1 20000", "exit 4"))
+        .unwrap();
+    let (code, _, _) = job.out(&["run"]);
+    assert_eq!(code, 1);
+    let prom = std::fs::read_to_string(job.dir().join("textfile/cairn.prom")).unwrap();
+    assert!(line(&prom, "cairn_last_run_success", "app.sql").unwrap().ends_with(" 0"), "{prom}");
+    assert!(line(&prom, "cairn_last_run_success", "files").unwrap().ends_with(" 1"), "{prom}");
+}

@@ -34,4 +34,5 @@ mod s3;
 mod schedule;
 mod signals;
 mod soak;
+mod status;
 mod streams;

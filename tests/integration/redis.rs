@@ -26,7 +26,7 @@ use cairn::source::redis::{crc64, open_rdb, RedisMethod, RedisSpec};
 use crate::common::unique_name;
 
 /// Keeps the tests on the shared server apart.
-static SERVER: Mutex<()> = Mutex::new(());
+pub(crate) static SERVER: Mutex<()> = Mutex::new(());
 
 const KEYS: usize = 3000;
 
@@ -482,4 +482,51 @@ fn fake_servers_cut_short_or_damaged_transfers_are_read_errors() {
         }
         other => eprintln!("no address besides loopback ({other:?}): the remote-bgsave check is skipped"),
     }
+}
+
+#[test]
+fn run_backs_up_redis_by_both_methods_and_drill_verifies_it() {
+    let Some(url) = redis_url("run_backs_up_redis_by_both_methods_and_drill_verifies_it") else { return };
+    let _guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    populate(&url);
+    let job = crate::job::Job::new(&format!(
+        r#"
+[backup]
+host = "db1"
+
+[[backup.snapshots]]
+redis = "{url}"
+
+[[backup.snapshots]]
+name = "cache-bgsave"
+redis = {{ url = "{url}", method = "bgsave", filename = "cache.rdb" }}
+"#
+    ));
+    let (code, out, err) = job.out(&["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("redis: snapshot ") && out.contains("cache-bgsave: snapshot "), "{out}");
+    for file in ["redis.rdb", "cache.rdb"] {
+        let o = job.cmd(&["dump", "latest", file]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_loads_as(&o.stdout, &url, file);
+    }
+    let (code, out, err) = job.out(&["drill"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("/redis.rdb: ") && out.contains("/cache.rdb: ") && out.contains("drill passed: 2 of 2"),
+        "{out}"
+    );
+    // A server that does not answer fails its source with 75 (try later).
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    std::fs::write(
+        &job.config,
+        std::fs::read_to_string(&job.config).unwrap().replace(&url, &format!("redis://127.0.0.1:{dead}")),
+    )
+    .unwrap();
+    let (code, out, _) = job.out(&["run"]);
+    assert_eq!(code, 75, "{out}");
+    assert!(out.contains("redis: FAILED: ") && out.contains(&format!("127.0.0.1:{dead}")), "{out}");
 }

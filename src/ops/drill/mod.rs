@@ -84,7 +84,7 @@ pub fn newest<'s>(
         .max_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)))
 }
 
-/// Drills one source.
+/// Drills one source, whose snapshots record `host`.
 pub fn drill_source(
     repo: &Repository,
     snaps: &[(SnapshotId, Snapshot)],
