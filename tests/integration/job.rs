@@ -78,7 +78,7 @@ impl Job {
     }
 }
 
-fn data_dir(d: &Path) -> PathBuf {
+pub(crate) fn data_dir(d: &Path) -> PathBuf {
     let data = d.join("data");
     std::fs::create_dir_all(data.join("sub")).unwrap();
     std::fs::write(data.join("a.txt"), "alpha").unwrap();
@@ -308,10 +308,10 @@ fn config_mistakes_are_one_line_naming_the_key_and_the_file() {
 }
 
 /// Requests a receiver got: (request line, body).
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A loopback HTTP receiver: records (request line, body), answers 200.
-fn receiver() -> (String, Received) {
+pub(crate) fn receiver() -> (String, Received) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));

@@ -7,7 +7,7 @@ use crate::job::Job;
 use crate::postgres::{pg_enabled, psql};
 
 /// A database with an `orders` table of `rows` rows.
-fn database(rows: u32) -> String {
+pub(crate) fn database(rows: u32) -> String {
     let db = unique_name("jobpg").replace('-', "_");
     psql("postgres", &format!("CREATE DATABASE {db}"));
     psql(
@@ -21,7 +21,7 @@ fn database(rows: u32) -> String {
     db
 }
 
-fn drop_database(db: &str) {
+pub(crate) fn drop_database(db: &str) {
     psql("postgres", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
 }
 

@@ -23,6 +23,7 @@ mod job_pg;
 mod locks;
 mod mount;
 mod multi_stream;
+mod nightly;
 mod permissions;
 mod pg_source;
 mod pitr;

@@ -32,7 +32,7 @@ const KEYS: usize = 3000;
 
 /// `$CAIRN_TEST_REDIS`, or `None` after a loud skip message (a panic when
 /// `CI` is set).
-fn redis_url(test: &str) -> Option<String> {
+pub(crate) fn redis_url(test: &str) -> Option<String> {
     if let Some(url) = std::env::var("CAIRN_TEST_REDIS").ok().filter(|v| !v.trim().is_empty()) {
         return Some(url.trim().to_string());
     }
@@ -90,7 +90,7 @@ fn resp(args: &[&str]) -> Vec<u8> {
 
 /// Empties the server and writes `KEYS` strings and some hashes, lists,
 /// sets and sorted sets (through `redis-cli --pipe`).
-fn populate(url: &str) {
+pub(crate) fn populate(url: &str) {
     on(url, &["FLUSHALL"]);
     let mut cmds = Vec::new();
     for i in 0..KEYS {

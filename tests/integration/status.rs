@@ -201,7 +201,7 @@ fn status_takes_no_lock_and_reads_no_index() {
 }
 
 /// The node_exporter of Debian's prometheus-node-exporter package.
-fn node_exporter() -> Option<PathBuf> {
+pub(crate) fn node_exporter() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin")])
@@ -220,7 +220,7 @@ fn node_exporter() -> Option<PathBuf> {
 }
 
 /// Kills the exporter when the test ends.
-struct Child(std::process::Child);
+pub(crate) struct Child(pub(crate) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -231,7 +231,7 @@ impl Drop for Child {
 
 /// `GET /metrics` over a plain TCP stream; the body, or `None` while the
 /// exporter does not answer yet.
-fn scrape(port: u16) -> Option<String> {
+pub(crate) fn scrape(port: u16) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
