@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use clap::Args;
 
-use cairn::format::lock::LockKind;
 use cairn::job::config::JobConfig;
 use cairn::job::state;
 use cairn::ops::drill::{self, DrillOptions};
@@ -48,7 +47,8 @@ pub fn drill(g: &Global, a: &DrillArgs, job: Option<&JobConfig>) -> Result<i32> 
     let started = chrono::Utc::now();
     let t0 = Instant::now();
     let repo = g.open()?;
-    let _lock = if g.no_lock { None } else { Some(g.lock(&repo, LockKind::Shared, "drill")?) };
+    // A shared lock, as restore's: a prune beside defers its deletions.
+    let _lock = g.read_lock(&repo, "drill")?;
     let snaps = repo.snapshots()?;
     let opts = DrillOptions {
         scratch: a.scratch.clone().unwrap_or_else(std::env::temp_dir),

@@ -2,7 +2,7 @@
 //! write sequence (`CAIRN_TEST_PAUSE_AT`, src/steps.rs: it stops itself
 //! with SIGSTOP there), another runs to completion meanwhile, then the first
 //! is resumed. For every pair of operations that may overlap (backup,
-//! copy, restore, dump beside prune; repair beside backup), at every named
+//! copy, restore, dump, drill beside prune; repair beside backup), at every named
 //! step, on both backends. After each schedule, and again after one more
 //! prune (which settles marks a run left pending), `check --read-data`
 //! passes and every snapshot restores exactly what was backed up; every
@@ -25,7 +25,8 @@ both_backends!(
     copy_and_prune_paused_at_each_step_of_the_other,
     reads_and_prune_paused_at_each_step_of_the_other,
     repair_and_backup_paused_at_each_step_of_the_other,
-    backups_of_the_same_data_paused_at_each_step_of_the_other
+    backups_of_the_same_data_paused_at_each_step_of_the_other,
+    drill_and_prune_paused_at_each_step_of_the_other
 );
 
 /// The steps of one operation, as src/steps.rs names them.
@@ -441,5 +442,39 @@ fn backups_of_the_same_data_paused_at_each_step_of_the_other(w: Where) {
         let of_v3 = world.repo.snapshots().iter().filter(|s| s["paths"][0].as_str() == Some(p(&v3))).count();
         assert_eq!(of_v3, 2, "two backups of the same data at {step}");
         world.verify(&format!("backup paused at {step}, another backup of the same data ran"));
+    }
+}
+
+/// `cairn drill` (a restore into scratch space) and prune, each paused at
+/// the other's steps: the drill passes, nothing is lost.
+fn drill_and_prune_paused_at_each_step_of_the_other(w: Where) {
+    let config = |world: &World, v2: &Path| {
+        let f = world.repo.dir.path().join("job.toml");
+        std::fs::write(&f, format!("[[backup.snapshots]]\nname = \"v2\"\nsources = [\"{}\"]\n", p(v2))).unwrap();
+        f
+    };
+    let v2_of = |world: &World| world.versions.values().find(|d| d.ends_with("v2")).unwrap().clone();
+    for step in selected(&["read:locked", "restore:planned"]) {
+        let world = World::new(w);
+        let cfg = config(&world, &v2_of(&world));
+        let d = Running::start(&world.repo, &["--config", p(&cfg), "drill"], step, &[])
+            .unwrap_or_else(|o| panic!("drill never reached {step}:\n{}", o.stderr));
+        let o = world.repo.out(&["prune", "--max-unused", "0"]);
+        assert_eq!(o.code, Some(0), "prune beside drill paused at {step}:\n{}", o.stderr);
+        let d = d.resume();
+        assert_eq!(d.code, Some(0), "drill paused at {step}, prune ran:\n{}{}", d.stdout_str(), d.stderr);
+        assert!(d.stdout_str().contains("v2: ok"), "{}", d.stdout_str());
+        world.verify(&format!("drill paused at {step}, prune ran"));
+    }
+    for step in selected(&["prune:index-written", "prune:old-index-deleted", "prune:packs-deleted"]) {
+        let world = World::new(w);
+        let cfg = config(&world, &v2_of(&world));
+        let prune = Running::start(&world.repo, &["prune", "--max-unused", "0"], step, &[])
+            .unwrap_or_else(|o| panic!("prune never reached {step}:\n{}", o.stderr));
+        let d = world.repo.out(&["--config", p(&cfg), "drill"]);
+        assert_eq!(d.code, Some(0), "drill beside prune paused at {step}:\n{}{}", d.stdout_str(), d.stderr);
+        let o = prune.resume();
+        assert_eq!(o.code, Some(0), "prune resumed at {step}:\n{}", o.stderr);
+        world.verify(&format!("prune paused at {step}, drill ran"));
     }
 }
