@@ -526,3 +526,55 @@ fn run_and_drill_write_the_prometheus_textfile() {
     assert!(line(&prom, "cairn_last_run_success", "app.sql").unwrap().ends_with(" 0"), "{prom}");
     assert!(line(&prom, "cairn_last_run_success", "files").unwrap().ends_with(" 1"), "{prom}");
 }
+
+/// The ```toml blocks of the README's nightly-job section.
+fn readme_configs() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("### The nightly job").expect("the README's nightly job section");
+    let section = &readme[start..];
+    let end = section[4..].find("\n### ").map_or(section.len(), |i| i + 4);
+    section[..end].split("```toml\n").skip(1).map(|b| b.split("```").next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn the_readme_configs_parse_and_plan() {
+    let configs = readme_configs();
+    assert_eq!(configs.len(), 2, "the job and its offsite copy");
+    let d = tempfile::tempdir().unwrap();
+    let job = d.path().join("db1.toml");
+    std::fs::write(&job, &configs[0]).unwrap();
+    let o = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env_clear()
+        .env("HOME", d.path())
+        .args(["--config", job.to_str().unwrap(), "run", "--dry-run"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    for want in [
+        "source volumes: cairn backup",
+        "source app: cairn backup",
+        "[pg_dump app + pg_dumpall --globals-only]",
+        "source redis: cairn backup",
+        "source app.crontab:",
+        "cairn forget --keep-daily=7 --keep-monthly=12 --keep-weekly=4 --prune --host=db1",
+        "cairn check --read-data-subset=day/7",
+        "hook run-after: cairn -P db1-offsite copy",
+        "notify healthchecks: https://hc-ping.com/",
+    ] {
+        assert!(out.contains(want), "{want:?} not in the plan:\n{out}");
+    }
+    // The offsite one: its keys are valid (the failure is the missing
+    // repository, not the config).
+    let off = d.path().join("db1-offsite.toml");
+    std::fs::write(&off, &configs[1]).unwrap();
+    let o = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env_clear()
+        .env("HOME", d.path())
+        .env("CAIRN_PASSWORD", "x")
+        .args(["--config", off.to_str().unwrap(), "unlock"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("config "), "{err}");
+}
