@@ -252,6 +252,7 @@ fn postgres_streams(p: &cairn::job::config::PostgresSource) -> Result<Vec<cairn:
         user: p.user.clone(),
         format: p.format.parse()?,
         pg_dump: None,
+        no_role_passwords: p.no_role_passwords,
     };
     cairn::source::postgres::dump_streams(&spec)
 }

@@ -80,6 +80,10 @@ pub struct PostgresSource {
     /// `custom` (default: `pg_dump -Fc -Z0`) or `plain`.
     #[serde(default = "default_pg_format")]
     pub format: String,
+    /// The globals without role passwords (`pg_dumpall
+    /// --no-role-passwords`), for a user that is not a superuser.
+    #[serde(default)]
+    pub no_role_passwords: bool,
 }
 
 impl PostgresSource {
@@ -410,9 +414,14 @@ fn source(t: &mut toml::Table, here: &str) -> Result<SourceSpec> {
         (SourceKind::Command { argv, filename: filename.clone() }, filename)
     } else if let Some(v) = postgres {
         let pg = match v {
-            toml::Value::String(db) => {
-                PostgresSource { database: db, host: None, port: None, user: None, format: default_pg_format() }
-            }
+            toml::Value::String(db) => PostgresSource {
+                database: db,
+                host: None,
+                port: None,
+                user: None,
+                format: default_pg_format(),
+                no_role_passwords: false,
+            },
             other => other
                 .try_into::<PostgresSource>()
                 .map_err(|e| Error::invalid(format!("{here}: `postgres`: {}", one_line(&e.to_string()))))?,

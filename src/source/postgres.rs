@@ -52,6 +52,10 @@ pub struct PgDumpSpec {
     /// directory when there is one); else found on `PATH` or in the newest
     /// `/usr/lib/postgresql/*/bin`.
     pub pg_dump: Option<PathBuf>,
+    /// `pg_dumpall --no-role-passwords`: the globals without the roles'
+    /// password hashes, which a user that is not a superuser cannot read
+    /// (on PostgreSQL 15 such a user's `pg_dumpall` fails without it).
+    pub no_role_passwords: bool,
 }
 
 impl PgDumpSpec {
@@ -109,7 +113,10 @@ fn commands(spec: &PgDumpSpec) -> Result<Vec<(String, CommandSpec)>> {
     let mut dump = vec![path_str(&pg_dump)?];
     dump.extend(format_args.iter().map(|s| s.to_string()));
     dump.push(format!("--dbname={db}"));
-    let globals = vec![path_str(&pg_dumpall)?, "--globals-only".to_string(), format!("--database={db}")];
+    let mut globals = vec![path_str(&pg_dumpall)?, "--globals-only".to_string(), format!("--database={db}")];
+    if spec.no_role_passwords {
+        globals.push("--no-role-passwords".to_string());
+    }
     Ok(vec![
         (file, CommandSpec { argv: dump, env: env.clone() }),
         (format!("{db}-globals.sql"), CommandSpec { argv: globals, env }),
@@ -171,6 +178,8 @@ mod tests {
             .to_vec();
         assert_eq!(c[0].1.env, env);
         assert_eq!(c[1].1.env, env);
+        let c = commands(&PgDumpSpec { no_role_passwords: true, ..spec }).unwrap();
+        assert_eq!(c[1].1.argv, [all.to_str().unwrap(), "--globals-only", "--database=app", "--no-role-passwords"]);
 
         let plain = PgDumpSpec { format: PgDumpFormat::Plain, pg_dump: Some(dump), ..PgDumpSpec::new("app") };
         let c = commands(&plain).unwrap();

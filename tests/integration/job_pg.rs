@@ -107,3 +107,39 @@ fn a_failing_dump_fails_its_source_and_stores_nothing() {
     assert!(out.contains("no_such_database_here: FAILED: ") && out.contains("does not exist"), "{out}");
     assert!(job.snapshots().is_empty());
 }
+
+#[test]
+fn a_user_that_is_not_a_superuser_needs_no_role_passwords() {
+    if !pg_enabled("a_user_that_is_not_a_superuser_needs_no_role_passwords") {
+        return;
+    }
+    let role = unique_name("jobrole").replace('-', "_");
+    psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
+    let db = database(100);
+    psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {role}"));
+    psql(&db, &format!("ALTER TABLE orders OWNER TO {role}"));
+    let host = std::env::var("PGHOST").unwrap();
+    let port = std::env::var("PGPORT").unwrap();
+    let entry = |extra: &str| {
+        format!(
+            "[[backup.snapshots]]\npostgres = {{ database = \"{db}\", host = \"{host}\", port = {port}, user = \"{role}\"{extra} }}\n"
+        )
+    };
+    let job = Job::new(&entry(""));
+    let (code, out, _) = job.out(&["run"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("pg_authid"), "pg_dumpall's own reason: {out}");
+    assert!(job.snapshots().is_empty());
+    std::fs::write(
+        &job.config,
+        std::fs::read_to_string(&job.config).unwrap().replace("\" }", "\", no-role-passwords = true }"),
+    )
+    .unwrap();
+    let (code, out, err) = job.out(&["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, globals, _) = job.out(&["dump", "latest", &format!("{db}-globals.sql")]);
+    assert_eq!(code, 0);
+    assert!(globals.contains(&format!("CREATE ROLE {role}")), "{globals}");
+    drop_database(&db);
+    psql("postgres", &format!("DROP ROLE {role}"));
+}
