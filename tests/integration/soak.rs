@@ -172,11 +172,20 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
                         Some(11) => 0,
                         _ => {
                             figures.prunes_failed.fetch_add(1, Ordering::Relaxed);
+                            // Kept for a post-mortem: the others stopped
+                            // first (so the copy is of one moment), the
+                            // trace of every process's steps, the
+                            // repository (local).
+                            stop.store(true, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_secs(5));
+                            let keep = std::env::temp_dir().join(format!("cairn-soak-failed-{seed}"));
+                            let _ = std::fs::create_dir_all(&keep);
+                            let _ = std::fs::copy(repo.dir.path().join("trace.log"), keep.join("trace.log"));
+                            let _ = std::fs::write(keep.join("stderr"), &err);
                             if w == Where::Local {
-                                let keep = std::env::temp_dir().join(format!("cairn-soak-failed-{seed}"));
-                                common::copy_dir(&repo.path(), &keep);
-                                eprintln!("soak: the repository is kept in {}", keep.display());
+                                common::copy_dir(&repo.path(), &keep.join("repo"));
                             }
+                            eprintln!("soak: the repository and the trace are kept in {}", keep.display());
                             panic!("forget --prune failed ({code:?}):\n{err}");
                         }
                     };
