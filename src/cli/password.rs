@@ -19,7 +19,7 @@ pub struct PasswordSource<'a> {
 /// A password file's password: its first line without trailing spaces,
 /// tabs and CR (so a file saved with CRLF line ends, or with a space after
 /// the password, opens the repository). restic trims white space too.
-fn from_file(contents: &[u8]) -> Vec<u8> {
+pub(crate) fn from_file(contents: &[u8]) -> Vec<u8> {
     let first = contents.split(|&b| b == b'\n').next().unwrap_or_default();
     let end = first.iter().rposition(|b| !matches!(b, b' ' | b'\t' | b'\r')).map_or(0, |i| i + 1);
     first[..end].to_vec()

@@ -263,11 +263,14 @@ fn redis_stream(r: &cairn::job::config::RedisSource) -> Result<cairn::ops::backu
     let password = match &r.password_file {
         None => None,
         Some(f) => {
-            let text = std::fs::read_to_string(f)
+            let bytes = std::fs::read(f)
                 .map_err(|e| Error::io_sentence(format!("cannot read the Redis password file {}", f.display()), e))?;
-            // As for the repository's password file: the first line, trailing
-            // CR, LF and spaces trimmed.
-            Some(text.lines().next().unwrap_or("").trim_end().to_string())
+            // Trimmed as the repository's password file is.
+            let pw = super::password::from_file(&bytes);
+            Some(
+                String::from_utf8(pw)
+                    .map_err(|_| Error::invalid(format!("the Redis password file {} is not UTF-8", f.display())))?,
+            )
         }
     };
     let spec = RedisSpec { password, method: r.method.parse::<RedisMethod>()?, ..RedisSpec::new(r.url.clone()) };

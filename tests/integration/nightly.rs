@@ -5,13 +5,13 @@
 //! failing on a query. Needs the PostgreSQL and Redis test servers and
 //! node_exporter (scripts/test.sh starts and installs them).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::job::{data_dir, receiver, Job};
 use crate::job_pg::{database, drop_database};
 use crate::postgres::pg_enabled;
 use crate::redis::{populate, redis_url, SERVER};
-use crate::status::{node_exporter, scrape, Child};
+use crate::status::{node_exporter, scrape_textfiles};
 
 #[test]
 fn the_readme_nightly_job_runs_is_monitored_and_drilled() {
@@ -102,24 +102,7 @@ postgres-queries = ["select count(*) = 50000 from orders"]
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("query `select count(*) = 50000 from orders`: true"), "{out}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
-    let child = std::process::Command::new(&exporter)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--collector.textfile.directory={}", job.dir().join("textfile").display()))
-        .args(["--collector.disable-defaults", "--collector.textfile"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start node_exporter");
-    let _child = Child(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        if let Some(b) = scrape(port) {
-            break b;
-        }
-        assert!(Instant::now() < deadline, "node_exporter did not answer on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let body = scrape_textfiles(&exporter, &job.dir().join("textfile"));
     assert!(body.lines().any(|l| l == "node_textfile_scrape_error 0"), "{body}");
     for name in ["volumes", db.as_str(), "redis"] {
         for metric in

@@ -220,7 +220,7 @@ pub(crate) fn node_exporter() -> Option<PathBuf> {
 }
 
 /// Kills the exporter when the test ends.
-pub(crate) struct Child(pub(crate) std::process::Child);
+struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -231,7 +231,7 @@ impl Drop for Child {
 
 /// `GET /metrics` over a plain TCP stream; the body, or `None` while the
 /// exporter does not answer yet.
-pub(crate) fn scrape(port: u16) -> Option<String> {
+fn scrape(port: u16) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
@@ -242,6 +242,29 @@ pub(crate) fn scrape(port: u16) -> Option<String> {
     head.starts_with("HTTP/1.0 200")
         .then(|| body.to_string())
         .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+/// Starts `exporter` on a free loopback port with only the textfile
+/// collector reading `dir`, and returns its first `/metrics` body.
+pub(crate) fn scrape_textfiles(exporter: &Path, dir: &Path) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let child = std::process::Command::new(exporter)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--collector.textfile.directory={}", p(dir)))
+        .args(["--collector.disable-defaults", "--collector.textfile"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start node_exporter");
+    let _child = Child(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(b) = scrape(port) {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "node_exporter did not answer on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -271,24 +294,7 @@ fn status_textfile_is_scraped_by_node_exporter() {
     let (o, _) = status(&repo, &["--prometheus-textfile", p(&file)]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    let child = std::process::Command::new(&exporter)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--collector.textfile.directory={}", p(&dir)))
-        .args(["--collector.disable-defaults", "--collector.textfile"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start node_exporter");
-    let _child = Child(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        if let Some(b) = scrape(port) {
-            break b;
-        }
-        assert!(Instant::now() < deadline, "node_exporter did not answer on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let body = scrape_textfiles(&exporter, &dir);
     assert!(body.lines().any(|l| l == "node_textfile_scrape_error 0"), "textfile collector error:\n{body}");
     let labels = format!("{{repository=\"{repo_id}\",source=\"h1:{}\"}}", p(&a));
     assert!(body.contains(&format!("cairn_snapshots{labels} 2\n")), "{labels} not in:\n{body}");
