@@ -26,6 +26,9 @@ pub struct InitArgs {
     /// Target size of a data pack in MiB (default 16; larger packs mean fewer objects on S3)
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pack_size: Option<u32>,
+    /// Average chunk size in KiB (a power of two, 1..=4096; default 512). Chunks are cut between a quarter and four times it: smaller chunks store less of a file or dump that changes in scattered places, at more index entries per byte
+    #[arg(long, value_name = "KIB", conflicts_with = "copy_chunker_params", value_parser = parse_chunk_size)]
+    pub chunk_size: Option<u32>,
     #[command(flatten)]
     pub from: super::copy::FromRepoArgs,
 }
@@ -263,10 +266,21 @@ pub fn run(cli: &Cli, job: Option<&cairn::job::config::JobConfig>) -> Result<i32
     }
 }
 
+fn parse_chunk_size(s: &str) -> std::result::Result<u32, String> {
+    let kib: u32 = s.parse().map_err(|_| format!("`{s}` is not a whole number of KiB"))?;
+    if !(1..=4096).contains(&kib) || !kib.is_power_of_two() {
+        return Err(format!("{kib} KiB: the average chunk size must be a power of two from 1 to 4096 KiB"));
+    }
+    Ok(kib)
+}
+
 fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     let mut opts = InitOptions::default();
     if let Some(m) = a.pack_size {
         opts.pack_size = m << 20;
+    }
+    if let Some(kib) = a.chunk_size {
+        opts.chunker = Some(cairn::repo::chunker_for_average(kib << 10));
     }
     if a.copy_chunker_params {
         let src = a.from.open(g)?;

@@ -73,7 +73,13 @@ impl Default for InitOptions {
 
 /// Default chunker sizes: min 128 KiB, average 512 KiB, max 2 MiB.
 pub fn default_chunker() -> ChunkerParams {
-    ChunkerParams { min_size: 128 << 10, avg_size: 512 << 10, max_size: 2 << 20, seed: rand::random() }
+    chunker_for_average(512 << 10)
+}
+
+/// Chunker parameters with a fresh seed for an average chunk size (a power
+/// of two): chunks are cut between a quarter and four times it.
+pub fn chunker_for_average(avg: u32) -> ChunkerParams {
+    ChunkerParams { min_size: (avg / 4).max(256), avg_size: avg, max_size: avg * 4, seed: rand::random() }
 }
 
 /// An opened repository.

@@ -120,3 +120,36 @@ fn one_byte_inserted_into_16mib_file_stores_only_a_few_new_chunks(w: Where) {
     assert!(grown > 0, "the changed chunk was not stored");
     assert!(repo.dump("latest", p(&file)) == data, "dump of the changed file differs");
 }
+
+/// `init --chunk-size`: 64 scattered one-byte changes in a 16 MiB file
+/// touch every 512 KiB chunk of a default repository, but few of the
+/// 8 KiB chunks of a repository made with `--chunk-size 8`.
+#[test]
+fn smaller_chunks_store_less_of_a_scattered_change() {
+    let grow = |args: &[&str]| -> u64 {
+        let repo = Repo::uninit();
+        let o = repo.out(&[&["init"], args].concat());
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("big.bin");
+        let mut data = noise(16 << 20, 12);
+        std::fs::write(&file, &data).unwrap();
+        repo.backup_json(&[p(tmp.path())], None);
+        let before = repo.size();
+        for i in 0..64 {
+            let at = (i * 262_139 + 77) % data.len();
+            data[at] ^= 0x5a;
+        }
+        std::fs::write(&file, &data).unwrap();
+        repo.backup_json(&[p(tmp.path())], None);
+        assert!(repo.dump("latest", p(&file)) == data, "dump of the changed file differs");
+        repo.size() - before
+    };
+    let default = grow(&[]);
+    let small = grow(&["--chunk-size", "8"]);
+    assert!(default > 12 * MIB, "the default chunks stored only {default} bytes of the change");
+    assert!(small < 2 * MIB, "8 KiB chunks stored {small} bytes of 64 scattered changes");
+    let o = Repo::uninit().out(&["init", "--chunk-size", "3"]);
+    assert_eq!(o.code, Some(64), "{}", o.stderr);
+    assert!(o.stderr.contains("power of two"), "{}", o.stderr);
+}
