@@ -13,12 +13,12 @@
 //! knows the command line.
 
 pub mod backend;
-pub mod cache;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod id;
+pub mod index;
 pub mod interrupt;
 pub mod job;
 pub mod monitor;

@@ -12,10 +12,10 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::cache::CacheReader;
 use crate::crypto::aead::ObjectType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, BlobKind};
+use crate::index::CacheReader;
 use crate::pack::packer::{self, PackerResult, SealedBlob};
 use crate::repo::Repository;
 use crate::seal;

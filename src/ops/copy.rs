@@ -22,13 +22,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 
-use crate::cache::Location;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result, ResultExt};
 use crate::format::pack::PackEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, Content, Node};
 use crate::id::{BlobId, BlobKind, ChunkId, PackId, SnapshotId, TreeId};
+use crate::index::Location;
 use crate::ops::snapshots::SnapshotFilter;
 use crate::pack;
 use crate::repo::Repository;

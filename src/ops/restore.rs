@@ -17,11 +17,11 @@ use std::sync::Mutex;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::cache::Location;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::PackEntry;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, BlobKind, PackId, TreeId};
+use crate::index::Location;
 use crate::pack;
 use crate::repo::Repository;
 use crate::target::dirs::SafeDirs;
@@ -222,7 +222,7 @@ struct Builder<'a> {
     plan: RestorePlan,
     filter: &'a Filter,
     links: HashMap<(u64, u64), PathBuf>,
-    reader: crate::cache::CacheReader,
+    reader: crate::index::CacheReader,
 }
 
 impl Builder<'_> {

@@ -23,12 +23,12 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::cache::scratch::{BlobSet, SetWriter};
-use crate::cache::CacheReader;
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, ChunkId, SnapshotId, TreeId};
+use crate::index::scratch::{BlobSet, SetWriter};
+use crate::index::CacheReader;
 use crate::repo::Repository;
 
 /// What to count.

@@ -1,4 +1,5 @@
-//! An opened repository: backend, master key, config and index cache.
+//! An opened repository: backend, master key, config and index cache
+//! (whose sync and blob reads live in [`crate::index`]).
 //!
 //! [`Repository`] only exists once a password has opened a key file and the
 //! config has decrypted, so nothing can back up into, or read from, an
@@ -15,18 +16,15 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
-use crate::cache::{IndexCache, Location};
 use crate::crypto::aead::ObjectType;
 use crate::crypto::kdf;
 use crate::crypto::MasterKey;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::format::config::{ChunkerParams, Config};
-use crate::format::index::{self, Index, IndexPack};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{self, Node};
 use crate::format::FORMAT_VERSION;
-use crate::id::{BlobId, BlobKind, IndexId, KeyId, RepoId, SnapshotId, TreeId};
-use crate::pack;
+use crate::id::{IndexId, KeyId, RepoId, SnapshotId};
+use crate::index::IndexCache;
 use crate::seal;
 
 /// Largest sealed JSON/index object we are willing to open (1 GiB).
@@ -46,7 +44,7 @@ pub enum CacheMode {
 impl CacheMode {
     pub fn root(&self) -> Option<PathBuf> {
         match self {
-            CacheMode::Default => crate::cache::default_root(),
+            CacheMode::Default => crate::index::default_root(),
             CacheMode::Dir(d) => Some(d.clone()),
             CacheMode::Memory => None,
         }
@@ -91,9 +89,9 @@ pub struct Repository {
     key_id: KeyId,
     /// Index objects that did not load at the last sync (damaged or gone),
     /// with the reason. Their packs are not used until `repair index`.
-    damaged_indexes: std::sync::Mutex<Vec<(IndexId, String)>>,
+    pub(crate) damaged_indexes: std::sync::Mutex<Vec<(IndexId, String)>>,
     /// Held while the cache is rebuilt because a pack was missing.
-    relocating: std::sync::Mutex<()>,
+    pub(crate) relocating: std::sync::Mutex<()>,
     /// Where warnings go (the CLI prints them; by default nowhere).
     warn: Warn,
     /// Snapshot objects found unreadable, each warned about once.
@@ -257,221 +255,6 @@ impl Repository {
             }
         }
         Ok(out)
-    }
-
-    // ----- index and cache
-
-    /// Brings the cache in line with `index/`: absorbs new index objects;
-    /// rebuilds from scratch if one it knew has disappeared.
-    ///
-    /// An object that vanishes between the listing and its reading was
-    /// replaced by a prune, which stores the replacing objects before it
-    /// deletes (rule 7): the sync lists again, so that the cache never
-    /// lacks what both the old and the new objects name.
-    pub fn sync_cache(&self) -> Result<()> {
-        for _ in 0..8 {
-            if !self.sync_once()? {
-                return Ok(());
-            }
-        }
-        Err(Error::new(ErrorKind::Transient, "the index kept changing while it was read; run the command again"))
-    }
-
-    /// One listing and absorption; whether some listed object vanished.
-    fn sync_once(&self) -> Result<bool> {
-        let listed: HashSet<IndexId> = self.list_ids("index")?.into_iter().map(IndexId).collect();
-        let known = self.cache.known_index_files()?;
-        let shorts = |s: &HashSet<IndexId>| {
-            let mut v: Vec<String> = s.iter().map(|i| i.short()).collect();
-            v.sort();
-            v.join(",")
-        };
-        if !known.is_subset(&listed) {
-            crate::steps::note(|| format!("sync rebuild listed [{}] known [{}]", shorts(&listed), shorts(&known)));
-            self.cache.clear()?;
-            let vanished = self.absorb(listed.iter().copied().collect())?;
-            crate::steps::note(|| format!("sync absorbed, vanished {vanished}"));
-            return Ok(vanished);
-        }
-        let mut new: Vec<IndexId> = listed.difference(&known).copied().collect();
-        new.sort();
-        crate::steps::note(|| format!("sync add listed [{}] known [{}]", shorts(&listed), shorts(&known)));
-        let vanished = self.absorb(new)?;
-        crate::steps::note(|| format!("sync absorbed, vanished {vanished}"));
-        Ok(vanished)
-    }
-
-    /// Drops the cache and reads every index object again.
-    pub fn rebuild_cache(&self) -> Result<()> {
-        self.cache.clear()?;
-        self.sync_cache()
-    }
-
-    /// Loads index objects into the cache. One that is damaged (or vanished
-    /// since the listing) is skipped and recorded, not fatal: the rest of the
-    /// repository stays usable, `check` names it, and `repair index`
-    /// rebuilds what it held from the pack headers.
-    fn absorb(&self, ids: Vec<IndexId>) -> Result<bool> {
-        let mut damaged = self.damaged_indexes.lock().unwrap_or_else(|p| p.into_inner());
-        damaged.clear();
-        let mut vanished = false;
-        // Bounded batches keep memory flat on large repositories.
-        for batch in ids.chunks(16) {
-            let mut items = Vec::with_capacity(batch.len());
-            for id in batch {
-                match self.load_index_full(id) {
-                    Ok(packs) => items.push((*id, packs)),
-                    Err(e) if e.kind() == ErrorKind::NotFound => vanished = true,
-                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto) => {
-                        damaged.push((*id, e.to_string()))
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            self.cache.add_indexes(&items)?;
-        }
-        Ok(vanished)
-    }
-
-    /// Index objects skipped at the last sync because they did not load.
-    pub fn damaged_indexes(&self) -> Vec<(IndexId, String)> {
-        self.damaged_indexes.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Every pack an index object names, live or marked for deletion (both
-    /// exist until a prune deletes them).
-    pub fn load_index(&self, id: &IndexId) -> Result<Vec<IndexPack>> {
-        let ix = self.load_index_full(id)?;
-        Ok(ix.packs.into_iter().chain(ix.marked.into_iter().map(|m| m.pack)).collect())
-    }
-
-    /// An index object with its marks and prune run records.
-    pub fn load_index_full(&self, id: &IndexId) -> Result<Index> {
-        let plain = self.load_object("index", &id.0, ObjectType::Index)?;
-        index::decode_index(&plain).context(format!("index/{id}"))
-    }
-
-    /// Stores an index object for packs already stored and adds it to the cache.
-    pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
-        self.save_index_full(Index { packs, ..Default::default() })
-    }
-
-    /// Stores an index object without adding it to the cache (prune updates
-    /// the cache itself, [`IndexCache::apply_prune`]).
-    pub fn save_index_uncached(&self, ix: &Index) -> Result<IndexId> {
-        Ok(IndexId(self.save_object("index", ObjectType::Index, &index::encode_index(ix))?))
-    }
-
-    /// Stores an index object (with marks and records) and adds it to the cache.
-    pub fn save_index_full(&self, ix: Index) -> Result<IndexId> {
-        let id = IndexId(self.save_object("index", ObjectType::Index, &index::encode_index(&ix))?);
-        self.cache.add_indexes(&[(id, ix)])?;
-        Ok(id)
-    }
-
-    /// Where a blob is, per the cache.
-    pub fn locate(&self, blob: &BlobId) -> Result<Option<Location>> {
-        self.cache.reader()?.get(blob)
-    }
-
-    /// Reads one blob and verifies it against its id. A missing pack makes
-    /// the cache rebuild once before the blob is declared lost.
-    pub fn read_blob(&self, blob: &BlobId) -> Result<Vec<u8>> {
-        let what = match blob.kind {
-            BlobKind::Data => "chunk",
-            BlobKind::Tree => "tree",
-        };
-        // Not in the cache: index objects written since it was synced (a
-        // backup that committed meanwhile, a prune's repack) may name it.
-        let loc = match self.locate(blob)? {
-            Some(loc) => loc,
-            None => {
-                self.sync_cache()?;
-                self.locate(blob)?
-                    .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?
-            }
-        };
-        match self.read_blob_at(blob, &loc) {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                // One rebuild at a time; a reader that waited finds the
-                // blob moved by the rebuild another one did.
-                let _one = self.relocating.lock().unwrap_or_else(|p| p.into_inner());
-                if self.locate(blob)?.is_none_or(|now| now.pack == loc.pack) {
-                    self.rebuild_cache()?;
-                }
-                let loc = self
-                    .locate(blob)?
-                    .ok_or_else(|| Error::corrupt(format!("{what} {} is not in the index", hex::encode(blob.id))))?;
-                self.read_blob_at(blob, &loc).map_err(|e| {
-                    if e.kind() == ErrorKind::NotFound {
-                        Error::corrupt(format!("pack {} holding {what} {} is missing", loc.pack, hex::encode(blob.id)))
-                    } else {
-                        e
-                    }
-                })
-            }
-            r => r,
-        }
-    }
-
-    /// Reads a blob from a known location.
-    pub fn read_blob_at(&self, blob: &BlobId, loc: &Location) -> Result<Vec<u8>> {
-        let sealed = self
-            .backend
-            .get_range(&pack::object_name(&loc.pack), loc.offset as u64..loc.offset as u64 + loc.length as u64)?;
-        let entry = crate::format::pack::PackEntry {
-            kind: blob.kind,
-            id: blob.id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_length: loc.raw_length,
-        };
-        pack::open_blob(&self.key, &entry, &sealed)
-            .map_err(|e| e.context(format!("blob {} in pack {}", hex::encode(blob.id), loc.pack)))
-    }
-
-    /// Loads a tree: from the local tree cache when it has it (verified like
-    /// any blob), else by fetching its whole tree pack once and caching every
-    /// tree in it, so walking a snapshot costs one request per tree pack.
-    pub fn load_tree(&self, id: &TreeId) -> Result<Vec<Node>> {
-        let plain = self.read_tree_blob(id)?;
-        tree::decode(&plain).context(format!("tree {id}"))
-    }
-
-    pub fn read_tree_blob(&self, id: &TreeId) -> Result<Vec<u8>> {
-        let blob = BlobId::tree(*id);
-        let entry = |raw_length, length| crate::format::pack::PackEntry {
-            kind: BlobKind::Tree,
-            id: id.0,
-            offset: 0,
-            length,
-            raw_length,
-        };
-        if let Some((raw, sealed)) = self.cache.tree(&id.0)? {
-            match pack::open_blob(&self.key, &entry(raw, sealed.len() as u32), &sealed) {
-                Ok(plain) => return Ok(plain),
-                Err(_) => self.cache.forget_tree(&id.0)?, // never trusted: fall through
-            }
-        }
-        if let Some(loc) = self.locate(&blob)? {
-            if let Ok(bytes) = self.backend.get(&pack::object_name(&loc.pack)) {
-                if let Ok(header) = pack::header_from_bytes(&self.key.enc, &loc.pack, &bytes) {
-                    let trees = header.iter().filter(|e| e.kind == BlobKind::Tree);
-                    let items = trees.filter_map(|e| {
-                        bytes.get(e.offset as usize..e.end() as usize).map(|s| (e.id, e.raw_length, s))
-                    });
-                    self.cache.put_trees(items)?;
-                    if let Some((raw, sealed)) = self.cache.tree(&id.0)? {
-                        if let Ok(plain) = pack::open_blob(&self.key, &entry(raw, sealed.len() as u32), &sealed) {
-                            return Ok(plain);
-                        }
-                        self.cache.forget_tree(&id.0)?;
-                    }
-                }
-            }
-        }
-        // The direct path, with its own error reporting and cache rebuild.
-        self.read_blob(&blob)
     }
 
     // ----- snapshots
@@ -645,17 +428,5 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
         let msg = e.to_string();
         assert!(msg.contains(&format!("keys/{bad}")) && msg.contains("invalid argon2 parameters"), "{msg}");
-    }
-
-    #[test]
-    fn cache_rebuilds_when_an_index_disappears() {
-        let r = memory_repo();
-        let p = IndexPack { id: crate::id::PackId([1; 32]), blobs: vec![] };
-        let a = r.save_index(vec![p.clone()]).unwrap();
-        let b = r.save_index(vec![p]).unwrap();
-        r.backend.delete(&format!("index/{a}")).unwrap();
-        r.sync_cache().unwrap();
-        let known = r.cache.known_index_files().unwrap();
-        assert_eq!(known.into_iter().collect::<Vec<_>>(), vec![b]);
     }
 }

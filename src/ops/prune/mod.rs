@@ -22,11 +22,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cache::scratch::BlobSet;
 use crate::error::{Error, Result};
 use crate::format::index::{RunId, RunRecord};
 use crate::format::lock::Lock;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::index::scratch::BlobSet;
 use crate::pack;
 use crate::repo::Repository;
 use usage::{CLAIMED, IN_MARKED, USED};

@@ -1,10 +1,10 @@
 //! The blobs that snapshots use, gathered into a [`BlobSet`] on disk.
 
-use crate::cache::scratch::{BlobSet, SetWriter};
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Content;
 use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::index::scratch::{BlobSet, SetWriter};
 use crate::repo::Repository;
 
 /// Marks in the set. Used blobs start at [`USED`]; the index pass raises

@@ -20,11 +20,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cache::CacheReader;
 use crate::error::{ErrorKind, Result};
 use crate::format::snapshot::{Repaired, Snapshot};
 use crate::format::tree::{self, Content, Node};
 use crate::id::{BlobId, BlobKind, SnapshotId, TreeId};
+use crate::index::CacheReader;
 use crate::repo::Repository;
 use crate::saver::Saver;
 

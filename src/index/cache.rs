@@ -8,7 +8,7 @@
 //! scratch when an index object it knew has gone. Deleting it is always safe.
 //!
 //! What cairn creates here is private: directories 0700, the database and
-//! the scratch files ([`scratch`]) 0600, whatever the umask.
+//! the scratch files ([`super::scratch`]) 0600, whatever the umask.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,6 @@ use redb::{Database, Durability, ReadOnlyTable, ReadableTable, ReadableTableMeta
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::Index;
 use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
-
-pub mod scratch;
 
 /// (kind, blob id) -> (pack id, offset, sealed length, raw length).
 const BLOBS: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs");

@@ -1,0 +1,16 @@
+//! The index: which pack holds each blob.
+//!
+//! The repository's `index/` objects ([`crate::format::index`] encodes them)
+//! are the authority; [`cache::IndexCache`] is a local redb copy that
+//! lookups use, so that no command loads the whole index into memory.
+//! [`sync`] keeps the copy in line with the repository (and reads and
+//! writes index objects), [`read`] reads blobs through it, finding a blob
+//! again when a prune has moved it, and [`scratch`] is the on-disk blob set
+//! that operations whose working set grows with the repository use.
+
+pub mod cache;
+mod read;
+pub mod scratch;
+mod sync;
+
+pub use cache::{default_root, CacheReader, IndexCache, Location};
