@@ -279,6 +279,11 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             for r in ix.runs {
                 records.insert(r.run, r);
             }
+            // The entries to judge, in key order: the used set is a B-tree
+            // on disk, and ids are random. The outcome does not depend on
+            // the order (a used blob is claimed by whichever live pack
+            // comes first; a marked pack counts every used blob it holds).
+            let mut work: Vec<(BlobId, PackId, Option<RunId>, u32)> = Vec::new();
             let items =
                 ix.packs.into_iter().map(|p| (None, p)).chain(ix.marked.into_iter().map(|m| (Some(m.run), m.pack)));
             for (mark, p) in items {
@@ -293,28 +298,30 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
                     continue;
                 }
                 st.has_entries = true;
-                for e in &p.blobs {
-                    st.blobs += 1;
-                    let b = BlobId { kind: e.kind, id: e.id };
-                    let v = w.get(&b)?;
-                    let mine = CLAIMED + st.ordinal;
-                    let counts = match (mark, v) {
-                        (_, 0) => false,
-                        (Some(_), USED) => {
-                            w.set(&b, IN_MARKED)?;
-                            true
-                        }
-                        (Some(_), _) => true,
-                        (None, USED | IN_MARKED) => {
-                            w.set(&b, mine)?;
-                            true
-                        }
-                        (None, v) => v == mine,
-                    };
-                    if counts {
-                        st.used += 1;
-                        st.used_bytes += e.length as u64;
+                st.blobs += p.blobs.len() as u32;
+                work.extend(p.blobs.iter().map(|e| (BlobId { kind: e.kind, id: e.id }, p.id, mark, e.length)));
+            }
+            work.sort_unstable_by_key(|w| (w.0.kind as u8, w.0.id));
+            for (b, pack, mark, length) in work {
+                let st = stats.get_mut(&pack).expect("stat made above");
+                let v = w.get(&b)?;
+                let mine = CLAIMED + st.ordinal;
+                let counts = match (mark, v) {
+                    (_, 0) => false,
+                    (Some(_), USED) => {
+                        w.set(&b, IN_MARKED)?;
+                        true
                     }
+                    (Some(_), _) => true,
+                    (None, USED | IN_MARKED) => {
+                        w.set(&b, mine)?;
+                        true
+                    }
+                    (None, v) => v == mine,
+                };
+                if counts {
+                    st.used += 1;
+                    st.used_bytes += length as u64;
                 }
             }
         }

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Content;
-use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::id::{BlobId, ChunkId, SnapshotId, TreeId};
 use crate::index::scratch::{BlobSet, SetWriter};
 use crate::repo::Repository;
 
@@ -20,19 +20,24 @@ pub const CLAIMED: u32 = 3;
 /// what is unused from an incomplete picture.
 pub fn mark_used(repo: &Repository, snapshots: &[(SnapshotId, Snapshot)], set: &mut BlobSet) -> Result<()> {
     set.with_writer(|w| {
+        let mut chunks = Vec::new();
         for (id, s) in snapshots {
-            walk(repo, s.tree, w).map_err(|e| {
+            walk(repo, s.tree, w, &mut chunks).map_err(|e| {
                 Error::new(
                     e.kind(),
                     format!("snapshot {}: {e}; prune stops (run `cairn check`, then `cairn repair`)", id.short()),
                 )
             })?;
         }
-        Ok(())
+        add_chunks(w, &mut chunks)
     })
 }
 
-fn walk(repo: &Repository, root: TreeId, w: &mut SetWriter) -> Result<()> {
+/// Chunk ids gathered before they go into the set together, in key order
+/// (the set is a B-tree on disk, and ids are random).
+const CHUNK_BATCH: usize = 1 << 18;
+
+fn walk(repo: &Repository, root: TreeId, w: &mut SetWriter, chunks: &mut Vec<ChunkId>) -> Result<()> {
     let mut stack = vec![root];
     while let Some(t) = stack.pop() {
         let tb = BlobId::tree(t);
@@ -42,17 +47,29 @@ fn walk(repo: &Repository, root: TreeId, w: &mut SetWriter) -> Result<()> {
         w.set(&tb, USED)?;
         for n in repo.load_tree(&t)? {
             match &n.content {
-                Content::File(chunks) => {
-                    for c in chunks {
-                        let b = BlobId::data(*c);
-                        if w.get(&b)? == 0 {
-                            w.set(&b, USED)?;
-                        }
+                Content::File(c) => {
+                    chunks.extend_from_slice(c);
+                    if chunks.len() >= CHUNK_BATCH {
+                        add_chunks(w, chunks)?;
                     }
                 }
                 Content::Dir(sub) => stack.push(*sub),
                 _ => {}
             }
+        }
+    }
+    Ok(())
+}
+
+/// Marks the gathered chunks used (those not in the set yet) and empties
+/// the batch.
+fn add_chunks(w: &mut SetWriter, chunks: &mut Vec<ChunkId>) -> Result<()> {
+    chunks.sort_unstable();
+    chunks.dedup();
+    for c in chunks.drain(..) {
+        let b = BlobId::data(c);
+        if w.get(&b)? == 0 {
+            w.set(&b, USED)?;
         }
     }
     Ok(())
