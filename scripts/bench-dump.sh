@@ -343,7 +343,10 @@ tool_cmd() {
       local c=(rustic --no-progress --cache-dir "$CACHE")
       case $op in
         init)    CMD=("${c[@]}" init) ;;
-        stdin)   CMD=("${c[@]}" backup --host bench --stdin-filename "$arg" -) ;;
+        # --force: without it rustic 0.11 takes an unchanged-looking stdin
+        # node from the parent snapshot and reads nothing (its restore then
+        # gives the first night back).
+        stdin)   CMD=("${c[@]}" backup --host bench --force --stdin-filename "$arg" -) ;;
         backup)  CMD=("${c[@]}" backup --host bench "$arg") ;;
         # (the path of a stdin snapshot: NAME or /NAME, by version)
         dump)    # shellcheck disable=SC2016
