@@ -23,6 +23,10 @@ pub struct PruneArgs {
     /// Print the plan and the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Memory for the set of used blobs (20 bytes per blob) before it moves
+    /// to a file beside the cache: a size (128M, 1G)
+    #[arg(long, default_value = "128M", value_name = "SIZE")]
+    pub scratch_memory: String,
 }
 
 pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
@@ -37,7 +41,7 @@ pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
 /// `forget --prune`: a prune with the default settings. With `json`, its
 /// document is returned (forget prints one document for both).
 pub fn after_forget(g: &Global, repo: &Repository, json: bool) -> Result<Option<serde_json::Value>> {
-    run(g, repo, &PruneArgs { max_unused: "5%".into(), dry_run: false, json })
+    run(g, repo, &PruneArgs { max_unused: "5%".into(), dry_run: false, json, scratch_memory: "128M".into() })
 }
 
 fn to_json(v: &impl serde::Serialize) -> Result<String> {
@@ -49,6 +53,15 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<Option<serde_json
     let opts = PruneOptions {
         max_unused: MaxUnused::parse(&a.max_unused)?,
         scratch_dir: repo.cache.path().and_then(|p| p.parent()).map(Into::into),
+        scratch_memory: match MaxUnused::parse(&a.scratch_memory) {
+            Ok(MaxUnused::Bytes(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+            _ => {
+                return Err(cairn::Error::invalid(format!(
+                    "invalid --scratch-memory {:?}: use a size (64M, 1G)",
+                    a.scratch_memory
+                )))
+            }
+        },
     };
     let lock = if a.dry_run { None } else { Some(g.lock(repo, LockKind::Maintenance, "prune")?) };
     let plan = prune::plan(repo, &opts)?;

@@ -225,3 +225,47 @@ fn concurrent_backups_from_two_hosts_survive_forget_and_prune_rounds(w: Where) {
     assert_eq!(out["report"]["packs_pending"], 0, "{out}");
     check_passes(&repo);
 }
+
+/// The used-blob set moved to disk (`--scratch-memory 0`) gives the same
+/// plan as the set in memory, and its prune leaves a repository that
+/// checks and restores.
+#[test]
+fn prune_plans_the_same_with_the_used_set_on_disk() {
+    let repo = Repo::init_on(Where::Local);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..40 {
+        std::fs::write(src.join("d").join(format!("f{i}")), noise(3000 + i * 7, i as u64)).unwrap();
+    }
+    std::fs::write(src.join("big.bin"), noise(3 << 20, 99)).unwrap();
+    let first = repo.backup_json(&[p(&src)], None)["snapshot_id"].as_str().unwrap().to_string();
+    for i in 0..20 {
+        std::fs::remove_file(src.join("d").join(format!("f{i}"))).unwrap();
+    }
+    std::fs::write(src.join("new.bin"), noise(1 << 20, 100)).unwrap();
+    let second = repo.backup_json(&[p(&src)], None)["snapshot_id"].as_str().unwrap().to_string();
+    repo.run(&["forget", &first]);
+
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["prune", "--dry-run", "--json", "--max-unused", "0"];
+        args.extend_from_slice(extra);
+        let mut v = repo.json(&args)["plan"].clone();
+        v.as_object_mut().unwrap().remove("run");
+        v.as_object_mut().unwrap().remove("timings");
+        v
+    };
+    let in_memory = plan(&[]);
+    assert!(in_memory["totals"]["repack"][0].as_u64().unwrap() >= 1, "{in_memory}");
+    assert_eq!(plan(&["--scratch-memory", "0"]), in_memory);
+
+    let out = repo.json(&["prune", "--json", "--max-unused", "0", "--scratch-memory", "0"]);
+    assert!(out["report"]["repacked_blobs"].as_u64().unwrap() >= 1, "{out}");
+    check_passes(&repo);
+    assert_eq!(restore_hashes(&repo, &second, &src), tree_hashes(&src));
+
+    let bad = repo.out(&["prune", "--scratch-memory", "lots"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--scratch-memory"), "{}", bad.stderr);
+}

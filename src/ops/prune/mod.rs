@@ -92,11 +92,17 @@ pub struct PruneOptions {
     pub max_unused: MaxUnused,
     /// Where the used-blob set lives on disk (default: the system's temp dir).
     pub scratch_dir: Option<PathBuf>,
+    /// Bytes of the used-blob set kept in memory before it moves to disk.
+    pub scratch_memory: usize,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        Self { max_unused: MaxUnused::Percent(5.0), scratch_dir: None }
+        Self {
+            max_unused: MaxUnused::Percent(5.0),
+            scratch_dir: None,
+            scratch_memory: crate::index::scratch::DEFAULT_MEMORY,
+        }
     }
 }
 
@@ -260,7 +266,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         )));
     }
     sw.lap("list locks, snapshots, index");
-    let mut used = BlobSet::new(opts.scratch_dir.as_deref())?;
+    let mut used = BlobSet::with_memory(opts.scratch_dir.as_deref(), opts.scratch_memory)?;
     usage::mark_used(repo, &snapshots, &mut used)?;
     sw.lap("walk snapshots");
     let (listed, _) = pack::list_packs(&repo.backend)?;
@@ -301,7 +307,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
                 st.blobs += p.blobs.len() as u32;
                 work.extend(p.blobs.iter().map(|e| (BlobId { kind: e.kind, id: e.id }, p.id, mark, e.length)));
             }
-            work.sort_unstable_by_key(|w| (w.0.kind as u8, w.0.id));
+            work.sort_unstable_by_key(|w| u128::from_be_bytes(w.0.id[..16].try_into().expect("16 bytes")));
             for (b, pack, mark, length) in work {
                 let st = stats.get_mut(&pack).expect("stat made above");
                 let v = w.get(&b)?;
