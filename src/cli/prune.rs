@@ -24,8 +24,8 @@ pub struct PruneArgs {
     #[arg(long)]
     pub json: bool,
     /// Memory for the set of used blobs (20 bytes per blob) before it moves
-    /// to a file beside the cache: a size (128M, 1G)
-    #[arg(long, default_value = "128M", value_name = "SIZE")]
+    /// to a file beside the cache: a size (256M: ~13M blobs; 1G)
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
     pub scratch_memory: String,
 }
 
@@ -41,7 +41,7 @@ pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
 /// `forget --prune`: a prune with the default settings. With `json`, its
 /// document is returned (forget prints one document for both).
 pub fn after_forget(g: &Global, repo: &Repository, json: bool) -> Result<Option<serde_json::Value>> {
-    run(g, repo, &PruneArgs { max_unused: "5%".into(), dry_run: false, json, scratch_memory: "128M".into() })
+    run(g, repo, &PruneArgs { max_unused: "5%".into(), dry_run: false, json, scratch_memory: "256M".into() })
 }
 
 fn to_json(v: &impl serde::Serialize) -> Result<String> {

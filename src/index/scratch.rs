@@ -5,10 +5,11 @@
 //! one given to [`BlobSet::with_memory`]): a sorted vector of 20-byte
 //! entries with a directory on the keys' leading bits (ids are uniformly
 //! random, so a lookup searches ~16 entries), and the keys added since the
-//! last merge in a hash map that is sorted and merged in when it reaches an
-//! eighth of the vector (at least [`MERGE_EVERY`]). When the vector would outgrow the budget, the set moves,
-//! in key order, into a redb database in a temporary file (deleted on
-//! drop), and from then on memory stays at redb's page cache
+//! last merge in a hash map that is sorted and merged in when it reaches a
+//! sixteenth of the vector (at least [`MERGE_EVERY`]), so merging costs
+//! O(1) per key added, amortized. When the entries outgrow the budget, the set
+//! moves, in key order, into a redb database in a temporary file (deleted
+//! on drop), and from then on memory stays at redb's page cache
 //! ([`CACHE_BYTES`]) whatever the repository's size.
 //!
 //! Keys are the first 15 bytes of the id and the blob kind. Two blobs that
@@ -27,7 +28,7 @@ const SET: TableDefinition<[u8; 16], u32> = TableDefinition::new("set");
 /// redb's page cache once the set is on disk.
 const CACHE_BYTES: usize = 32 << 20;
 /// The memory budget of the in-memory form, in bytes of entries.
-pub const DEFAULT_MEMORY: usize = 128 << 20;
+pub const DEFAULT_MEMORY: usize = 256 << 20;
 /// Keys added before they are merged into the sorted vector.
 const MERGE_EVERY: usize = 1 << 16;
 const ENTRY_BYTES: usize = std::mem::size_of::<(Key, u32)>();
@@ -89,7 +90,7 @@ impl MemSet {
                 self.recent.insert(k, mark);
             }
         }
-        self.recent.len() >= MERGE_EVERY.max(self.sorted.len() / 8)
+        self.recent.len() >= MERGE_EVERY.max(self.sorted.len() / 16)
     }
 
     /// Merges `recent` into `sorted`, from the back, in place.
