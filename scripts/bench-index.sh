@@ -5,7 +5,8 @@
 # per second of present ids (random order) and of fresh ids, and the
 # process's peak RSS. SIZES is a comma-separated list of entry counts,
 # default 1000000,10000000 (10^8 takes about an hour and ~25 GB of disk
-# under CAIRN_BENCH_DIR, default /var/tmp/cairn-bench-index).
+# under CAIRN_BENCH_DIR, default /var/tmp/cairn-bench-index). COMPACT=1
+# compacts the cache after the fill, as a rebuild does, before measuring it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 INDEX_SIZES=${1:-${INDEX_SIZES:-1000000,10000000}} cargo bench --locked --bench index_scale 2>&1 | grep '^index_scale'

@@ -10,7 +10,8 @@
 # 1 KiB), SNAPS (10) stream snapshots of random data, each of BLOBS/SNAPS
 # chunks, all unique. Timed: `forget --keep-last SNAPS/2 --prune` (half of
 # the blobs become unused: their packs are deleted or repacked), then
-# `check`. The page cache is dropped before each timed step when possible.
+# `check` (PRUNE_ARGS set: `forget` untimed, then `prune PRUNE_ARGS` timed).
+# The page cache is dropped before each timed step when possible.
 # The repository is kept in WORKDIR/repo (default /var/tmp/bench-prune-scale)
 # for another look; KEEP_REPO=1 reuses one already built for BLOBS.
 set -euo pipefail
@@ -21,12 +22,14 @@ SNAPS=${SNAPS:-10}
 export CAIRN_PASSWORD=bench-prune-scale-not-a-secret
 export CAIRN_CACHE_DIR=$W/cache
 cargo build --release --locked -q
-CAIRN=$(pwd)/target/release/cairn
 R=$W/repo
 mkdir -p "$W"
+# A copy of the binary, so that a rebuild during the run does not change it.
+cp target/release/cairn "$W/cairn"
+CAIRN=$W/cairn
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 if [[ ${KEEP_REPO:-0} != 1 || ! -f $W/.built-$BLOBS ]]; then
-  rm -rf "$R" "$W/cache" "$W"/.built-*
+  rm -rf "$R" "$W/repo.orig" "$W/cache" "$W"/.built-*
   "$CAIRN" -q -r "$R" init --chunk-size 1
   per=$((BLOBS / SNAPS))
   t0=$(date +%s)
@@ -51,6 +54,13 @@ timed() {
 }
 echo "| step ($BLOBS blobs) | wall s | peak RSS MiB |"
 echo "|---|---|---|"
-timed "forget --prune" "$CAIRN" -r "$R" forget --keep-last $((SNAPS / 2)) --prune
+if [[ -n ${PRUNE_ARGS:-} ]]; then
+  # prune on its own, with these flags (e.g. --scratch-memory 64M to time
+  # the used-blob set on disk).
+  "$CAIRN" -q -r "$R" forget --keep-last $((SNAPS / 2))
+  timed "prune $PRUNE_ARGS" "$CAIRN" -r "$R" -v prune $PRUNE_ARGS
+else
+  timed "forget --prune" "$CAIRN" -r "$R" -v forget --keep-last $((SNAPS / 2)) --prune
+fi
 timed check "$CAIRN" -r "$R" check
-grep -E "deleted|repacked|freed" "$W/out.forget --prune" | head -5 || true
+grep -hE "deleted|repacked|freed|phases" "$W"/out.*prune* | head -5 || true

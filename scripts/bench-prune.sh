@@ -23,7 +23,10 @@ TOOLS=${TOOLS:-cairn restic rustic}
 PASS=bench-prune-password-not-a-secret
 mkdir -p "$W"
 cargo build --release --locked -q
-CAIRN=$(pwd)/target/release/cairn
+mkdir -p "$W"
+# A copy of the binary, so that a rebuild during the run does not change it.
+cp target/release/cairn "$W/cairn"
+CAIRN=$W/cairn
 
 if [[ ! -f $W/batches/.done-$SNAPS-$FILES ]]; then
   rm -rf "$W/batches"

@@ -19,8 +19,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::Index;
 use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
 
-/// (kind, blob id) -> (pack id, offset, sealed length, raw length).
-const BLOBS: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs");
+/// (kind, blob id) -> (pack ordinal, offset, sealed length, raw length),
+/// four u32 LE: 49 bytes per entry instead of 77 with the pack's id.
+const BLOBS: TableDefinition<[u8; 33], [u8; 16]> = TableDefinition::new("blobs");
+/// Pack ordinal -> pack id. Ordinals are dense from 0, given in the order
+/// packs are first absorbed, and kept until the cache is cleared.
+const PACKS: TableDefinition<u32, [u8; 32]> = TableDefinition::new("packs");
+/// Pack id -> its ordinal.
+const PACK_ORDINALS: TableDefinition<[u8; 32], u32> = TableDefinition::new("pack_ordinals");
 /// Tree id -> `raw length u32 LE` + the sealed tree blob, as stored in its
 /// pack. Opened and verified against the id like any blob read.
 const TREES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("trees");
@@ -58,23 +64,40 @@ fn key(b: &BlobId) -> [u8; 33] {
     k
 }
 
-fn encode_loc(l: &Location) -> [u8; 44] {
-    let mut v = [0u8; 44];
-    v[..32].copy_from_slice(&l.pack.0);
-    v[32..36].copy_from_slice(&l.offset.to_le_bytes());
-    v[36..40].copy_from_slice(&l.length.to_le_bytes());
-    v[40..44].copy_from_slice(&l.raw_length.to_le_bytes());
+fn encode_loc(ordinal: u32, e: &crate::format::pack::PackEntry) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..4].copy_from_slice(&ordinal.to_le_bytes());
+    v[4..8].copy_from_slice(&e.offset.to_le_bytes());
+    v[8..12].copy_from_slice(&e.length.to_le_bytes());
+    v[12..16].copy_from_slice(&e.raw_length.to_le_bytes());
     v
 }
 
-fn decode_loc(v: &[u8; 44]) -> Location {
+fn ordinal_of(v: &[u8; 16]) -> u32 {
+    u32::from_le_bytes(v[..4].try_into().expect("4 bytes"))
+}
+
+/// A stored location, its pack ordinal looked up in `packs`.
+fn decode_loc(v: &[u8; 16], packs: &[PackId]) -> Result<Location> {
     let u = |r: std::ops::Range<usize>| u32::from_le_bytes(v[r].try_into().expect("4 bytes"));
-    Location {
-        pack: PackId(v[..32].try_into().expect("32 bytes")),
-        offset: u(32..36),
-        length: u(36..40),
-        raw_length: u(40..44),
+    let pack = *packs.get(ordinal_of(v) as usize).ok_or_else(|| {
+        Error::new(ErrorKind::Io, format!("index cache: pack ordinal {} unknown (delete the cache)", ordinal_of(v)))
+    })?;
+    Ok(Location { pack, offset: u(4..8), length: u(8..12), raw_length: u(12..16) })
+}
+
+/// Every pack id by ordinal.
+fn load_packs(tx: &redb::ReadTransaction) -> Result<Vec<PackId>> {
+    let t = tx.open_table(PACKS)?;
+    let mut out = Vec::with_capacity(t.len()? as usize);
+    for r in t.iter()? {
+        let (k, v) = r?;
+        if k.value() as usize != out.len() {
+            return Err(Error::new(ErrorKind::Io, "index cache: pack ordinals not dense (delete the cache)"));
+        }
+        out.push(PackId(v.value()));
     }
+    Ok(out)
 }
 
 /// The default cache root: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`,
@@ -135,6 +158,15 @@ impl IndexCache {
         };
         advise_willneed(&path);
         let c = Self { db, path: Some(path) };
+        if c.ensure_tables().is_ok() {
+            return Ok(c);
+        }
+        // Tables of another layout (a cache written by an older cairn):
+        // the cache is only a copy, so start again.
+        let path = c.path.clone().expect("on disk");
+        drop(c);
+        let _ = std::fs::remove_file(&path);
+        let c = Self { db: create_db(&path)?, path: Some(path) };
         c.ensure_tables()?;
         Ok(c)
     }
@@ -156,6 +188,8 @@ impl IndexCache {
     fn ensure_tables(&self) -> Result<()> {
         let tx = self.db.begin_write()?;
         tx.open_table(BLOBS)?;
+        tx.open_table(PACKS)?;
+        tx.open_table(PACK_ORDINALS)?;
         tx.open_table(INDEX_FILES)?;
         tx.open_table(TREES)?;
         tx.open_table(SNAPSHOTS)?;
@@ -267,28 +301,40 @@ impl IndexCache {
     pub fn add_indexes(&self, items: &[(IndexId, Index)]) -> Result<()> {
         // Inserted in key order: blob ids are random, and a B-tree filled in
         // order touches each leaf once per batch instead of once per entry.
-        let mut live: Vec<([u8; 33], [u8; 44])> = Vec::new();
-        let mut gaps: Vec<([u8; 33], [u8; 44])> = Vec::new();
-        for (_, ix) in items {
-            for p in &ix.packs {
-                for e in &p.blobs {
-                    let loc = Location { pack: p.id, offset: e.offset, length: e.length, raw_length: e.raw_length };
-                    live.push((key(&BlobId { kind: e.kind, id: e.id }), encode_loc(&loc)));
-                }
-            }
-            for m in &ix.marked {
-                for e in &m.pack.blobs {
-                    let loc =
-                        Location { pack: m.pack.id, offset: e.offset, length: e.length, raw_length: e.raw_length };
-                    gaps.push((key(&BlobId { kind: e.kind, id: e.id }), encode_loc(&loc)));
-                }
-            }
-        }
-        live.sort_unstable_by_key(|e| e.0);
-        gaps.sort_unstable_by_key(|e| e.0);
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Eventual);
         {
+            let mut packs = tx.open_table(PACKS)?;
+            let mut ordinals = tx.open_table(PACK_ORDINALS)?;
+            let mut next = packs.len()? as u32;
+            let mut ordinal = |id: &PackId| -> Result<u32> {
+                if let Some(o) = ordinals.get(id.0)? {
+                    return Ok(o.value());
+                }
+                let o = next;
+                next = next
+                    .checked_add(1)
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: too many packs (delete the cache)"))?;
+                ordinals.insert(id.0, o)?;
+                packs.insert(o, id.0)?;
+                Ok(o)
+            };
+            let mut live: Vec<([u8; 33], [u8; 16])> = Vec::new();
+            let mut gaps: Vec<([u8; 33], [u8; 16])> = Vec::new();
+            for (_, ix) in items {
+                for p in &ix.packs {
+                    let o = ordinal(&p.id)?;
+                    live.extend(p.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), encode_loc(o, e))));
+                }
+                for m in &ix.marked {
+                    let o = ordinal(&m.pack.id)?;
+                    gaps.extend(
+                        m.pack.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), encode_loc(o, e))),
+                    );
+                }
+            }
+            live.sort_unstable_by_key(|e| e.0);
+            gaps.sort_unstable_by_key(|e| e.0);
             let mut blobs = tx.open_table(BLOBS)?;
             let mut files = tx.open_table(INDEX_FILES)?;
             let mut marked = tx.open_table(MARKED)?;
@@ -359,11 +405,16 @@ impl IndexCache {
             }
             if !deleted.is_empty() {
                 let blobs = tx.open_table(BLOBS)?;
-                let mut stale: std::collections::HashMap<PackId, u64> = deleted.iter().map(|p| (*p, 0)).collect();
+                let ordinals = tx.open_table(PACK_ORDINALS)?;
+                let mut stale: std::collections::HashMap<u32, (PackId, u64)> = std::collections::HashMap::new();
+                for p in deleted {
+                    if let Some(o) = ordinals.get(p.0)? {
+                        stale.insert(o.value(), (*p, 0));
+                    }
+                }
                 for r in blobs.iter()? {
                     let (k, v) = r?;
-                    let pack = decode_loc(&v.value()).pack;
-                    let Some(n) = stale.get_mut(&pack) else { continue };
+                    let Some((_, n)) = stale.get_mut(&ordinal_of(&v.value())) else { continue };
                     *n += 1;
                     let k = k.value();
                     let blob =
@@ -375,7 +426,7 @@ impl IndexCache {
                     }
                 }
                 let mut gone = tx.open_table(GONE)?;
-                for (p, n) in stale {
+                for (p, n) in stale.into_values() {
                     gone.insert(p.0, n)?;
                 }
                 let total: u64 = gone.iter()?.map(|r| r.map(|(_, v)| v.value()).unwrap_or(0)).sum();
@@ -413,11 +464,15 @@ impl IndexCache {
     pub fn clear(&self) -> Result<()> {
         let tx = self.db.begin_write()?;
         tx.delete_table(BLOBS)?;
+        tx.delete_table(PACKS)?;
+        tx.delete_table(PACK_ORDINALS)?;
         tx.delete_table(INDEX_FILES)?;
         tx.delete_table(MARKED)?;
         tx.delete_table(GONE)?;
         tx.open_table(GONE)?;
         tx.open_table(BLOBS)?;
+        tx.open_table(PACKS)?;
+        tx.open_table(PACK_ORDINALS)?;
         tx.open_table(INDEX_FILES)?;
         tx.open_table(MARKED)?;
         tx.commit()?;
@@ -429,7 +484,7 @@ impl IndexCache {
         let marked = self.marked_packs()?;
         let gone = self.gone_packs()?;
         let tx = self.db.begin_read()?;
-        Ok(CacheReader { table: tx.open_table(BLOBS)?, marked, gone })
+        Ok(CacheReader { packs: load_packs(&tx)?, table: tx.open_table(BLOBS)?, marked, gone })
     }
 
     /// Number of blobs indexed.
@@ -451,6 +506,7 @@ impl IndexCache {
     pub fn for_each(&self, mut f: impl FnMut(BlobId, Location) -> Result<()>) -> Result<()> {
         let gone = self.gone_packs()?;
         let tx = self.db.begin_read()?;
+        let packs = load_packs(&tx)?;
         let t = tx.open_table(BLOBS)?;
         for r in t.iter()? {
             let (k, v) = r?;
@@ -458,7 +514,7 @@ impl IndexCache {
             let kind = BlobKind::from_u8(k[0]).ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
             let mut id = [0u8; 32];
             id.copy_from_slice(&k[1..]);
-            let loc = decode_loc(&v.value());
+            let loc = decode_loc(&v.value(), &packs)?;
             if !gone.contains(&loc.pack) {
                 f(BlobId { kind, id }, loc)?;
             }
@@ -483,7 +539,9 @@ fn advise_willneed(path: &Path) {
 
 /// A read view of the cache.
 pub struct CacheReader {
-    table: ReadOnlyTable<[u8; 33], [u8; 44]>,
+    table: ReadOnlyTable<[u8; 33], [u8; 16]>,
+    /// Pack ids by ordinal (32 bytes per pack: a few MiB at most).
+    packs: Vec<PackId>,
     /// Packs marked for deletion (few: a prune's leftovers).
     marked: HashSet<PackId>,
     /// Packs deleted, whose entries are ignored.
@@ -493,7 +551,10 @@ pub struct CacheReader {
 impl CacheReader {
     /// Where to read a blob: a live pack if it has one, else a marked pack.
     pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
-        Ok(self.table.get(key(blob))?.map(|v| decode_loc(&v.value())).filter(|l| !self.gone.contains(&l.pack)))
+        match self.table.get(key(blob))? {
+            Some(v) => Ok(Some(decode_loc(&v.value(), &self.packs)?).filter(|l| !self.gone.contains(&l.pack))),
+            None => Ok(None),
+        }
     }
 
     /// Whether the index has the blob (in any pack, marked or not).
@@ -590,6 +651,86 @@ mod tests {
         c.clear().unwrap();
         assert!(c.is_empty().unwrap());
         assert!(c.known_index_files().unwrap().is_empty());
+    }
+
+    /// Blobs of many packs, absorbed in several batches, across a reopen
+    /// and a clear: each is found in its own pack (ordinals map back).
+    #[test]
+    fn pack_ordinals_map_back_across_batches_reopen_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoId([4; 32]);
+        let index = |batch: u8| Index {
+            packs: (0..5u8)
+                .map(|p| IndexPack {
+                    id: PackId([batch * 10 + p; 32]),
+                    blobs: (0..20u8)
+                        .map(|b| PackEntry {
+                            kind: BlobKind::Data,
+                            id: [
+                                batch, p, b, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                1, 1, 1, 1,
+                            ],
+                            offset: u32::from(b) * 100,
+                            length: 90,
+                            raw_length: 80,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let expect = |c: &IndexCache, batches: &[u8]| {
+            let r = c.reader().unwrap();
+            for &batch in batches {
+                for p in index(batch).packs {
+                    for e in &p.blobs {
+                        let loc = r.get(&BlobId { kind: e.kind, id: e.id }).unwrap().unwrap();
+                        assert_eq!((loc.pack, loc.offset), (p.id, e.offset));
+                    }
+                }
+            }
+        };
+        {
+            let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+            c.add_indexes(&[(IndexId([1; 32]), index(1)), (IndexId([2; 32]), index(2))]).unwrap();
+            c.add_indexes(&[(IndexId([3; 32]), index(3)), (IndexId([2; 32]), index(2))]).unwrap();
+            expect(&c, &[1, 2, 3]);
+        }
+        let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+        expect(&c, &[1, 2, 3]);
+        assert_eq!(c.len().unwrap(), 300);
+        c.clear().unwrap();
+        c.add_indexes(&[(IndexId([3; 32]), index(3))]).unwrap();
+        expect(&c, &[3]);
+        assert!(c
+            .reader()
+            .unwrap()
+            .get(&BlobId { kind: BlobKind::Data, id: index(1).packs[0].blobs[0].id })
+            .unwrap()
+            .is_none());
+    }
+
+    /// A cache written by an older cairn (blob values with the whole pack
+    /// id) is started again, not misread.
+    #[test]
+    fn cache_of_an_older_layout_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoId([8; 32]);
+        let p = dir.path().join(repo.to_hex());
+        std::fs::create_dir_all(&p).unwrap();
+        {
+            const OLD: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs");
+            let db = Database::create(p.join("index.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(OLD).unwrap().insert([1; 33], [2; 44]).unwrap();
+            tx.open_table(INDEX_FILES).unwrap().insert([3; 32], 1).unwrap();
+            tx.commit().unwrap();
+        }
+        let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+        assert!(c.is_empty().unwrap());
+        assert!(c.known_index_files().unwrap().is_empty(), "the old cache's index objects are not known");
+        c.add_indexes(&[(IndexId([2; 32]), sample())]).unwrap();
+        assert_eq!(c.reader().unwrap().get(&BlobId { kind: BlobKind::Data, id: [1; 32] }).unwrap().unwrap().offset, 13);
     }
 
     #[test]
