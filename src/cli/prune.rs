@@ -10,6 +10,9 @@ use cairn::Result;
 use super::output::bytes;
 use super::Global;
 
+/// `--scratch-memory`'s default (the library's DEFAULT_MEMORY).
+const DEFAULT_SCRATCH_MEMORY: &str = "256M";
+
 #[derive(Args)]
 pub struct PruneArgs {
     /// Unused space tolerated in partly used packs before they are
@@ -25,7 +28,7 @@ pub struct PruneArgs {
     pub json: bool,
     /// Memory for the set of used blobs (20 bytes per blob) before it moves
     /// to a file beside the cache: a size (256M: ~13M blobs; 1G)
-    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    #[arg(long, default_value = DEFAULT_SCRATCH_MEMORY, value_name = "SIZE")]
     pub scratch_memory: String,
 }
 
@@ -41,7 +44,11 @@ pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
 /// `forget --prune`: a prune with the default settings. With `json`, its
 /// document is returned (forget prints one document for both).
 pub fn after_forget(g: &Global, repo: &Repository, json: bool) -> Result<Option<serde_json::Value>> {
-    run(g, repo, &PruneArgs { max_unused: "5%".into(), dry_run: false, json, scratch_memory: "256M".into() })
+    run(
+        g,
+        repo,
+        &PruneArgs { max_unused: "5%".into(), dry_run: false, json, scratch_memory: DEFAULT_SCRATCH_MEMORY.into() },
+    )
 }
 
 fn to_json(v: &impl serde::Serialize) -> Result<String> {
@@ -160,4 +167,15 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<Option<serde_json
     }
     g.report_stats(repo);
     Ok(plan_json.map(|plan| serde_json::json!({ "dry_run": false, "plan": plan, "report": report })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_memory_default_is_the_librarys() {
+        let lib = cairn::index::scratch::DEFAULT_MEMORY as u64;
+        assert_eq!(MaxUnused::parse(DEFAULT_SCRATCH_MEMORY).unwrap(), MaxUnused::Bytes(lib));
+    }
 }

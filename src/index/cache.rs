@@ -77,13 +77,20 @@ fn ordinal_of(v: &[u8; 16]) -> u32 {
     u32::from_le_bytes(v[..4].try_into().expect("4 bytes"))
 }
 
+fn unknown_ordinal(v: &[u8; 16]) -> Error {
+    Error::new(ErrorKind::Io, format!("index cache: pack ordinal {} unknown (delete the cache)", ordinal_of(v)))
+}
+
+/// A stored location in `pack` (the pack its ordinal names).
+fn location(v: &[u8; 16], pack: PackId) -> Location {
+    let u = |r: std::ops::Range<usize>| u32::from_le_bytes(v[r].try_into().expect("4 bytes"));
+    Location { pack, offset: u(4..8), length: u(8..12), raw_length: u(12..16) }
+}
+
 /// A stored location, its pack ordinal looked up in `packs`.
 fn decode_loc(v: &[u8; 16], packs: &[PackId]) -> Result<Location> {
-    let u = |r: std::ops::Range<usize>| u32::from_le_bytes(v[r].try_into().expect("4 bytes"));
-    let pack = *packs.get(ordinal_of(v) as usize).ok_or_else(|| {
-        Error::new(ErrorKind::Io, format!("index cache: pack ordinal {} unknown (delete the cache)", ordinal_of(v)))
-    })?;
-    Ok(Location { pack, offset: u(4..8), length: u(8..12), raw_length: u(12..16) })
+    let pack = *packs.get(ordinal_of(v) as usize).ok_or_else(|| unknown_ordinal(v))?;
+    Ok(location(v, pack))
 }
 
 /// Every pack id by ordinal.
@@ -479,6 +486,21 @@ impl IndexCache {
         Ok(())
     }
 
+    /// Where one blob is, as [`CacheReader::get`] answers, by point lookups
+    /// (a reader loads every pack id first: for many lookups).
+    pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
+        let tx = self.db.begin_read()?;
+        let Some(v) = tx.open_table(BLOBS)?.get(key(blob))?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let pack =
+            tx.open_table(PACKS)?.get(ordinal_of(&v))?.map(|p| PackId(p.value())).ok_or_else(|| unknown_ordinal(&v))?;
+        if tx.open_table(GONE)?.get(pack.0)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(location(&v, pack)))
+    }
+
     /// A snapshot of the cache for many fast lookups.
     pub fn reader(&self) -> Result<CacheReader> {
         let marked = self.marked_packs()?;
@@ -686,6 +708,7 @@ mod tests {
                     for e in &p.blobs {
                         let loc = r.get(&BlobId { kind: e.kind, id: e.id }).unwrap().unwrap();
                         assert_eq!((loc.pack, loc.offset), (p.id, e.offset));
+                        assert_eq!(c.get(&BlobId { kind: e.kind, id: e.id }).unwrap(), Some(loc));
                     }
                 }
             }

@@ -11,7 +11,7 @@ use crate::repo::Repository;
 impl Repository {
     /// Where a blob is, per the cache.
     pub fn locate(&self, blob: &BlobId) -> Result<Option<Location>> {
-        self.cache.reader()?.get(blob)
+        self.cache.get(blob)
     }
 
     /// Reads one blob and verifies it against its id. A missing pack makes
