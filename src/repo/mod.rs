@@ -290,8 +290,19 @@ impl Repository {
 
     /// Loads a snapshot from the repository itself (for `check`), and
     /// refreshes the cached copy.
+    ///
+    /// Every caller names a snapshot it has just listed, so a missing one
+    /// was forgotten since: said so, as a "no snapshot" answer.
     pub fn fetch_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let (bytes, plain) = self.fetch_object("snapshots", &id.0, ObjectType::Snapshot)?;
+        let (bytes, plain) = match self.fetch_object("snapshots", &id.0, ObjectType::Snapshot) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::not_found(format!(
+                    "no snapshot {}: it was forgotten since it was listed",
+                    id.short()
+                )))
+            }
+            r => r?,
+        };
         let s = Snapshot::decode(&plain).context(format!("snapshot {id}"))?;
         let _ = self.cache.put_snapshot(&id.0, &bytes);
         Ok(s)
@@ -394,6 +405,16 @@ mod tests {
         assert!(r.load_object("snapshots", &id, ObjectType::Index).is_err());
         let missing = r.load_object("snapshots", &[0; 32], ObjectType::Snapshot).unwrap_err();
         assert_eq!(missing.kind(), ErrorKind::NotFound);
+    }
+
+    /// A snapshot forgotten between a listing and its load (a restore
+    /// beside `forget`) is a plain "no snapshot" answer.
+    #[test]
+    fn a_snapshot_forgotten_since_it_was_listed_is_no_snapshot() {
+        let r = memory_repo();
+        let e = r.load_snapshot(&SnapshotId([7; 32])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.to_string().contains("no snapshot 07070707: it was forgotten since it was listed"), "{e}");
     }
 
     #[test]
