@@ -82,7 +82,14 @@ fn run(n: u64, dir: &std::path::Path, lookups: usize) {
             let mut offset = 8u32;
             while blobs.len() < BLOBS_PER_PACK && i < n {
                 let length = 16_000 + (i % 1000) as u32;
-                blobs.push(PackEntry { kind: BlobKind::Data, id: nth_id(seed, i), offset, length, raw_length: length });
+                blobs.push(PackEntry {
+                    kind: BlobKind::Data,
+                    id: nth_id(seed, i),
+                    offset,
+                    length,
+                    inner: None,
+                    raw_length: length,
+                });
                 offset += length + 5;
                 i += 1;
             }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# scripts/make-fixture.sh OUT_DIR — how tests/fixtures/repo-v1 was made.
+# scripts/make-fixture.sh OUT_DIR [FORMAT] — how tests/fixtures/repo-vN was
+# made (FORMAT: the repository format version, 2 by default; repo-v1 was
+# made with format 1 by the cairn of its time, whose init had no flag).
 #
 # DOCUMENTATION ONLY: the checked-in fixture is frozen and never
 # regenerated (format-spec/README.md, "Fixture repositories"). Run this to
@@ -25,7 +27,8 @@
 # `prune --max-unused 0`, then snapshot 3 completes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:?usage: make-fixture.sh OUT_DIR}
+OUT=${1:?usage: make-fixture.sh OUT_DIR [FORMAT]}
+FORMAT=${2:-2}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 if [[ -z ${CAIRN_BIN:-} ]]; then
@@ -73,7 +76,7 @@ write(f"{src}/gone.bin", b"".join(b"%08x forgotten\n" % (i * 2654435761 % 2**32)
 write(f"{src3}/later.txt", b"written by the backup that was paused while prune ran\n")
 EOF
 
-cairn init
+cairn init --format-version "$FORMAT"
 CAIRN_NEW_PASSWORD="$PW2" cairn key add --label "fixture second key"
 cairn backup --host fixture-host --tag first --time "2024-01-02 03:04:05" "$SRC"
 rm "$SRC/gone.bin"
@@ -102,9 +105,9 @@ rm -rf "$OUT/cache"
 ls "$OUT/repo/locks" | grep -q . && { echo "a lock was left behind" >&2; exit 1; }
 
 # The manifest: every entry of each snapshot, as the source had it.
-python3 - "$OUT" "$SRC" "$OUT/src3" "$PW1" "$PW2" "$("$CAIRN_BIN" --version)" <<'EOF'
+python3 - "$OUT" "$SRC" "$OUT/src3" "$PW1" "$PW2" "$("$CAIRN_BIN" --version)" "$FORMAT" <<'EOF'
 import hashlib, json, os, stat, sys
-out, src, src3, pw1, pw2, version = sys.argv[1:7]
+out, src, src3, pw1, pw2, version, fmt = sys.argv[1:8]
 def entries(root):
     # Sorted by path; a file with several names records the first of them
     # in that order as "hardlink" (tests/integration/fixtures.rs: describe).
@@ -134,7 +137,7 @@ def entries(root):
 snaps = json.load(open(f"{out}/snapshots.json"))
 by_tag = {s["tags"][0]: s for s in snaps}
 manifest = {
-    "format_version": 1,
+    "format_version": int(fmt),
     "written_by": version,
     "passwords": [pw1, pw2],
     "snapshots": [

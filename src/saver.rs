@@ -5,14 +5,19 @@
 //! session already has is dropped at once; a new one goes to a pool of seal
 //! workers (zstd + XChaCha20, one per core), then to the packer thread,
 //! which stores packs in the background. Channels are bounded, so memory
-//! stays at a few chunks per worker plus a few packs in flight.
+//! stays at a few groups per worker plus a few packs in flight.
+//!
+//! In a format-2 repository new data chunks are gathered into groups of
+//! consecutive chunks ([`GROUP_TARGET`] bytes) that are compressed and
+//! sealed as one unit (format-spec/05-packs.md): small chunks then compress
+//! as well as large ones. Trees, and a chunk as large as a group, are
+//! sealed alone.
 
 use std::collections::HashSet;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::crypto::aead::ObjectType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, BlobKind};
 use crate::index::CacheReader;
@@ -20,11 +25,18 @@ use crate::pack::packer::{self, PackerResult, SealedBlob};
 use crate::repo::Repository;
 use crate::seal;
 
-struct Job {
-    kind: BlobKind,
-    id: [u8; 32],
-    data: Vec<u8>,
+/// Work for a seal worker: one blob, or a group of consecutive new data
+/// blobs sealed as one unit.
+enum Job {
+    Single { kind: BlobKind, id: [u8; 32], data: Vec<u8> },
+    Group { kind: BlobKind, blobs: Vec<([u8; 32], Vec<u8>)> },
 }
+
+/// A group is sealed once its plaintexts reach this many bytes (the
+/// format allows up to [`crate::format::pack::MAX_GROUP`]): compression
+/// then sees as much context as with 256 KiB chunks, and a read of one
+/// blob opens at most this much (plus one chunk).
+pub const GROUP_TARGET: usize = 256 << 10;
 
 /// Counts of what was saved.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,6 +57,11 @@ pub struct Saver<'scope> {
     pub stats: SaveStats,
     /// Store every blob once, even if the index has it (repack, rescue).
     fresh: bool,
+    /// Whether new data blobs are grouped (format 2).
+    grouping: bool,
+    /// New data blobs waiting for their group to fill, and their bytes.
+    group: Vec<([u8; 32], Vec<u8>)>,
+    group_bytes: usize,
 }
 
 /// Number of seal workers: one per core.
@@ -65,12 +82,20 @@ impl<'scope> Saver<'scope> {
             let (rx, tx) = (job_rx.clone(), blob_tx.clone());
             workers.push(scope.spawn(move || {
                 for j in rx.iter() {
-                    let ty = match j.kind {
-                        BlobKind::Data => ObjectType::DataBlob,
-                        BlobKind::Tree => ObjectType::TreeBlob,
+                    let b = match j {
+                        Job::Single { kind, id, data } => {
+                            let ty = crate::pack::unit_type(kind, false);
+                            let sealed = seal::seal(&key, ty, &data, Some(level));
+                            SealedBlob { kind, blobs: vec![(id, data.len() as u32)], sealed, grouped: false }
+                        }
+                        Job::Group { kind, blobs } => {
+                            let plain =
+                                crate::format::pack::encode_group(&blobs.iter().map(|b| &b.1).collect::<Vec<_>>());
+                            let sealed = seal::seal(&key, crate::pack::unit_type(kind, true), &plain, Some(level));
+                            let blobs = blobs.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
+                            SealedBlob { kind, blobs, sealed, grouped: true }
+                        }
                     };
-                    let sealed = seal::seal(&key, ty, &j.data, Some(level));
-                    let b = SealedBlob { kind: j.kind, id: j.id, sealed, raw_length: j.data.len() as u32 };
                     if tx.send(b).is_err() {
                         return; // the packer stopped: its error is reported by finish()
                     }
@@ -87,6 +112,9 @@ impl<'scope> Saver<'scope> {
             packer: Some(packer),
             stats: SaveStats::default(),
             fresh: false,
+            grouping: repo.config.layout() == crate::format::pack::PackLayout::V2,
+            group: Vec::new(),
+            group_bytes: 0,
         })
     }
 
@@ -119,12 +147,35 @@ impl<'scope> Saver<'scope> {
             BlobKind::Tree => self.stats.tree_blobs += 1,
         }
         self.stats.raw_added += data.len() as u64;
+        if self.grouping && kind == BlobKind::Data && !(self.group.is_empty() && data.len() >= GROUP_TARGET) {
+            self.group_bytes += data.len();
+            self.group.push((id, data));
+            if self.group_bytes >= GROUP_TARGET {
+                self.send_group()?;
+            }
+            return Ok(true);
+        }
+        self.send(Job::Single { kind, id, data })?;
+        Ok(true)
+    }
+
+    /// Sends the waiting group (if any) to the seal workers.
+    fn send_group(&mut self) -> Result<()> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        self.group_bytes = 0;
+        let blobs = std::mem::take(&mut self.group);
+        self.send(Job::Group { kind: BlobKind::Data, blobs })
+    }
+
+    fn send(&mut self, job: Job) -> Result<()> {
         let jobs = self.jobs.as_ref().ok_or_else(|| Error::new(ErrorKind::Io, "saver already finished"))?;
-        if jobs.send(Job { kind, id, data }).is_err() {
+        if jobs.send(job).is_err() {
             // The pipeline stopped; finish() returns the real error.
             return Err(self.stop_with_error());
         }
-        Ok(true)
+        Ok(())
     }
 
     fn stop_with_error(&mut self) -> Error {
@@ -148,6 +199,7 @@ impl<'scope> Saver<'scope> {
     /// Flushes everything: when this returns `Ok`, every saved blob is in a
     /// stored pack named by a stored index object.
     pub fn finish(mut self) -> Result<PackerResult> {
+        self.send_group()?;
         self.join()
     }
 }
@@ -160,10 +212,11 @@ mod tests {
     use crate::repo::{CacheMode, InitOptions};
     use proptest::prelude::*;
 
-    fn repo(pack_size: u32) -> Repository {
+    fn repo(pack_size: u32, format_version: u32) -> Repository {
         std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
         let opts = InitOptions {
             pack_size,
+            format_version,
             chunker: Some(crate::format::config::ChunkerParams {
                 min_size: 256,
                 avg_size: 1024,
@@ -180,8 +233,9 @@ mod tests {
         /// chunk -> seal -> pack -> index -> read back, through the real
         /// pipeline, with packs small enough that several are written.
         #[test]
-        fn chunk_pack_index_read_back(data in proptest::collection::vec(any::<u8>(), 0..40_000), dup in any::<bool>()) {
-            let r = repo(1 << 20);
+        fn chunk_pack_index_read_back(data in proptest::collection::vec(any::<u8>(), 0..40_000), dup in any::<bool>(),
+                                      format_version in 1u32..=2) {
+            let r = repo(1 << 20, format_version);
             let chunker = Chunker::new(&r.config.chunker).unwrap();
             let chunks: Vec<Vec<u8>> = chunker.stream(&data[..]).map(|c| c.unwrap()).collect();
             let (ids, stored) = std::thread::scope(|s| {
@@ -206,6 +260,17 @@ mod tests {
             // A fresh open (empty cache) finds the same through index objects.
             let again = Repository::open(r.backend.clone(), b"pw", CacheMode::Memory).unwrap();
             prop_assert_eq!(again.cache.len().unwrap() as usize, unique.len());
+            // Format 2 groups small chunks (here ~1 KiB: all of them, as
+            // long as a group is open); format 1 never does.
+            let reader = r.cache.reader().unwrap();
+            let grouped = unique.iter().filter(|id| {
+                reader.get(&BlobId { kind: BlobKind::Data, id: **id }).unwrap().unwrap().inner.is_some()
+            }).count();
+            if format_version == 1 {
+                prop_assert_eq!(grouped, 0);
+            } else {
+                prop_assert_eq!(grouped, unique.len());
+            }
         }
     }
 }

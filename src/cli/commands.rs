@@ -29,6 +29,9 @@ pub struct InitArgs {
     /// Average chunk size in KiB (a power of two, 1..=4096; default 512). Chunks are cut between a quarter and four times it: smaller chunks store less of a file or dump that changes in scattered places, at more index entries per byte
     #[arg(long, value_name = "KIB", conflicts_with = "copy_chunker_params", value_parser = parse_chunk_size)]
     pub chunk_size: Option<u32>,
+    /// Repository format version: 2 (default) compresses runs of small chunks together; 1 for a repository that cairn releases before format 2 must read
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub format_version: Option<u32>,
     #[command(flatten)]
     pub from: super::copy::FromRepoArgs,
 }
@@ -252,6 +255,7 @@ pub fn run(cli: &Cli, job: Option<&cairn::job::config::JobConfig>) -> Result<i32
         Cmd::Forget(a) => super::forget::forget(g, a),
         Cmd::Prune(a) => super::prune::prune(g, a),
         Cmd::Repair(a) => super::repair::repair(g, a),
+        Cmd::Migrate(a) => super::migrate::migrate(g, a),
         Cmd::Find(a) => super::browse::find(g, a),
         Cmd::Diff(a) => super::browse::diff(g, a),
         Cmd::Stats(a) => super::browse::stats(g, a),
@@ -266,7 +270,7 @@ pub fn run(cli: &Cli, job: Option<&cairn::job::config::JobConfig>) -> Result<i32
     }
 }
 
-fn parse_chunk_size(s: &str) -> std::result::Result<u32, String> {
+pub(crate) fn parse_chunk_size(s: &str) -> std::result::Result<u32, String> {
     let kib: u32 = s.parse().map_err(|_| format!("`{s}` is not a whole number of KiB"))?;
     if !(1..=4096).contains(&kib) || !kib.is_power_of_two() {
         return Err(format!("{kib} KiB: the average chunk size must be a power of two from 1 to 4096 KiB"));
@@ -282,6 +286,9 @@ fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     if let Some(kib) = a.chunk_size {
         opts.chunker = Some(cairn::repo::chunker_for_average(kib << 10));
     }
+    if let Some(v) = a.format_version {
+        opts.format_version = v;
+    }
     if a.copy_chunker_params {
         let src = a.from.open(g)?;
         opts.chunker = Some(src.config.chunker);
@@ -291,7 +298,12 @@ fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     let pw = g.password_for_init()?;
     let repo = Repository::init(backend, &pw, &opts, g.cache_mode())?;
     if !g.quiet {
-        println!("created cairn repository {} at {}", repo.config.id.short(), repo.backend.location());
+        println!(
+            "created cairn repository {} (format {}) at {}",
+            repo.config.id.short(),
+            repo.config.version,
+            repo.backend.location()
+        );
         println!("Losing the password means losing the data: keep it safe.");
     }
     Ok(0)

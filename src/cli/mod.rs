@@ -8,6 +8,7 @@ mod copy;
 mod docs;
 mod drill;
 mod forget;
+mod migrate;
 mod mount;
 mod output;
 mod password;
@@ -121,6 +122,8 @@ pub enum Cmd {
     Check(commands::CheckArgs),
     /// Repair a damaged repository: rebuild the index, rewrite snapshots
     Repair(repair::RepairArgs),
+    /// Adopt format 2 (runs of small chunks compressed together) or another chunk size, keeping what is stored
+    Migrate(migrate::MigrateArgs),
     /// Find files by name or path pattern across snapshots
     Find(browse::FindArgs),
     /// Show what changed between two snapshots

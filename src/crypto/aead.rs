@@ -23,6 +23,10 @@ pub enum ObjectType {
     WalFile = 8,
     /// A PostgreSQL system's record (`wal/<system id>/cluster`).
     ClusterRecord = 9,
+    /// A group of data blobs sealed as one unit (format 2, format-spec/05).
+    DataGroup = 10,
+    /// A group of tree blobs sealed as one unit (format 2).
+    TreeGroup = 11,
 }
 
 /// Associated data: `"cairn" 0x01 <type>`.

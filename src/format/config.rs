@@ -45,6 +45,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// How this repository's packs (and index objects) are laid out.
+    pub fn layout(&self) -> super::pack::PackLayout {
+        if self.version >= 2 {
+            super::pack::PackLayout::V2
+        } else {
+            super::pack::PackLayout::V1
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("config serializes")
     }
@@ -52,11 +61,12 @@ impl Config {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let c: Config =
             serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("config does not decode: {e}")))?;
-        if c.version != super::FORMAT_VERSION {
+        if !super::FORMAT_VERSIONS.contains(&c.version) {
             return Err(Error::corrupt(format!(
-                "repository format version {} is not supported (this cairn reads {})",
+                "repository format version {} is not supported (this cairn reads {} to {})",
                 c.version,
-                super::FORMAT_VERSION
+                super::FORMAT_VERSIONS.start(),
+                super::FORMAT_VERSIONS.end()
             )));
         }
         c.chunker.validate()?;

@@ -2,7 +2,7 @@
 //! a prune has marked for deletion, and the prune runs' records.
 //! See format-spec/06-index.md.
 
-use super::pack::{PackEntry, ENTRY_LEN};
+use super::pack::{get_units, put_units, units_len, PackEntry, PackLayout, ENTRY_LEN};
 use super::wire::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::PackId;
@@ -11,6 +11,10 @@ use crate::id::PackId;
 /// prune run records; a writer uses it only when it has some.
 pub const VERSION: u8 = 1;
 pub const VERSION_MARKS: u8 = 2;
+/// Version 3 (repository format 2): pack records list units (single blobs
+/// and groups, as a layout-2 pack header does), and the marked and run
+/// lists are always present.
+pub const VERSION_UNITS: u8 = 3;
 
 /// One pack's entries, as listed in an index object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +91,74 @@ pub fn encode(packs: &[IndexPack]) -> Vec<u8> {
     encode_index(&Index { packs: packs.to_vec(), ..Default::default() })
 }
 
+/// The index object of `ix` for a repository whose packs are of `layout`:
+/// version 1 or 2 for format 1, version 3 for format 2.
+pub fn encode_index_as(layout: PackLayout, ix: &Index) -> Vec<u8> {
+    match layout {
+        PackLayout::V1 => encode_index(ix),
+        PackLayout::V2 => encode_index_3(ix),
+    }
+}
+
+fn put_pack_3(out: &mut Vec<u8>, p: &IndexPack) {
+    out.put(&p.id.0);
+    put_units(out, &p.blobs);
+}
+
+fn get_pack_3(r: &mut Reader) -> Result<IndexPack> {
+    Ok(IndexPack { id: PackId(r.array()?), blobs: get_units(r)? })
+}
+
+/// Version 3: `u8 3`, `u32` pack count, pack records (`[32]` pack id,
+/// units), `u32` marked count, marked records (`[16]` run id, pack record),
+/// `u32` run count, run records (as in version 2).
+pub fn encode_index_3(ix: &Index) -> Vec<u8> {
+    let n: usize = ix.packs.iter().map(|p| 32 + units_len(&p.blobs)).sum::<usize>()
+        + ix.marked.iter().map(|m| 48 + units_len(&m.pack.blobs)).sum::<usize>()
+        + ix.runs.iter().map(|r| 28 + 48 * r.locks.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(13 + n);
+    out.put_u8(VERSION_UNITS);
+    out.put_u32(ix.packs.len() as u32);
+    for p in &ix.packs {
+        put_pack_3(&mut out, p);
+    }
+    out.put_u32(ix.marked.len() as u32);
+    for m in &ix.marked {
+        out.put(&m.run);
+        put_pack_3(&mut out, &m.pack);
+    }
+    put_runs(&mut out, &ix.runs);
+    out
+}
+
+fn put_runs(out: &mut Vec<u8>, runs: &[RunRecord]) {
+    out.put_u32(runs.len() as u32);
+    for r in runs {
+        out.put(&r.run);
+        out.put_i64(r.time);
+        out.put_u32(r.locks.len() as u32);
+        for l in &r.locks {
+            out.put(&l.session);
+            out.put(&l.object);
+        }
+    }
+}
+
+fn get_runs(r: &mut Reader, ix: &mut Index) -> Result<()> {
+    let n = r.count(28)?;
+    for _ in 0..n {
+        let run = r.array()?;
+        let time = r.i64()?;
+        let m = r.count(48)?;
+        let mut locks = Vec::with_capacity(m);
+        for _ in 0..m {
+            locks.push(SeenLock { session: r.array()?, object: r.array()? });
+        }
+        ix.runs.push(RunRecord { run, time, locks });
+    }
+    Ok(())
+}
+
 pub fn encode_index(ix: &Index) -> Vec<u8> {
     let n: usize = ix.packs.iter().map(pack_len).sum::<usize>()
         + ix.marked.iter().map(|m| 16 + pack_len(&m.pack)).sum::<usize>()
@@ -104,16 +176,7 @@ pub fn encode_index(ix: &Index) -> Vec<u8> {
             out.put(&m.run);
             put_pack(&mut out, &m.pack);
         }
-        out.put_u32(ix.runs.len() as u32);
-        for r in &ix.runs {
-            out.put(&r.run);
-            out.put_i64(r.time);
-            out.put_u32(r.locks.len() as u32);
-            for l in &r.locks {
-                out.put(&l.session);
-                out.put(&l.object);
-            }
-        }
+        put_runs(&mut out, &ix.runs);
     }
     out
 }
@@ -126,6 +189,21 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<IndexPack>> {
 pub fn decode_index(bytes: &[u8]) -> Result<Index> {
     let mut r = Reader::new(bytes, "index");
     let v = r.u8()?;
+    if v == VERSION_UNITS {
+        let mut ix = Index::default();
+        let n = r.count(36)?;
+        for _ in 0..n {
+            ix.packs.push(get_pack_3(&mut r)?);
+        }
+        let n = r.count(52)?;
+        for _ in 0..n {
+            let run = r.array()?;
+            ix.marked.push(MarkedPack { run, pack: get_pack_3(&mut r)? });
+        }
+        get_runs(&mut r, &mut ix)?;
+        r.finish()?;
+        return Ok(ix);
+    }
     if v != VERSION && v != VERSION_MARKS {
         return Err(Error::corrupt(format!("index: unsupported version {v}")));
     }
@@ -141,17 +219,7 @@ pub fn decode_index(bytes: &[u8]) -> Result<Index> {
             let run = r.array()?;
             ix.marked.push(MarkedPack { run, pack: get_pack(&mut r)? });
         }
-        let n = r.count(28)?;
-        for _ in 0..n {
-            let run = r.array()?;
-            let time = r.i64()?;
-            let m = r.count(48)?;
-            let mut locks = Vec::with_capacity(m);
-            for _ in 0..m {
-                locks.push(SeenLock { session: r.array()?, object: r.array()? });
-            }
-            ix.runs.push(RunRecord { run, time, locks });
-        }
+        get_runs(&mut r, &mut ix)?;
         if ix.marked.is_empty() && ix.runs.is_empty() {
             return Err(Error::corrupt("index: version 2 with neither marks nor run records"));
         }
@@ -185,6 +253,7 @@ mod tests {
                             id: b,
                             offset: o,
                             length: o / 2,
+                            inner: None,
                             raw_length: o / 3,
                         })
                         .collect(),
@@ -219,6 +288,41 @@ mod tests {
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = decode_index(&bytes);
         }
+
+        /// Version 3 carries single blobs and groups, live and marked.
+        #[test]
+        fn version_3_round_trip(units in proptest::collection::vec(crate::format::pack::tests::unit(), 0..8),
+                                plain in packs_strategy(), run in any::<[u8; 16]>(), with_run in any::<bool>()) {
+            let mut offset = 13;
+            let mut blobs = Vec::new();
+            for u in units {
+                blobs.extend(crate::format::pack::tests::entries_of(&u, &mut offset));
+            }
+            let grouped = IndexPack { id: PackId([7; 32]), blobs };
+            let mut packs = plain.clone();
+            packs.push(grouped.clone());
+            let ix = Index {
+                packs,
+                marked: vec![MarkedPack { run, pack: grouped }],
+                runs: if with_run { vec![RunRecord { run, time: 9, locks: vec![] }] } else { vec![] },
+            };
+            let bytes = encode_index_as(PackLayout::V2, &ix);
+            prop_assert_eq!(bytes[0], VERSION_UNITS);
+            prop_assert_eq!(decode_index(&bytes).unwrap(), ix.clone());
+            // Format 1 keeps writing versions 1 and 2.
+            let only_plain = Index { packs: plain, ..Default::default() };
+            prop_assert_eq!(encode_index_as(PackLayout::V1, &only_plain)[0], VERSION);
+        }
+    }
+
+    #[test]
+    fn version_3_empty_and_trailing_bytes() {
+        let b = encode_index_3(&Index::default());
+        assert_eq!(b, [3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_index(&b).unwrap(), Index::default());
+        let mut t = b.clone();
+        t.push(0);
+        assert!(decode_index(&t).is_err());
     }
 
     #[test]

@@ -14,5 +14,10 @@ pub mod tree;
 pub mod wal;
 pub mod wire;
 
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version `init` writes by default: 2 (packs may
+/// hold groups of blobs compressed together, index objects version 3).
+pub const FORMAT_VERSION: u32 = 2;
+/// The repository format versions this build reads and writes.
+pub const FORMAT_VERSIONS: std::ops::RangeInclusive<u32> = 1..=2;
+/// The version of snapshot objects (their own: unchanged by format 2).
+pub const SNAPSHOT_VERSION: u32 = 1;

@@ -163,7 +163,7 @@ impl Snapshot {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let s: Snapshot =
             serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("snapshot does not decode: {e}")))?;
-        if s.version != super::FORMAT_VERSION {
+        if s.version != super::SNAPSHOT_VERSION {
             return Err(Error::corrupt(format!("snapshot version {} is not supported", s.version)));
         }
         Ok(s)

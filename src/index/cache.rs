@@ -19,16 +19,24 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::Index;
 use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
 
-/// (kind, blob id) -> (pack ordinal, offset, sealed length, raw length),
-/// four u32 LE: 49 bytes per entry instead of 77 with the pack's id.
-const BLOBS: TableDefinition<[u8; 33], [u8; 16]> = TableDefinition::new("blobs");
+/// (kind, blob id) -> (pack ordinal, offset, sealed length, inner offset
+/// (`u32::MAX`: the blob is sealed alone), raw length), five u32 LE: 53
+/// bytes per entry instead of 81 with the pack's id.
+const BLOBS: TableDefinition<[u8; 33], Loc> = TableDefinition::new("blobs");
+/// A stored location's bytes.
+type Loc = [u8; 20];
+/// The cache file's name: its number changes with its tables' layout, so
+/// that a cairn of another layout makes its own file instead of failing
+/// on this one (3: inner offsets, format 2).
+const FILE_NAME: &str = "index-3.redb";
 /// Pack ordinal -> pack id. Ordinals are dense from 0, given in the order
 /// packs are first absorbed, and kept until the cache is cleared.
 const PACKS: TableDefinition<u32, [u8; 32]> = TableDefinition::new("packs");
 /// Pack id -> its ordinal.
 const PACK_ORDINALS: TableDefinition<[u8; 32], u32> = TableDefinition::new("pack_ordinals");
-/// Tree id -> `raw length u32 LE` + the sealed tree blob, as stored in its
-/// pack. Opened and verified against the id like any blob read.
+/// Tree id -> `raw length u32 LE`, `inner offset u32 LE` (`u32::MAX`: sealed
+/// alone) + the sealed unit holding it, as stored in its pack. Opened and
+/// verified against the id like any blob read.
 const TREES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("trees");
 /// Snapshot id -> the sealed snapshot object, as stored. Checked against
 /// its name (SHA-256) and opened like a fresh download on every use.
@@ -54,7 +62,50 @@ pub struct Location {
     pub pack: PackId,
     pub offset: u32,
     pub length: u32,
+    /// Where the blob starts in its group's plaintext; `None`: sealed alone.
+    pub inner: Option<u32>,
     pub raw_length: u32,
+}
+
+impl Location {
+    /// The location of `e` in `pack`.
+    pub fn of(pack: PackId, e: &crate::format::pack::PackEntry) -> Self {
+        Location { pack, offset: e.offset, length: e.length, inner: e.inner, raw_length: e.raw_length }
+    }
+
+    /// The pack entry of `blob` at this location.
+    pub fn entry(&self, blob: &BlobId) -> crate::format::pack::PackEntry {
+        crate::format::pack::PackEntry {
+            kind: blob.kind,
+            id: blob.id,
+            offset: self.offset,
+            length: self.length,
+            inner: self.inner,
+            raw_length: self.raw_length,
+        }
+    }
+
+    /// The bytes of the pack to read: the sealed unit.
+    pub fn range(&self) -> std::ops::Range<u64> {
+        self.offset as u64..self.offset as u64 + self.length as u64
+    }
+}
+
+const NO_INNER: u32 = u32::MAX;
+
+/// A tree held in the cache, as stored in its pack.
+pub struct CachedTree {
+    pub raw_length: u32,
+    pub inner: Option<u32>,
+    pub sealed: Vec<u8>,
+}
+
+fn inner_to_u32(inner: Option<u32>) -> u32 {
+    inner.unwrap_or(NO_INNER)
+}
+
+fn inner_from_u32(v: u32) -> Option<u32> {
+    (v != NO_INNER).then_some(v)
 }
 
 fn key(b: &BlobId) -> [u8; 33] {
@@ -64,31 +115,32 @@ fn key(b: &BlobId) -> [u8; 33] {
     k
 }
 
-fn encode_loc(ordinal: u32, e: &crate::format::pack::PackEntry) -> [u8; 16] {
-    let mut v = [0u8; 16];
+fn encode_loc(ordinal: u32, e: &crate::format::pack::PackEntry) -> Loc {
+    let mut v = [0u8; 20];
     v[..4].copy_from_slice(&ordinal.to_le_bytes());
     v[4..8].copy_from_slice(&e.offset.to_le_bytes());
     v[8..12].copy_from_slice(&e.length.to_le_bytes());
-    v[12..16].copy_from_slice(&e.raw_length.to_le_bytes());
+    v[12..16].copy_from_slice(&inner_to_u32(e.inner).to_le_bytes());
+    v[16..20].copy_from_slice(&e.raw_length.to_le_bytes());
     v
 }
 
-fn ordinal_of(v: &[u8; 16]) -> u32 {
+fn ordinal_of(v: &Loc) -> u32 {
     u32::from_le_bytes(v[..4].try_into().expect("4 bytes"))
 }
 
-fn unknown_ordinal(v: &[u8; 16]) -> Error {
+fn unknown_ordinal(v: &Loc) -> Error {
     Error::new(ErrorKind::Io, format!("index cache: pack ordinal {} unknown (delete the cache)", ordinal_of(v)))
 }
 
 /// A stored location in `pack` (the pack its ordinal names).
-fn location(v: &[u8; 16], pack: PackId) -> Location {
+fn location(v: &Loc, pack: PackId) -> Location {
     let u = |r: std::ops::Range<usize>| u32::from_le_bytes(v[r].try_into().expect("4 bytes"));
-    Location { pack, offset: u(4..8), length: u(8..12), raw_length: u(12..16) }
+    Location { pack, offset: u(4..8), length: u(8..12), inner: inner_from_u32(u(12..16)), raw_length: u(16..20) }
 }
 
 /// A stored location, its pack ordinal looked up in `packs`.
-fn decode_loc(v: &[u8; 16], packs: &[PackId]) -> Result<Location> {
+fn decode_loc(v: &Loc, packs: &[PackId]) -> Result<Location> {
     let pack = *packs.get(ordinal_of(v) as usize).ok_or_else(|| unknown_ordinal(v))?;
     Ok(location(v, pack))
 }
@@ -150,7 +202,10 @@ impl IndexCache {
             eprintln!("warning: cache dir {} unusable ({e}); using memory", dir.display());
             return Self::in_memory();
         }
-        let path = dir.join("index.redb");
+        // The file of the layout before numbered names (cairn up to format
+        // 1) is not read by this cairn: its space is given back.
+        let _ = std::fs::remove_file(dir.join("index.redb"));
+        let path = dir.join(FILE_NAME);
         let db = match create_db(&path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
@@ -252,28 +307,30 @@ impl IndexCache {
         Ok(())
     }
 
-    /// A cached sealed tree blob and its raw length.
-    pub fn tree(&self, id: &[u8; 32]) -> Result<Option<(u32, Vec<u8>)>> {
+    /// A cached tree: its raw length, inner offset and sealed unit.
+    pub fn tree(&self, id: &[u8; 32]) -> Result<Option<CachedTree>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(TREES)?;
         let Some(v) = t.get(id)? else { return Ok(None) };
         let v = v.value();
-        if v.len() < 4 {
+        if v.len() < 8 {
             return Ok(None);
         }
-        Ok(Some((u32::from_le_bytes([v[0], v[1], v[2], v[3]]), v[4..].to_vec())))
+        let u = |i: usize| u32::from_le_bytes(v[i..i + 4].try_into().expect("4 bytes"));
+        Ok(Some(CachedTree { raw_length: u(0), inner: inner_from_u32(u(4)), sealed: v[8..].to_vec() }))
     }
 
-    /// Caches sealed tree blobs: (id, raw length, sealed bytes).
-    pub fn put_trees<'a>(&self, items: impl IntoIterator<Item = ([u8; 32], u32, &'a [u8])>) -> Result<()> {
+    /// Caches sealed tree units: (id, raw length, inner offset, sealed unit).
+    pub fn put_trees<'a>(&self, items: impl IntoIterator<Item = ([u8; 32], u32, Option<u32>, &'a [u8])>) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Eventual);
         {
             let mut t = tx.open_table(TREES)?;
             let mut buf = Vec::new();
-            for (id, raw, sealed) in items {
+            for (id, raw, inner, sealed) in items {
                 buf.clear();
                 buf.extend_from_slice(&raw.to_le_bytes());
+                buf.extend_from_slice(&inner_to_u32(inner).to_le_bytes());
                 buf.extend_from_slice(sealed);
                 t.insert(id, buf.as_slice())?;
             }
@@ -326,8 +383,8 @@ impl IndexCache {
                 packs.insert(o, id.0)?;
                 Ok(o)
             };
-            let mut live: Vec<([u8; 33], [u8; 16])> = Vec::new();
-            let mut gaps: Vec<([u8; 33], [u8; 16])> = Vec::new();
+            let mut live: Vec<([u8; 33], Loc)> = Vec::new();
+            let mut gaps: Vec<([u8; 33], Loc)> = Vec::new();
             for (_, ix) in items {
                 for p in &ix.packs {
                     let o = ordinal(&p.id)?;
@@ -561,7 +618,7 @@ fn advise_willneed(path: &Path) {
 
 /// A read view of the cache.
 pub struct CacheReader {
-    table: ReadOnlyTable<[u8; 33], [u8; 16]>,
+    table: ReadOnlyTable<[u8; 33], Loc>,
     /// Pack ids by ordinal (32 bytes per pack: a few MiB at most).
     packs: Vec<PackId>,
     /// Packs marked for deletion (few: a prune's leftovers).
@@ -601,7 +658,14 @@ mod tests {
         Index {
             packs: vec![IndexPack {
                 id: PackId([9; 32]),
-                blobs: vec![PackEntry { kind: BlobKind::Data, id: [1; 32], offset: 13, length: 50, raw_length: 40 }],
+                blobs: vec![PackEntry {
+                    kind: BlobKind::Data,
+                    id: [1; 32],
+                    offset: 13,
+                    length: 50,
+                    inner: None,
+                    raw_length: 40,
+                }],
             }],
             ..Default::default()
         }
@@ -612,7 +676,7 @@ mod tests {
         let c = IndexCache::in_memory().unwrap();
         let blob = BlobId { kind: BlobKind::Data, id: [1; 32] };
         let other = BlobId { kind: BlobKind::Data, id: [2; 32] };
-        let entry = |id| PackEntry { kind: BlobKind::Data, id, offset: 0, length: 9, raw_length: 9 };
+        let entry = |id| PackEntry { kind: BlobKind::Data, id, offset: 0, length: 9, inner: None, raw_length: 9 };
         let marked = Index {
             marked: vec![MarkedPack {
                 run: [3; 16],
@@ -665,7 +729,7 @@ mod tests {
             c.add_indexes(&[(IndexId([2; 32]), sample())]).unwrap();
             let r = c.reader().unwrap();
             let loc = r.get(&BlobId { kind: BlobKind::Data, id: [1; 32] }).unwrap().unwrap();
-            assert_eq!(loc, Location { pack: PackId([9; 32]), offset: 13, length: 50, raw_length: 40 });
+            assert_eq!(loc, Location { pack: PackId([9; 32]), offset: 13, length: 50, inner: None, raw_length: 40 });
             assert!(!r.contains(&BlobId { kind: BlobKind::Tree, id: [1; 32] }).unwrap());
         }
         let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
@@ -694,6 +758,7 @@ mod tests {
                             ],
                             offset: u32::from(b) * 100,
                             length: 90,
+                            inner: None,
                             raw_length: 80,
                         })
                         .collect(),
@@ -733,17 +798,19 @@ mod tests {
             .is_none());
     }
 
-    /// A cache written by an older cairn (blob values with the whole pack
-    /// id) is started again, not misread.
+    /// A cache file under this layout's name whose tables have another
+    /// layout (blob values with the whole pack id) is started again, not
+    /// misread; the unnumbered file of older cairns is removed.
     #[test]
     fn cache_of_an_older_layout_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let repo = RepoId([8; 32]);
         let p = dir.path().join(repo.to_hex());
         std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("index.redb"), b"an older cairn's cache").unwrap();
         {
             const OLD: TableDefinition<[u8; 33], [u8; 44]> = TableDefinition::new("blobs");
-            let db = Database::create(p.join("index.redb")).unwrap();
+            let db = Database::create(p.join(FILE_NAME)).unwrap();
             let tx = db.begin_write().unwrap();
             tx.open_table(OLD).unwrap().insert([1; 33], [2; 44]).unwrap();
             tx.open_table(INDEX_FILES).unwrap().insert([3; 32], 1).unwrap();
@@ -754,6 +821,7 @@ mod tests {
         assert!(c.known_index_files().unwrap().is_empty(), "the old cache's index objects are not known");
         c.add_indexes(&[(IndexId([2; 32]), sample())]).unwrap();
         assert_eq!(c.reader().unwrap().get(&BlobId { kind: BlobKind::Data, id: [1; 32] }).unwrap().unwrap().offset, 13);
+        assert!(!p.join("index.redb").exists(), "the older cairn's file is gone");
     }
 
     #[test]
@@ -762,7 +830,7 @@ mod tests {
         let repo = RepoId([6; 32]);
         let p = dir.path().join(repo.to_hex());
         std::fs::create_dir_all(&p).unwrap();
-        std::fs::write(p.join("index.redb"), b"garbage garbage garbage").unwrap();
+        std::fs::write(p.join(FILE_NAME), b"garbage garbage garbage").unwrap();
         let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
         assert!(c.is_empty().unwrap());
     }

@@ -56,17 +56,8 @@ impl Repository {
 
     /// Reads a blob from a known location.
     pub fn read_blob_at(&self, blob: &BlobId, loc: &Location) -> Result<Vec<u8>> {
-        let sealed = self
-            .backend
-            .get_range(&pack::object_name(&loc.pack), loc.offset as u64..loc.offset as u64 + loc.length as u64)?;
-        let entry = crate::format::pack::PackEntry {
-            kind: blob.kind,
-            id: blob.id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_length: loc.raw_length,
-        };
-        pack::open_blob(&self.key, &entry, &sealed)
+        let sealed = self.backend.get_range(&pack::object_name(&loc.pack), loc.range())?;
+        pack::open_blob(&self.key, &loc.entry(blob), &sealed)
             .map_err(|e| e.context(format!("blob {} in pack {}", hex::encode(blob.id), loc.pack)))
     }
 
@@ -78,34 +69,42 @@ impl Repository {
         tree::decode(&plain).context(format!("tree {id}"))
     }
 
-    pub fn read_tree_blob(&self, id: &TreeId) -> Result<Vec<u8>> {
-        let blob = BlobId::tree(*id);
-        let entry = |raw_length, length| crate::format::pack::PackEntry {
+    /// The cached tree `id`, opened and verified; `None` if it is not
+    /// cached or does not verify (then it is dropped from the cache).
+    fn cached_tree(&self, id: &TreeId) -> Result<Option<Vec<u8>>> {
+        let Some(t) = self.cache.tree(&id.0)? else { return Ok(None) };
+        let entry = crate::format::pack::PackEntry {
             kind: BlobKind::Tree,
             id: id.0,
             offset: 0,
-            length,
-            raw_length,
+            length: t.sealed.len() as u32,
+            inner: t.inner,
+            raw_length: t.raw_length,
         };
-        if let Some((raw, sealed)) = self.cache.tree(&id.0)? {
-            match pack::open_blob(&self.key, &entry(raw, sealed.len() as u32), &sealed) {
-                Ok(plain) => return Ok(plain),
-                Err(_) => self.cache.forget_tree(&id.0)?, // never trusted: fall through
+        match pack::open_blob(&self.key, &entry, &t.sealed) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(_) => {
+                self.cache.forget_tree(&id.0)?; // never trusted
+                Ok(None)
             }
+        }
+    }
+
+    pub fn read_tree_blob(&self, id: &TreeId) -> Result<Vec<u8>> {
+        let blob = BlobId::tree(*id);
+        if let Some(plain) = self.cached_tree(id)? {
+            return Ok(plain);
         }
         if let Some(loc) = self.locate(&blob)? {
             if let Ok(bytes) = self.backend.get(&pack::object_name(&loc.pack)) {
                 if let Ok(header) = pack::header_from_bytes(&self.key.enc, &loc.pack, &bytes) {
                     let trees = header.iter().filter(|e| e.kind == BlobKind::Tree);
                     let items = trees.filter_map(|e| {
-                        bytes.get(e.offset as usize..e.end() as usize).map(|s| (e.id, e.raw_length, s))
+                        bytes.get(e.offset as usize..e.end() as usize).map(|s| (e.id, e.raw_length, e.inner, s))
                     });
                     self.cache.put_trees(items)?;
-                    if let Some((raw, sealed)) = self.cache.tree(&id.0)? {
-                        if let Ok(plain) = pack::open_blob(&self.key, &entry(raw, sealed.len() as u32), &sealed) {
-                            return Ok(plain);
-                        }
-                        self.cache.forget_tree(&id.0)?;
+                    if let Some(plain) = self.cached_tree(id)? {
+                        return Ok(plain);
                     }
                 }
             }

@@ -109,12 +109,16 @@ impl Repository {
     /// Stores an index object without adding it to the cache (prune updates
     /// the cache itself, [`IndexCache::apply_prune`]).
     pub fn save_index_uncached(&self, ix: &Index) -> Result<IndexId> {
-        Ok(IndexId(self.save_object("index", ObjectType::Index, &index::encode_index(ix))?))
+        Ok(IndexId(self.save_object("index", ObjectType::Index, &index::encode_index_as(self.config.layout(), ix))?))
     }
 
     /// Stores an index object (with marks and records) and adds it to the cache.
     pub fn save_index_full(&self, ix: Index) -> Result<IndexId> {
-        let id = IndexId(self.save_object("index", ObjectType::Index, &index::encode_index(&ix))?);
+        let id = IndexId(self.save_object(
+            "index",
+            ObjectType::Index,
+            &index::encode_index_as(self.config.layout(), &ix),
+        )?);
         self.cache.add_indexes(&[(id, ix)])?;
         Ok(id)
     }

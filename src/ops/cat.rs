@@ -19,6 +19,7 @@ fn pack_json(p: &crate::format::index::IndexPack) -> Value {
             "id": hex::encode(b.id),
             "offset": b.offset,
             "length": b.length,
+            "inner": b.inner,
             "raw_length": b.raw_length,
         })).collect::<Vec<_>>(),
     })
@@ -61,7 +62,8 @@ pub fn pack(repo: &Repository, prefix: &str) -> Result<Value> {
     Ok(json!({
         "id": id,
         "blobs": entries.iter().map(|b| json!({
-            "type": b.kind, "id": hex::encode(b.id), "offset": b.offset, "length": b.length, "raw_length": b.raw_length,
+            "type": b.kind, "id": hex::encode(b.id), "offset": b.offset, "length": b.length, "inner": b.inner,
+            "raw_length": b.raw_length,
         })).collect::<Vec<_>>(),
     }))
 }

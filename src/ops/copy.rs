@@ -24,7 +24,6 @@ use std::io::Read;
 
 use crate::chunker::Chunker;
 use crate::error::{Error, Result, ResultExt};
-use crate::format::pack::PackEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, Content, Node};
 use crate::id::{BlobId, BlobKind, ChunkId, PackId, SnapshotId, TreeId};
@@ -254,7 +253,8 @@ impl SameIdCopier<'_, '_> {
             .ok_or_else(|| Error::corrupt(format!("source: chunk {} is not in the index", hex::encode(blob.id))))?;
         self.pending.insert(blob);
         self.batch.entry(loc.pack).or_default().push((blob, loc));
-        self.batch_bytes += loc.length as u64;
+        // A grouped blob shares its unit's bytes: count its own share.
+        self.batch_bytes += if loc.inner.is_some() { loc.raw_length as u64 } else { loc.length as u64 };
         if self.batch_bytes >= FETCH_BATCH {
             self.flush()?;
         }
@@ -264,21 +264,28 @@ impl SameIdCopier<'_, '_> {
     /// Fetches the batch: one ranged request per source pack.
     fn flush(&mut self) -> Result<()> {
         for (pack_id, mut blobs) in std::mem::take(&mut self.batch) {
-            blobs.sort_by_key(|(_, l)| l.offset);
-            let ranges: Vec<_> =
-                blobs.iter().map(|(_, l)| l.offset as u64..l.offset as u64 + l.length as u64).collect();
+            blobs.sort_by_key(|(_, l)| (l.offset, l.inner));
+            // One range per unit: the blobs of a group share theirs.
+            let mut ranges: Vec<std::ops::Range<u64>> = blobs.iter().map(|(_, l)| l.range()).collect();
+            ranges.dedup();
             let bytes = self.src.backend.get_ranges(&pack::object_name(&pack_id), &ranges).context("source")?;
-            for ((blob, loc), sealed) in blobs.iter().zip(bytes) {
-                let entry = PackEntry {
-                    kind: blob.kind,
-                    id: blob.id,
-                    offset: loc.offset,
-                    length: loc.length,
-                    raw_length: loc.raw_length,
+            let mut units = ranges.iter().zip(bytes).peekable();
+            let mut open: Option<(u32, Vec<u8>)> = None;
+            for (blob, loc) in &blobs {
+                let entry = loc.entry(blob);
+                let what = |e: crate::error::Error| {
+                    e.context(format!("source: chunk {} in pack {pack_id}", hex::encode(blob.id)))
                 };
-                let plain = pack::open_blob(&self.src.key, &entry, &sealed)
-                    .map_err(|e| e.context(format!("source: chunk {} in pack {pack_id}", hex::encode(blob.id))))?;
-                self.saver.save(blob.kind, blob.id, plain)?;
+                if open.as_ref().is_none_or(|(at, _)| *at != loc.offset) {
+                    while units.peek().is_some_and(|(r, _)| r.start < loc.offset as u64) {
+                        units.next();
+                    }
+                    let (_, sealed) = units.next().ok_or_else(|| Error::corrupt("copy: a unit went missing"))?;
+                    open = Some((loc.offset, pack::open_unit(&self.src.key, &entry, &sealed).map_err(what)?));
+                }
+                let (_, unit) = open.as_ref().expect("just opened");
+                let plain = pack::blob_in_unit(&self.src.key, &entry, unit).map_err(what)?;
+                self.saver.save(blob.kind, blob.id, plain.to_vec())?;
             }
         }
         self.batch_bytes = 0;
@@ -407,7 +414,7 @@ fn verify_pack(dst: &Repository, id: &PackId) -> Result<()> {
     for e in &entries {
         pack::blob_from_pack_bytes(&dst.key, &bytes, e)
             .map_err(|err| fail(format!("blob {}: {err}", hex::encode(e.id))))?;
-        let want = Location { pack: *id, offset: e.offset, length: e.length, raw_length: e.raw_length };
+        let want = Location::of(*id, e);
         // The index must name the blob: here, or in another pack that
         // already held it (a concurrent backup may have stored it too).
         match dst.locate(&BlobId { kind: e.kind, id: e.id })? {

@@ -11,6 +11,7 @@ pub mod dump;
 pub mod find;
 pub mod forget;
 pub mod ls;
+pub mod migrate;
 pub mod mount;
 pub mod pg;
 pub mod prune;

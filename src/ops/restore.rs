@@ -20,7 +20,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::PackEntry;
 use crate::format::tree::{Node, NodeKind};
-use crate::id::{BlobId, BlobKind, PackId, TreeId};
+use crate::id::{BlobId, PackId, TreeId};
 use crate::index::Location;
 use crate::pack;
 use crate::repo::Repository;
@@ -289,16 +289,7 @@ impl Builder<'_> {
             // The same chunk twice in one pack list: add a target to it.
             match reads.iter_mut().rev().take(8).find(|r| r.entry.id == c.0) {
                 Some(r) => r.targets.push((idx, offset)),
-                None => reads.push(BlobRead {
-                    entry: PackEntry {
-                        kind: BlobKind::Data,
-                        id: c.0,
-                        offset: loc.offset,
-                        length: loc.length,
-                        raw_length: loc.raw_length,
-                    },
-                    targets: vec![(idx, offset)],
-                }),
+                None => reads.push(BlobRead { entry: loc.entry(&blob), targets: vec![(idx, offset)] }),
             }
             offset += loc.raw_length as u64;
         }
@@ -382,7 +373,12 @@ fn execute_files(
     }
     // Data: packs in parallel, one worker per core.
     let packs: Vec<(&PackId, &Vec<BlobRead>)> = plan.packs.iter().collect();
-    let stored = |reads: &[BlobRead]| reads.iter().map(|r| u64::from(r.entry.length)).sum::<u64>();
+    // Bytes to fetch: each unit once (the blobs of a group share theirs).
+    let stored = |reads: &[BlobRead]| {
+        let units: std::collections::HashSet<(u32, u32)> =
+            reads.iter().map(|r| (r.entry.offset, r.entry.length)).collect();
+        units.iter().map(|(_, l)| u64::from(*l)).sum::<u64>()
+    };
     repo.progress.start(packs.iter().map(|(_, reads)| stored(reads)).sum());
     let next = AtomicUsize::new(0);
     let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
@@ -475,7 +471,7 @@ fn restore_pack(
     let name = pack::object_name(id);
     let (max_span, max_gap) = span_limits(repo);
     let mut order: Vec<&BlobRead> = reads.iter().collect();
-    order.sort_by_key(|r| r.entry.offset);
+    order.sort_by_key(|r| (r.entry.offset, r.entry.inner));
     let mut i = 0;
     while i < order.len() {
         let start = order[i].entry.offset as u64;
@@ -514,11 +510,22 @@ fn restore_pack(
             }
         };
         if let Some(span) = span {
+            // The unit opened last: the blobs of a group come one after
+            // another, and the group is opened once for all of them.
+            let mut unit: Option<(u32, Result<Vec<u8>>)> = None;
             for r in &order[i..j] {
                 let a = (r.entry.offset as u64 - start) as usize;
                 let sealed = &span[a..a + r.entry.length as usize];
-                match pack::open_blob(&repo.key, &r.entry, sealed) {
-                    Ok(plain) => write_targets(plan, r, &plain, failed)?,
+                if unit.as_ref().is_none_or(|(at, _)| *at != r.entry.offset) {
+                    unit = Some((r.entry.offset, pack::open_unit(&repo.key, &r.entry, sealed)));
+                }
+                let Some((_, res)) = &unit else { continue };
+                let opened = match res {
+                    Ok(u) => pack::blob_in_unit(&repo.key, &r.entry, u),
+                    Err(e) => Err(Error::new(e.kind(), e.to_string())),
+                };
+                match opened {
+                    Ok(plain) => write_targets(plan, r, plain, failed)?,
                     Err(e) => fail_targets(r, format!("chunk {} in pack {id}: {e}", hex::encode(r.entry.id)), failed),
                 }
             }

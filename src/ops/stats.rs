@@ -169,11 +169,31 @@ impl Walker<'_, '_, '_> {
             Some(loc) => {
                 self.raw.data_blob_count += 1;
                 self.raw.data_uncompressed_size += u64::from(loc.raw_length);
-                self.stored += u64::from(loc.length);
+                self.stored += self.unit_bytes(&loc)?;
             }
             None => self.raw.missing_blobs += 1,
         }
         Ok(())
+    }
+
+    /// The stored bytes a blob at `loc` adds: its unit's the first time a
+    /// blob of that unit is counted (the blobs of a group share one sealed
+    /// unit, kept as long as any of them is used), else nothing.
+    fn unit_bytes(&mut self, loc: &crate::index::Location) -> Result<u64> {
+        if loc.inner.is_none() {
+            return Ok(u64::from(loc.length));
+        }
+        // Units go into the set under a key of their own: a tree-kind key,
+        // which no chunk has, hashed from the unit's pack and offset.
+        let mut h = blake3::Hasher::new();
+        h.update(&loc.pack.0);
+        h.update(&loc.offset.to_le_bytes());
+        let key = BlobId::tree(TreeId(*h.finalize().as_bytes()));
+        if self.seen.get(&key)? != 0 {
+            return Ok(0);
+        }
+        self.seen.set(&key, 1)?;
+        Ok(u64::from(loc.length))
     }
 
     fn tree(&mut self, id: TreeId) -> Result<Rc<Totals>> {
@@ -282,12 +302,16 @@ pub fn stats(
             let (mut raw, mut stored) = (w.raw, w.stored);
             raw.restore_size = bytes;
             raw.total_uncompressed_size = raw.data_uncompressed_size;
+            let mut tree_units = std::collections::HashSet::new();
             for t in &w.trees {
                 match reader.get(&BlobId::tree(*t))? {
                     Some(loc) => {
                         raw.tree_blob_count += 1;
                         raw.total_uncompressed_size += u64::from(loc.raw_length);
-                        stored += u64::from(loc.length);
+                        // Trees grouped by another writer: each unit once.
+                        if loc.inner.is_none() || tree_units.insert((loc.pack, loc.offset)) {
+                            stored += u64::from(loc.length);
+                        }
                     }
                     None => raw.missing_blobs += 1,
                 }

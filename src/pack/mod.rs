@@ -26,13 +26,29 @@ pub fn object_name(id: &PackId) -> String {
 pub struct PackWriter {
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
+    layout: fmt::PackLayout,
+}
+
+/// The object type a unit of `kind` blobs is sealed with: alone or grouped.
+pub fn unit_type(kind: BlobKind, grouped: bool) -> ObjectType {
+    match (kind, grouped) {
+        (BlobKind::Data, false) => ObjectType::DataBlob,
+        (BlobKind::Tree, false) => ObjectType::TreeBlob,
+        (BlobKind::Data, true) => ObjectType::DataGroup,
+        (BlobKind::Tree, true) => ObjectType::TreeGroup,
+    }
 }
 
 impl PackWriter {
+    /// A layout-1 pack (format 1).
     pub fn new(capacity: usize) -> Self {
+        Self::with_layout(fmt::PackLayout::V1, capacity)
+    }
+
+    pub fn with_layout(layout: fmt::PackLayout, capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity);
-        buf.extend_from_slice(fmt::MAGIC);
-        Self { buf, entries: Vec::new() }
+        buf.extend_from_slice(layout.magic());
+        Self { buf, entries: Vec::new(), layout }
     }
 
     /// Appends one sealed blob.
@@ -40,7 +56,22 @@ impl PackWriter {
         self.buf.extend_from_slice(&fmt::encode_frame(kind, sealed.len() as u32));
         let offset = self.buf.len() as u32;
         self.buf.extend_from_slice(sealed);
-        self.entries.push(PackEntry { kind, id, offset, length: sealed.len() as u32, raw_length });
+        self.entries.push(PackEntry { kind, id, offset, length: sealed.len() as u32, inner: None, raw_length });
+    }
+
+    /// Appends one sealed group of `blobs` (id, raw length, in the group's
+    /// table order). Only layout 2 has groups.
+    pub fn add_group(&mut self, kind: BlobKind, blobs: &[([u8; 32], u32)], sealed: &[u8]) {
+        assert_eq!(self.layout, fmt::PackLayout::V2, "groups exist in layout 2 only");
+        let frame_kind = match kind {
+            BlobKind::Data => fmt::FRAME_DATA_GROUP,
+            BlobKind::Tree => fmt::FRAME_TREE_GROUP,
+        };
+        let l = (sealed.len() as u32).to_le_bytes();
+        self.buf.extend_from_slice(&[l[0], l[1], l[2], l[3], frame_kind]);
+        let offset = self.buf.len() as u32;
+        self.buf.extend_from_slice(sealed);
+        self.entries.extend(fmt::group_entries(kind, offset, sealed.len() as u32, blobs));
     }
 
     /// Bytes so far.
@@ -63,10 +94,10 @@ impl PackWriter {
 
     /// As [`finish`](Self::finish) with an explicit nonce (test vectors).
     pub fn finish_with_nonce(mut self, key: &[u8; 32], nonce: &[u8; 24]) -> FinishedPack {
-        let header = fmt::encode_header(&self.entries);
+        let header = fmt::encode_header_of(self.layout, &self.entries);
         let sealed = seal::seal_with_nonce(key, ObjectType::PackHeader, &header, Some(1), nonce);
         self.buf.extend_from_slice(&sealed);
-        self.buf.extend_from_slice(&fmt::encode_trailer(sealed.len() as u32));
+        self.buf.extend_from_slice(&fmt::encode_trailer_of(self.layout, sealed.len() as u32));
         let id = PackId(Sha256::digest(&self.buf).into());
         FinishedPack { id, bytes: Bytes::from(self.buf), entries: self.entries }
     }
@@ -107,21 +138,28 @@ pub fn read_header(backend: &Backend, key: &[u8; 32], id: &PackId) -> Result<Vec
         return Err(Error::corrupt(format!("pack {id} is too short ({size} bytes)")));
     }
     let trailer = backend.get_range(&name, size - fmt::TRAILER_LEN as u64..size)?;
-    let hlen = fmt::decode_trailer(&trailer, size).context(format!("pack {id}"))? as u64;
+    let (hlen, layout) = fmt::decode_trailer_any(&trailer, size).context(format!("pack {id}"))?;
+    let hlen = hlen as u64;
     if hlen > MAX_HEADER {
         return Err(Error::corrupt(format!("pack {id}: header length {hlen} is implausible")));
     }
     let start = size - fmt::TRAILER_LEN as u64 - hlen;
     let sealed = backend.get_range(&name, start..start + hlen)?;
-    open_header(key, id, &sealed, start)
+    open_header(key, id, layout, &sealed, start)
 }
 
 /// Opens a pack's sealed header, which starts at byte `start` of the pack;
 /// every entry must lie between the magic and `start`.
-fn open_header(key: &[u8; 32], id: &PackId, sealed: &[u8], start: u64) -> Result<Vec<PackEntry>> {
+pub fn open_header(
+    key: &[u8; 32],
+    id: &PackId,
+    layout: fmt::PackLayout,
+    sealed: &[u8],
+    start: u64,
+) -> Result<Vec<PackEntry>> {
     let plain =
         seal::open(key, ObjectType::PackHeader, sealed, MAX_HEADER as usize).context(format!("pack {id} header"))?;
-    let entries = fmt::decode_header(&plain).context(format!("pack {id}"))?;
+    let entries = fmt::decode_header_of(layout, &plain).context(format!("pack {id}"))?;
     if entries.iter().any(|e| e.end() > start || (e.offset as usize) < fmt::MAGIC.len() + fmt::FRAME_LEN) {
         return Err(Error::corrupt(format!("pack {id}: header points outside the blobs")));
     }
@@ -131,30 +169,59 @@ fn open_header(key: &[u8; 32], id: &PackId, sealed: &[u8], start: u64) -> Result
 /// Opens the header of a pack held whole in memory.
 pub fn header_from_bytes(key: &[u8; 32], id: &PackId, bytes: &[u8]) -> Result<Vec<PackEntry>> {
     let size = bytes.len() as u64;
-    if size < (fmt::MAGIC.len() + fmt::TRAILER_LEN) as u64 || &bytes[..fmt::MAGIC.len()] != fmt::MAGIC {
+    let layout = bytes.get(..fmt::MAGIC.len()).and_then(fmt::PackLayout::from_magic);
+    let Some(layout) = layout.filter(|_| size >= (fmt::MAGIC.len() + fmt::TRAILER_LEN) as u64) else {
         return Err(Error::corrupt(format!("pack {id} does not start with the pack magic")));
+    };
+    let (hlen, trailer_layout) =
+        fmt::decode_trailer_any(&bytes[bytes.len() - fmt::TRAILER_LEN..], size).context(format!("pack {id}"))?;
+    if trailer_layout != layout {
+        return Err(Error::corrupt(format!("pack {id}: its magic and its trailer name different layouts")));
     }
-    let hlen =
-        fmt::decode_trailer(&bytes[bytes.len() - fmt::TRAILER_LEN..], size).context(format!("pack {id}"))? as usize;
-    let start = bytes.len() - fmt::TRAILER_LEN - hlen;
-    open_header(key, id, &bytes[start..start + hlen], start as u64)
+    let start = bytes.len() - fmt::TRAILER_LEN - hlen as usize;
+    open_header(key, id, layout, &bytes[start..start + hlen as usize], start as u64)
 }
 
-/// Opens one blob's sealed bytes and checks that the plaintext hashes to
-/// its id. Anything else is corrupt: wrong bytes are never returned.
-pub fn open_blob(key: &crate::crypto::MasterKey, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-    let ty = match entry.kind {
-        BlobKind::Data => ObjectType::DataBlob,
-        BlobKind::Tree => ObjectType::TreeBlob,
+/// Opens a sealed unit: the plaintext of the blob alone (`entry.inner` is
+/// `None`) or of the whole group. Authenticated, not yet checked against
+/// any id: [`blob_in_unit`] does that.
+pub fn open_unit(key: &crate::crypto::MasterKey, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    let ty = unit_type(entry.kind, entry.inner.is_some());
+    let limit = match entry.inner {
+        None => entry.raw_length as usize,
+        Some(inner) => fmt::MAX_GROUP.max(inner as usize + entry.raw_length as usize),
     };
-    let plain = seal::open(&key.enc, ty, sealed, entry.raw_length as usize)?;
+    seal::open(&key.enc, ty, sealed, limit)
+}
+
+/// The blob's plaintext in its opened unit, checked: its length and place
+/// against the group's table, its keyed hash against its id. Anything else
+/// is corrupt: wrong bytes are never returned.
+pub fn blob_in_unit<'a>(key: &crate::crypto::MasterKey, entry: &PackEntry, unit: &'a [u8]) -> Result<&'a [u8]> {
+    let plain = match entry.inner {
+        None => unit,
+        Some(inner) => fmt::group_slice(unit, inner, entry.raw_length)?,
+    };
     if plain.len() != entry.raw_length as usize {
         return Err(Error::corrupt("blob length does not match the index"));
     }
-    if key.blob_id(&plain) != entry.id {
+    if key.blob_id(plain) != entry.id {
         return Err(Error::corrupt("blob content does not match its id"));
     }
     Ok(plain)
+}
+
+/// Opens one blob's sealed unit and checks that the plaintext hashes to
+/// its id. Anything else is corrupt: wrong bytes are never returned.
+pub fn open_blob(key: &crate::crypto::MasterKey, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    let unit = open_unit(key, entry, sealed)?;
+    match entry.inner {
+        None => {
+            blob_in_unit(key, entry, &unit)?;
+            Ok(unit)
+        }
+        Some(_) => Ok(blob_in_unit(key, entry, &unit)?.to_vec()),
+    }
 }
 
 /// Finds one blob in a whole pack's bytes (used by tests and salvage).

@@ -16,12 +16,13 @@ use crate::format::index::IndexPack;
 use crate::id::{BlobKind, IndexId};
 use crate::repo::Repository;
 
-/// A blob ready to pack.
+/// A sealed unit ready to pack: one blob, or a group of blobs (their ids
+/// and plaintext lengths, in the group's table order).
 pub struct SealedBlob {
     pub kind: BlobKind,
-    pub id: [u8; 32],
+    pub blobs: Vec<([u8; 32], u32)>,
     pub sealed: Vec<u8>,
-    pub raw_length: u32,
+    pub grouped: bool,
 }
 
 // Packs stored in the background at once: the backend's `connections()`
@@ -77,7 +78,9 @@ impl Packer<'_> {
             // backup reads its parent's trees without a request.
             let trees = ip.blobs.iter().filter(|e| e.kind == BlobKind::Tree);
             let items: Vec<_> = trees
-                .filter_map(|e| bytes.get(e.offset as usize..e.end() as usize).map(|s| (e.id, e.raw_length, s)))
+                .filter_map(|e| {
+                    bytes.get(e.offset as usize..e.end() as usize).map(|s| (e.id, e.raw_length, e.inner, s))
+                })
                 .collect();
             if !items.is_empty() {
                 self.repo.cache.put_trees(items)?;
@@ -116,8 +119,14 @@ pub fn run(repo: &Repository, rx: Receiver<SealedBlob>) -> Result<PackerResult> 
                 BlobKind::Data => &mut data,
                 BlobKind::Tree => &mut tree,
             };
-            let w = slot.get_or_insert_with(|| PackWriter::new(target + (4 << 20)));
-            w.add(b.kind, b.id, &b.sealed, b.raw_length);
+            let w = slot.get_or_insert_with(|| PackWriter::with_layout(repo.config.layout(), target + (4 << 20)));
+            if b.grouped {
+                w.add_group(b.kind, &b.blobs, &b.sealed);
+            } else {
+                for (id, raw_length) in &b.blobs {
+                    w.add(b.kind, *id, &b.sealed, *raw_length);
+                }
+            }
             if w.len() >= target {
                 let full = slot.take().expect("just used");
                 p.store(full)?;

@@ -8,7 +8,6 @@
 //! or a damaged length), it moves on byte by byte until the next offset
 //! where a frame opens. Nothing that fails to authenticate is returned.
 
-use crate::crypto::aead::ObjectType;
 use crate::crypto::MasterKey;
 use crate::error::Result;
 use crate::format::pack as fmt;
@@ -34,23 +33,31 @@ pub struct SalvageStats {
     pub lost_bytes: u64,
 }
 
-/// Tries to open the frame at `at`; returns the blob and the next offset.
-fn frame_at(key: &MasterKey, bytes: &[u8], at: usize, end: usize) -> Option<(Recovered, usize)> {
+/// Tries to open the frame at `at`; returns its blobs (one, or a group's)
+/// and the next offset.
+fn frame_at(key: &MasterKey, bytes: &[u8], at: usize, end: usize) -> Option<(Vec<Recovered>, usize)> {
     let head = bytes.get(at..at + fmt::FRAME_LEN)?;
     let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
-    let kind = BlobKind::from_u8(head[4])?;
+    let (kind, grouped) = match head[4] {
+        fmt::FRAME_DATA_GROUP => (BlobKind::Data, true),
+        fmt::FRAME_TREE_GROUP => (BlobKind::Tree, true),
+        k => (BlobKind::from_u8(k)?, false),
+    };
     let start = at + fmt::FRAME_LEN;
     // Cheap filters first: a plausible length and the seal's version byte.
     if len < seal::OVERHEAD || start.checked_add(len)? > end || bytes.get(start) != Some(&seal::SEAL_VERSION) {
         return None;
     }
-    let ty = match kind {
-        BlobKind::Data => ObjectType::DataBlob,
-        BlobKind::Tree => ObjectType::TreeBlob,
-    };
+    let ty = super::unit_type(kind, grouped);
     let plain = seal::open(&key.enc, ty, &bytes[start..start + len], MAX_BLOB).ok()?;
-    let id = key.blob_id(&plain);
-    Some((Recovered { kind, id, plain }, start + len))
+    let blobs = if grouped {
+        // The group's table says where each blob is; each id is recomputed.
+        let parts = fmt::decode_group(&plain).ok()?;
+        parts.into_iter().map(|p| Recovered { kind, id: key.blob_id(p), plain: p.to_vec() }).collect()
+    } else {
+        vec![Recovered { kind, id: key.blob_id(&plain), plain }]
+    };
+    Some((blobs, start + len))
 }
 
 /// Walks a pack's bytes and hands every blob that authenticates to `found`.
@@ -60,16 +67,18 @@ pub fn salvage(key: &MasterKey, bytes: &[u8], mut found: impl FnMut(Recovered) -
     let end = bytes
         .len()
         .checked_sub(fmt::TRAILER_LEN)
-        .and_then(|t| fmt::decode_trailer(&bytes[t..], bytes.len() as u64).ok().map(|h| t - h as usize))
+        .and_then(|t| fmt::decode_trailer_any(&bytes[t..], bytes.len() as u64).ok().map(|(h, _)| t - h as usize))
         .filter(|&e| e >= fmt::MAGIC.len())
         .unwrap_or(bytes.len());
     let mut stats = SalvageStats::default();
     let mut at = fmt::MAGIC.len().min(end);
     while at + fmt::FRAME_LEN + seal::OVERHEAD <= end {
         match frame_at(key, bytes, at, end) {
-            Some((blob, next)) => {
-                stats.recovered += 1;
-                found(blob)?;
+            Some((blobs, next)) => {
+                for blob in blobs {
+                    stats.recovered += 1;
+                    found(blob)?;
+                }
                 at = next;
             }
             None => {
@@ -84,6 +93,7 @@ pub fn salvage(key: &MasterKey, bytes: &[u8], mut found: impl FnMut(Recovered) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::aead::ObjectType;
     use crate::pack::PackWriter;
 
     fn pack_of(mk: &MasterKey, blobs: &[Vec<u8>]) -> (Vec<u8>, Vec<[u8; 32]>) {
@@ -134,6 +144,32 @@ mod tests {
         assert_eq!(ids_of(&mk, &bytes).0, ids);
         bytes.truncate(n - 30); // the header cut off
         assert_eq!(ids_of(&mk, &bytes).0, ids);
+    }
+
+    /// A layout-2 pack: groups give back each of their blobs, with or
+    /// without the header.
+    #[test]
+    fn groups_give_every_blob_without_the_header() {
+        let mk = MasterKey::generate();
+        let blobs = blobs();
+        let mut w = PackWriter::with_layout(fmt::PackLayout::V2, 1 << 16);
+        let mut ids = Vec::new();
+        for g in blobs.chunks(3) {
+            let plain = fmt::encode_group(g);
+            let sealed = seal::seal(&mk.enc, ObjectType::DataGroup, &plain, Some(1));
+            let list: Vec<([u8; 32], u32)> = g.iter().map(|b| (mk.blob_id(b), b.len() as u32)).collect();
+            ids.extend(list.iter().map(|l| l.0));
+            w.add_group(BlobKind::Data, &list, &sealed);
+        }
+        let mut bytes = w.finish(&mk.enc).bytes.to_vec();
+        let (got, stats) = ids_of(&mk, &bytes);
+        assert_eq!((got, stats.lost_bytes), (ids.clone(), 0));
+        let n = bytes.len();
+        bytes.truncate(n - 30); // the header cut off
+        assert_eq!(ids_of(&mk, &bytes).0, ids);
+        // A damaged group loses its blobs, and only those.
+        bytes[fmt::MAGIC.len() + fmt::FRAME_LEN + 40] ^= 1;
+        assert_eq!(ids_of(&mk, &bytes).0, ids[3..].to_vec());
     }
 
     #[test]

@@ -52,13 +52,16 @@ pub struct PackVerifier<'k> {
     magic: Vec<u8>,
     hasher: Sha256,
     verdict: Verdict,
+    /// The unit opened last (its offset, its plaintext or why not): the
+    /// blobs of a group are verified one after another from one opening.
+    unit: Option<(u32, std::result::Result<Vec<u8>, crate::error::Error>)>,
 }
 
 impl<'k> PackVerifier<'k> {
     /// `expected`: the entries the index lists for this pack (any order,
     /// duplicates allowed).
     pub fn new(key: &'k MasterKey, id: PackId, mut expected: Vec<PackEntry>) -> Self {
-        expected.sort_by_key(|e| (e.offset, e.length, e.kind as u8, e.id));
+        expected.sort_by_key(|e| (e.offset, e.length, e.inner, e.kind as u8, e.id));
         expected.dedup();
         let tail_start = expected.iter().map(|e| e.end()).max().unwrap_or(fmt::MAGIC.len() as u64);
         PackVerifier {
@@ -73,6 +76,7 @@ impl<'k> PackVerifier<'k> {
             magic: Vec::with_capacity(fmt::MAGIC.len()),
             hasher: Sha256::new(),
             verdict: Verdict::default(),
+            unit: None,
         }
     }
 
@@ -121,8 +125,16 @@ impl<'k> PackVerifier<'k> {
         let sealed = (e.offset as u64)
             .checked_sub(self.buf_start)
             .and_then(|from| self.buf.get(from as usize..from as usize + e.length as usize));
-        let result = match sealed {
-            Some(sealed) => super::open_blob(self.key, e, sealed).map(drop),
+        if self.unit.as_ref().is_none_or(|(at, _)| *at != e.offset) {
+            let opened = match sealed {
+                Some(sealed) => super::open_unit(self.key, e, sealed),
+                None => Err(crate::error::Error::corrupt("blob lies outside the pack")),
+            };
+            self.unit = Some((e.offset, opened));
+        }
+        let result = match &self.unit {
+            Some((_, Ok(unit))) => super::blob_in_unit(self.key, e, unit).map(drop),
+            Some((_, Err(err))) => Err(crate::error::Error::new(err.kind(), err.to_string())),
             None => Err(crate::error::Error::corrupt("blob lies outside the pack")),
         };
         if let Err(err) = result {
@@ -139,13 +151,17 @@ impl<'k> PackVerifier<'k> {
         if tail.len() < tlen {
             return None;
         }
-        let hlen = match fmt::decode_trailer(&tail[tail.len() - tlen..], self.pos) {
-            Ok(h) => h as u64,
+        let (hlen, layout) = match fmt::decode_trailer_any(&tail[tail.len() - tlen..], self.pos) {
+            Ok((h, layout)) => (h as u64, layout),
             Err(e) => return Some(Err(e).context(format!("pack {}", self.id))),
         };
+        if fmt::PackLayout::from_magic(&self.magic) != Some(layout) {
+            let msg = format!("pack {}: its magic and its trailer name different layouts", self.id);
+            return Some(Err(crate::error::Error::corrupt(msg)));
+        }
         let start = (self.pos - tlen as u64).checked_sub(hlen)?;
         let from = start.checked_sub(tail_from)? as usize;
-        Some(super::open_header(&self.key.enc, &self.id, &tail[from..tail.len() - tlen], start))
+        Some(super::open_header(&self.key.enc, &self.id, layout, &tail[from..tail.len() - tlen], start))
     }
 
     /// Ends the pack: checks its name, magic, header, and any expected blob
@@ -160,14 +176,14 @@ impl<'k> PackVerifier<'k> {
             self.verify_blob(&e);
             self.next += 1;
         }
-        if self.magic != fmt::MAGIC {
+        if fmt::PackLayout::from_magic(&self.magic).is_none() {
             self.verdict.problems.push(format!("pack {id} does not start with the pack magic"));
         } else {
             let tail_from = self.tail_start.max(self.buf_start);
             let tail = tail_from.checked_sub(self.buf_start).and_then(|k| self.buf.get(k as usize..)).unwrap_or(&[]);
             match self.header(tail, tail_from) {
                 Some(Ok(header)) => {
-                    let key = |e: &PackEntry| (e.kind as u8, e.id, e.offset);
+                    let key = |e: &PackEntry| (e.kind as u8, e.id, e.offset, e.inner);
                     let mut h: Vec<_> = header.iter().map(key).collect();
                     let mut x: Vec<_> = self.expected.iter().map(key).collect();
                     h.sort();
@@ -200,6 +216,24 @@ mod tests {
         for b in blobs {
             let sealed = seal::seal(&mk.enc, ObjectType::DataBlob, b, Some(3));
             w.add(BlobKind::Data, mk.blob_id(b), &sealed, b.len() as u32);
+        }
+        w.finish(&mk.enc)
+    }
+
+    /// A layout-2 pack: the blobs in groups of up to three, every fourth
+    /// group's first blob alone.
+    fn pack_2(mk: &MasterKey, blobs: &[Vec<u8>]) -> crate::pack::FinishedPack {
+        let mut w = PackWriter::with_layout(fmt::PackLayout::V2, 1 << 16);
+        for (i, g) in blobs.chunks(3).enumerate() {
+            if i % 4 == 3 {
+                let sealed = seal::seal(&mk.enc, ObjectType::DataBlob, &g[0], Some(3));
+                w.add(BlobKind::Data, mk.blob_id(&g[0]), &sealed, g[0].len() as u32);
+                continue;
+            }
+            let plain = fmt::encode_group(g);
+            let sealed = seal::seal(&mk.enc, ObjectType::DataGroup, &plain, Some(3));
+            let list: Vec<([u8; 32], u32)> = g.iter().map(|b| (mk.blob_id(b), b.len() as u32)).collect();
+            w.add_group(BlobKind::Data, &list, &sealed);
         }
         w.finish(&mk.enc)
     }
@@ -239,9 +273,10 @@ mod tests {
             blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..4000), 1..12),
             piece in 1usize..9000,
             flip in proptest::option::of(any::<proptest::sample::Index>()),
+            layout_2 in any::<bool>(),
         ) {
             let mk = MasterKey::generate();
-            let p = pack(&mk, &blobs);
+            let p = if layout_2 { pack_2(&mk, &blobs) } else { pack(&mk, &blobs) };
             let mut bytes = p.bytes.to_vec();
             let v = verify_in_pieces(&mk, p.id, &bytes, &p.entries, piece);
             prop_assert!(v.problems.is_empty(), "{:?}", v.problems);

@@ -61,11 +61,14 @@ pub struct InitOptions {
     /// with the same chunker parameters, both repositories give the same
     /// data the same chunk ids, so `copy` between them dedups.
     pub id_key: Option<[u8; 32]>,
+    /// The repository format version (`init --format-version`): 2 by
+    /// default; 1 for a repository that older cairn releases must read.
+    pub format_version: u32,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        Self { chunker: None, pack_size: 16 << 20, compression: 3, id_key: None }
+        Self { chunker: None, pack_size: 16 << 20, compression: 3, id_key: None, format_version: FORMAT_VERSION }
     }
 }
 
@@ -139,8 +142,16 @@ impl Repository {
         if let Some(id) = opts.id_key {
             key.id = id;
         }
+        if !crate::format::FORMAT_VERSIONS.contains(&opts.format_version) {
+            return Err(Error::invalid(format!(
+                "format version {} is not one this cairn writes ({} to {})",
+                opts.format_version,
+                crate::format::FORMAT_VERSIONS.start(),
+                crate::format::FORMAT_VERSIONS.end()
+            )));
+        }
         let config = Config {
-            version: FORMAT_VERSION,
+            version: opts.format_version,
             id: RepoId(rand::random()),
             chunker: opts.chunker.unwrap_or_else(default_chunker),
             pack_size: opts.pack_size,
@@ -157,6 +168,19 @@ impl Repository {
         let cache = IndexCache::open(cache.root().as_deref(), &config.id)?;
         cache.clear()?;
         Ok(Self::assemble(backend, key, config, cache, key_id))
+    }
+
+    /// Writes `config` again, whole, in one put (format-spec/04-config.md:
+    /// only `migrate` does, under the exclusive lock). The id must stay.
+    pub fn replace_config(&self, config: &Config) -> Result<()> {
+        if config.id != self.config.id {
+            return Err(Error::invalid("a config keeps its repository's id"));
+        }
+        config.chunker.validate()?;
+        let sealed = seal::seal(&self.key.enc, ObjectType::Config, &config.encode(), None);
+        // The config must still open as one of ours before it is replaced.
+        Config::decode(&seal::open(&self.key.enc, ObjectType::Config, &sealed, MAX_OBJECT)?)?;
+        self.backend.put("config", Bytes::from(sealed))
     }
 
     /// An opened repository's state, with nothing absorbed or warned yet.

@@ -21,7 +21,9 @@ use cairn::format::config::Config;
 use cairn::format::index::{self, Index, IndexPack, MarkedPack, RunRecord, SeenLock};
 use cairn::format::keyfile::{KdfParams, KeyFile};
 use cairn::format::lock::Lock;
-use cairn::format::pack::{decode_header, decode_trailer, TRAILER_LEN};
+use cairn::format::pack::{
+    decode_header, decode_header_2, decode_trailer, decode_trailer_any, encode_group, PackLayout, TRAILER_LEN,
+};
 use cairn::format::snapshot::{Snapshot, StreamInfo, Summary};
 use cairn::format::tree::{self, Content, Node, NodeKind};
 use cairn::format::wal::{ClusterRecord, WalObject};
@@ -397,6 +399,42 @@ fn build() -> Value {
     let ix2_plain = index::encode_index(&ix2);
     assert_eq!(index::decode_index(&ix2_plain).expect("index v2 decodes"), ix2, "index v2 does not round-trip");
     assert_eq!(ix2_plain[0], index::VERSION_MARKS);
+    // 8b. Format 2 (format-spec/05-packs.md, layout 2): a pack with a
+    // group of two data blobs and a tree blob alone, its header, and an
+    // index object of version 3 naming it live and marked. Sealed raw
+    // (no zstd), so these bytes do not depend on the zstd library.
+    let world: Vec<u8> = (0u8..100).collect();
+    let group_plain = encode_group(&[HELLO, &world[..]]);
+    let sealed_group = seal::seal_with_nonce(&mk.enc, ObjectType::DataGroup, &group_plain, None, &SEAL_NONCE);
+    let sealed_tree = seal::seal_with_nonce(&mk.enc, ObjectType::TreeBlob, &tree_bytes, None, &SEAL_NONCE);
+    let mut w2 = PackWriter::with_layout(PackLayout::V2, 1024);
+    let group_ids = [(mk.blob_id(HELLO), HELLO.len() as u32), (mk.blob_id(&world), world.len() as u32)];
+    w2.add_group(BlobKind::Data, &group_ids, &sealed_group);
+    w2.add(BlobKind::Tree, mk.blob_id(&tree_bytes), &sealed_tree, tree_bytes.len() as u32);
+    let pack2 = w2.finish_with_nonce(&mk.enc, &HEADER_NONCE);
+    let len2 = pack2.bytes.len();
+    let (hlen2, layout2) = decode_trailer_any(&pack2.bytes[len2 - TRAILER_LEN..], len2 as u64).expect("trailer 2");
+    assert_eq!(layout2, PackLayout::V2);
+    let header2_at = len2 - TRAILER_LEN - hlen2 as usize;
+    let header2 = seal::open(&mk.enc, ObjectType::PackHeader, &pack2.bytes[header2_at..len2 - TRAILER_LEN], 1 << 20)
+        .expect("layout-2 header opens");
+    let entries2 = decode_header_2(&header2).expect("layout-2 header decodes");
+    assert_eq!(entries2, pack2.entries, "layout-2 header does not list what was added");
+    for (e, want) in entries2.iter().zip([HELLO, &world[..], &tree_bytes[..]]) {
+        assert_eq!(blob_from_pack_bytes(&mk, &pack2.bytes, e).expect("a layout-2 blob"), want);
+    }
+    let live2 = IndexPack { id: pack2.id, blobs: pack2.entries.clone() };
+    let ix3 = Index {
+        packs: vec![live2.clone()],
+        marked: vec![MarkedPack { run: [0x55; 16], pack: live2 }],
+        runs: vec![RunRecord { run: [0x55; 16], time: 1_765_000_000, locks: Vec::new() }],
+    };
+    let ix3_plain = index::encode_index_3(&ix3);
+    assert_eq!(index::decode_index(&ix3_plain).expect("index v3 decodes"), ix3, "index v3 does not round-trip");
+    let config2 = Config { version: 2, ..vector_config() };
+    let config2_json = config2.encode();
+    assert_eq!(Config::decode(&config2_json).expect("config v2 decodes"), config2);
+
     // 9. The WAL archive (format-spec/13-wal.md): a timeline history file
     // (a segment would make the vector 16 MiB) and a system's record.
     let wal_file = WalObject {
@@ -434,6 +472,10 @@ fn build() -> Value {
             &cluster_record.encode(),
             &cairn::ops::pg::archive::record_name(cluster_record.system_id),
         ),
+        "data_group": sealed_object(&mk, ObjectType::DataGroup, &group_plain, "data"),
+        "tree_group": sealed_object(&mk, ObjectType::TreeGroup, &encode_group(&[&tree_bytes[..]]), "data"),
+        "index_v3": sealed_object(&mk, ObjectType::Index, &ix3_plain, "index"),
+        "config_v2": sealed_object(&mk, ObjectType::Config, &config2_json, "config"),
     });
 
     json!({
@@ -494,6 +536,20 @@ fn build() -> Value {
             "bytes": hex::encode(&pack.bytes),
             "id": pack.id.to_hex(),
             "object_name": cairn::pack::object_name(&pack.id),
+        },
+        "format_2": {
+            "group_plaintext": hex::encode(&group_plain),
+            "pack": {
+                "entries": pack2.entries.iter().map(|e| json!({
+                    "kind": e.kind as u8, "id": hex::encode(e.id), "offset": e.offset,
+                    "length": e.length, "inner": e.inner, "raw_length": e.raw_length,
+                })).collect::<Vec<_>>(),
+                "header_plaintext": hex::encode(&header2),
+                "bytes": hex::encode(&pack2.bytes),
+                "id": pack2.id.to_hex(),
+            },
+            "index_v3_plaintext": hex::encode(&ix3_plain),
+            "config": String::from_utf8(config2_json).expect("utf-8"),
         },
         "index": {
             "plaintext": hex::encode(&index_plain),
@@ -613,15 +669,22 @@ fn format_vectors() {
         "wal_file.plaintext",
         "wal_file.object_name",
         "objects.nonce",
+        "format_2.group_plaintext",
+        "format_2.pack.entries",
+        "format_2.pack.header_plaintext",
+        "format_2.pack.bytes",
+        "format_2.pack.id",
+        "format_2.index_v3_plaintext",
+        "format_2.config",
     ] {
         check(&stored, &built, p, FORMAT_CHANGED);
     }
-    // Every sealed object type (1 to 9), stored raw: no zstd involved.
+    // Every sealed object type (1 to 11), stored raw: no zstd involved.
     let objects = get(&stored, "objects").as_object().expect("`objects` is a map");
     let mut types: Vec<u64> = objects.values().filter_map(|o| o["object_type"].as_u64()).collect();
     types.sort_unstable();
     types.dedup();
-    assert_eq!(types, (1..=9).collect::<Vec<_>>(), "vectors.json lacks a sealed object of some type");
+    assert_eq!(types, (1..=11).collect::<Vec<_>>(), "vectors.json lacks a sealed object of some type");
     let built_names: Vec<&String> = get(&built, "objects").as_object().expect("built objects").keys().collect();
     assert_eq!(
         objects.keys().collect::<Vec<_>>(),

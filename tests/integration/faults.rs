@@ -272,7 +272,7 @@ fn deleted_or_stale_cache_changes_nothing() {
     common::assert_trees_equal(&src, &restored(&t, &src));
 
     // Damaged: garbage in, or nothing left of, the cache database.
-    let db = find_file(&repo.cache(), "index.redb").expect("the cache has an index.redb");
+    let db = find_file(&repo.cache(), "index-3.redb").expect("the cache has an index-3.redb");
     for garbage in [noise(5000, 33), Vec::new()] {
         std::fs::write(&db, &garbage).unwrap();
         let t = tmp.path().join(format!("damaged-cache-{}", garbage.len()));

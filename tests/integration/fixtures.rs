@@ -216,34 +216,46 @@ fn fixture_opens_restores_dumps_and_checks(name: &str) {
     let pw = &f.passwords()[0];
     let out = f.ok(pw, &["check", "--read-data"]);
     assert!(!out.is_empty(), "{name}: check --read-data printed nothing");
-    assert_index_v2_with_marks(&f, pw);
+    assert_marks_and_groups(&f, pw);
 }
 
-/// The fixture holds what it is for: an index object of version 2 with a
-/// marked pack and a run record.
-fn assert_index_v2_with_marks(f: &Fixture, password: &str) {
+/// The fixture holds what it is for: an index object with a marked pack
+/// and a run record (version 2 in format 1, version 3 in format 2), and in
+/// format 2 blobs in groups.
+fn assert_marks_and_groups(f: &Fixture, password: &str) {
     use cairn::crypto::aead::ObjectType;
     let backend = cairn::backend::Backend::open(f.repo.to_str().expect("utf-8"), false, &Default::default())
         .expect("open the fixture's backend");
     let repo = cairn::repo::Repository::open(backend, password.as_bytes(), cairn::repo::CacheMode::Memory)
         .expect("the library opens the fixture");
-    let (mut marked, mut runs, mut v2) = (0, 0, 0);
+    let format = f.manifest["format_version"].as_u64().expect("format_version");
+    assert_eq!(u64::from(repo.config.version), format, "the fixture's config");
+    let want_version =
+        if format == 1 { cairn::format::index::VERSION_MARKS } else { cairn::format::index::VERSION_UNITS };
+    let (mut marked, mut runs, mut versioned, mut grouped) = (0, 0, 0, 0);
     for id in repo.list_ids("index").expect("list index/") {
         let plain = repo.load_object("index", &id, ObjectType::Index).expect("an index object opens");
         let ix = cairn::format::index::decode_index(&plain).expect("an index object decodes");
-        v2 += usize::from(plain[0] == cairn::format::index::VERSION_MARKS);
+        versioned += usize::from(plain[0] == want_version);
         marked += ix.marked.len();
         runs += ix.runs.len();
+        grouped += ix.packs.iter().flat_map(|p| &p.blobs).filter(|e| e.inner.is_some()).count();
     }
     assert!(
-        v2 > 0 && marked > 0 && runs > 0,
-        "the fixture has no index v2 with marks ({v2} v2, {marked} marks, {runs} runs)"
+        versioned > 0 && marked > 0 && runs > 0,
+        "the fixture has no index v{want_version} with marks ({versioned} v{want_version}, {marked} marks, {runs} runs)"
     );
+    assert_eq!(grouped > 0, format >= 2, "format {format}: {grouped} blob(s) in groups");
 }
 
 #[test]
 fn repo_v1() {
     fixture_opens_restores_dumps_and_checks("repo-v1");
+}
+
+#[test]
+fn repo_v2() {
+    fixture_opens_restores_dumps_and_checks("repo-v2");
 }
 
 /// A key file whose argon2 parameters argon2 refuses (here t_cost 0,

@@ -21,6 +21,7 @@ mod habits;
 mod job;
 mod job_pg;
 mod locks;
+mod migrate;
 mod mount;
 mod multi_stream;
 mod nightly;

@@ -22,6 +22,7 @@ both_backends!(
     prune_paused_at_each_step_while_a_backup_runs,
     backup_paused_at_each_step_while_prune_runs,
     prune_paused_while_a_backup_with_stored_packs_commits,
+    prune_killed_at_each_step_while_a_backup_with_stored_packs_commits,
     copy_and_prune_paused_at_each_step_of_the_other,
     reads_and_prune_paused_at_each_step_of_the_other,
     repair_and_backup_paused_at_each_step_of_the_other,
@@ -113,6 +114,12 @@ impl Running {
         let mut stdout = Vec::new();
         std::fs::File::open(self.out.path()).unwrap().read_to_end(&mut stdout).unwrap();
         Out { code: status.code(), stdout, stderr: std::fs::read_to_string(self.err.path()).unwrap_or_default() }
+    }
+
+    /// SIGKILL (it stays stopped until then), then waits for it to end.
+    fn kill(mut self) -> Out {
+        let _ = self.child.kill();
+        self.collect()
     }
 
     /// SIGCONT, then waits for it to end.
@@ -276,6 +283,31 @@ fn prune_paused_while_a_backup_with_stored_packs_commits(w: Where) {
         let o = prune.resume();
         assert_eq!(o.code, Some(0), "prune resumed at {step}:\n{}", o.stderr);
         world.verify(&format!("backup with stored packs committed while prune was paused at {step}"));
+    }
+}
+
+/// A prune killed at each of its steps while a backup had stored packs
+/// that no index object named yet (so the prune marked them with no
+/// entries, and left no run record); the backup then commits. The next
+/// prune adopts the killed run's marks: it must find the packs named live
+/// by the backup's index object and used by its snapshot, and keep them.
+/// (Found by the soak: the live record claimed the blobs as if the pack
+/// were kept, and the settlement then deleted the pack as unused.)
+fn prune_killed_at_each_step_while_a_backup_with_stored_packs_commits(w: Where) {
+    for step in selected(&steps_of("prune:")) {
+        let mut world = World::new(w);
+        let v3 = world.version(3);
+        let backup = Running::start(&world.repo, &["backup", p(&v3)], "store:before-index", &[])
+            .unwrap_or_else(|o| panic!("backup never stored its packs:\n{}", o.stderr));
+        // With the backup running, prune does not settle: the steps after
+        // `prune:writers-listed` are not reached, and it ends whole.
+        match Running::start(&world.repo, &["prune", "--max-unused", "0"], step, &[]) {
+            Ok(prune) => drop(prune.kill()),
+            Err(o) => assert_eq!(o.code, Some(0), "prune before {step}:\n{}", o.stderr),
+        }
+        let b = backup.resume();
+        assert_eq!(b.code, Some(0), "backup resumed after prune was killed at {step}:\n{}", b.stderr);
+        world.verify(&format!("backup with stored packs committed after prune was killed at {step}"));
     }
 }
 

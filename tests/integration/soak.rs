@@ -252,9 +252,26 @@ fn soak_writers_pruner_readers_and_random_kills(w: Where) {
     );
     assert!(g(&f.backups_saved) > 0 && g(&f.prunes_done) > 0, "the soak did too little to mean anything");
     // The end state: one last prune, then everything must check and restore.
-    let o = repo.out(&["prune"]);
+    let keep_evidence = |what: &str| {
+        let keep = std::env::temp_dir().join(format!("cairn-soak-failed-{seed}"));
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(repo.dir.path().join("trace.log"), keep.join("trace.log"));
+        let _ = std::fs::write(keep.join("what"), what);
+        if w == Where::Local {
+            common::copy_dir(&repo.path(), &keep.join("repo"));
+        }
+        eprintln!("soak: the trace (and a local repository) are kept in {}", keep.display());
+    };
+    let o = repo.out(&["prune", "-v"]);
+    if o.code != Some(0) {
+        keep_evidence(&o.stderr);
+    }
     assert_eq!(o.code, Some(0), "final prune: {}", o.stderr);
+    let final_prune = o.stderr.clone();
     let o = repo.out(&["check", "--read-data"]);
+    if o.code != Some(0) {
+        keep_evidence(&format!("{}\n{}\nfinal prune:\n{final_prune}", o.stdout_str(), o.stderr));
+    }
     assert_eq!(o.code, Some(0), "soak (CAIRN_SOAK_SEED={seed}): check failed:\n{}\n{}", o.stdout_str(), o.stderr);
     let snaps = repo.snapshots();
     for (wr, list) in saved.lock().unwrap().iter() {

@@ -115,7 +115,7 @@ fn write_snapshot(
     tags.sort();
     tags.dedup();
     let mut s = Snapshot {
-        version: crate::format::FORMAT_VERSION,
+        version: crate::format::SNAPSHOT_VERSION,
         time: opts.time.unwrap_or(start),
         hostname: hostname_or(&opts.host),
         username: crate::source::fsmeta::current_user(),

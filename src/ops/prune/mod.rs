@@ -279,6 +279,10 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     let mut stats: HashMap<PackId, Stat> = HashMap::new();
     let mut records: HashMap<RunId, RunRecord> = HashMap::new();
     let mut next_ordinal = 0u32;
+    // Every pack some index object marks (the cache absorbed every object
+    // listed above): a pack's live record and its mark may come in
+    // different objects, in either order.
+    let marked_packs = repo.cache.marked_packs()?;
     used.with_writer(|w| {
         for id in &index_objects {
             let ix = repo.load_index_full(id)?;
@@ -289,7 +293,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             // on disk, and ids are random. The outcome does not depend on
             // the order (a used blob is claimed by whichever live pack
             // comes first; a marked pack counts every used blob it holds).
-            let mut work: Vec<(BlobId, PackId, Option<RunId>, u32)> = Vec::new();
+            let mut work: Vec<(BlobId, PackId, bool, u32)> = Vec::new();
             let items =
                 ix.packs.into_iter().map(|p| (None, p)).chain(ix.marked.into_iter().map(|m| (Some(m.run), m.pack)));
             for (mark, p) in items {
@@ -305,7 +309,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
                 }
                 st.has_entries = true;
                 st.blobs += p.blobs.len() as u32;
-                work.extend(p.blobs.iter().map(|e| (BlobId { kind: e.kind, id: e.id }, p.id, mark, e.length)));
+                // A pack that any index object marks is marked, whichever
+                // record brought its entries (rule 11: the safe reading):
+                // its blobs are never claimed as if it were kept.
+                let marked = mark.is_some() || marked_packs.contains(&p.id);
+                let shares = crate::format::pack::stored_shares(&p.blobs);
+                work.extend(
+                    p.blobs
+                        .iter()
+                        .zip(shares)
+                        .map(|(e, share)| (BlobId { kind: e.kind, id: e.id }, p.id, marked, share)),
+                );
             }
             work.sort_unstable_by_key(|w| u128::from_be_bytes(w.0.id[..16].try_into().expect("16 bytes")));
             for (b, pack, mark, length) in work {
@@ -314,16 +328,16 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
                 let mine = CLAIMED + st.ordinal;
                 let counts = match (mark, v) {
                     (_, 0) => false,
-                    (Some(_), USED) => {
+                    (true, USED) => {
                         w.set(&b, IN_MARKED)?;
                         true
                     }
-                    (Some(_), _) => true,
-                    (None, USED | IN_MARKED) => {
+                    (true, _) => true,
+                    (false, USED | IN_MARKED) => {
                         w.set(&b, mine)?;
                         true
                     }
-                    (None, v) => v == mine,
+                    (false, v) => v == mine,
                 };
                 if counts {
                     st.used += 1;
