@@ -6,11 +6,13 @@
 //! [`sync`] keeps the copy in line with the repository (and reads and
 //! writes index objects), [`read`] reads blobs through it, finding a blob
 //! again when a prune has moved it, and [`scratch`] is the on-disk blob set
-//! that operations whose working set grows with the repository use.
+//! that operations whose working set grows with the repository use;
+//! [`units`] keeps the groups opened last.
 
 pub mod cache;
 mod read;
 pub mod scratch;
 mod sync;
+pub mod units;
 
 pub use cache::{default_root, CacheReader, IndexCache, Location};

@@ -55,10 +55,19 @@ impl Repository {
     }
 
     /// Reads a blob from a known location.
+    /// A blob in a group is taken from the group opened last when it is
+    /// one of the few kept ([`crate::index::units`]), and checked against
+    /// its id all the same.
     pub fn read_blob_at(&self, blob: &BlobId, loc: &Location) -> Result<Vec<u8>> {
-        let sealed = self.backend.get_range(&pack::object_name(&loc.pack), loc.range())?;
-        pack::open_blob(&self.key, &loc.entry(blob), &sealed)
-            .map_err(|e| e.context(format!("blob {} in pack {}", hex::encode(blob.id), loc.pack)))
+        let entry = loc.entry(blob);
+        let what = |e: Error| e.context(format!("blob {} in pack {}", hex::encode(blob.id), loc.pack));
+        let fetch = || self.backend.get_range(&pack::object_name(&loc.pack), loc.range());
+        if loc.inner.is_none() {
+            return pack::open_blob(&self.key, &entry, &fetch()?).map_err(what);
+        }
+        let unit =
+            self.units.get(loc.pack, loc.offset, || pack::open_unit(&self.key, &entry, &fetch()?).map_err(what))?;
+        Ok(pack::blob_in_unit(&self.key, &entry, &unit).map_err(what)?.to_vec())
     }
 
     /// Loads a tree: from the local tree cache when it has it (verified like

@@ -411,9 +411,10 @@ fn verify_pack(dst: &Repository, id: &PackId) -> Result<()> {
         return Err(fail("does not match its name after upload".into()));
     }
     let entries = pack::header_from_bytes(&dst.key.enc, id, &bytes).map_err(|e| fail(e.to_string()))?;
+    pack::each_blob_in_pack_bytes(&dst.key, &bytes, &entries, |e, plain| {
+        plain.map(drop).map_err(|err| fail(format!("blob {}: {err}", hex::encode(e.id))))
+    })?;
     for e in &entries {
-        pack::blob_from_pack_bytes(&dst.key, &bytes, e)
-            .map_err(|err| fail(format!("blob {}: {err}", hex::encode(e.id))))?;
         let want = Location::of(*id, e);
         // The index must name the blob: here, or in another pack that
         // already held it (a concurrent backup may have stored it too).

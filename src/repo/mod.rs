@@ -95,6 +95,8 @@ pub struct Repository {
     pub(crate) damaged_indexes: std::sync::Mutex<Vec<(IndexId, String)>>,
     /// Held while the cache is rebuilt because a pack was missing.
     pub(crate) relocating: std::sync::Mutex<()>,
+    /// The groups opened last (format 2), for reads chunk by chunk.
+    pub(crate) units: crate::index::units::UnitCache,
     /// Where warnings go (the CLI prints them; by default nowhere).
     warn: Warn,
     /// Snapshot objects found unreadable, each warned about once.
@@ -193,6 +195,7 @@ impl Repository {
             key_id,
             damaged_indexes: Default::default(),
             relocating: Default::default(),
+            units: Default::default(),
             warn: std::sync::Arc::new(|_| {}),
             unreadable_snapshots: Default::default(),
             progress: Default::default(),

@@ -202,15 +202,19 @@ fn steps(repo: &Repository, mut plan: PrunePlan, own_session: [u8; 16], sw: &mut
             for (id, ordinal) in &repack {
                 let bytes = repo.backend.get(&pack::object_name(id))?;
                 let entries = pack::header_from_bytes(&repo.key.enc, id, &bytes)?;
+                let mut keep = Vec::new();
                 for e in &entries {
-                    let b = BlobId { kind: e.kind, id: e.id };
-                    if reader.get(&b)? == CLAIMED + ordinal {
-                        let plain = pack::blob_from_pack_bytes(&repo.key, &bytes, e)
-                            .map_err(|err| err.context(format!("repacking pack {id}")))?;
-                        saver.save(e.kind, e.id, plain)?;
-                        report.repacked_blobs += 1;
+                    if reader.get(&BlobId { kind: e.kind, id: e.id })? == CLAIMED + ordinal {
+                        keep.push(e);
                     }
                 }
+                // Each group opened once for all the blobs kept from it.
+                pack::each_blob_in_pack_bytes(&repo.key, &bytes, keep, |e, plain| {
+                    let plain = plain.map_err(|err| err.context(format!("repacking pack {id}")))?;
+                    saver.save(e.kind, e.id, plain.to_vec())?;
+                    report.repacked_blobs += 1;
+                    Ok(())
+                })?;
                 report.repacked_packs += 1;
             }
             saver.finish()

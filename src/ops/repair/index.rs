@@ -154,13 +154,12 @@ fn scan_pack(repo: &Repository, id: &PackId, read_data: bool) -> Result<Vec<Pack
         return Err(Error::corrupt(format!("pack {id} does not match its name")));
     }
     let entries = pack::header_from_bytes(&repo.key.enc, id, &bytes)?;
-    for e in &entries {
-        if e.end() + TRAILER_LEN as u64 > bytes.len() as u64 {
-            return Err(Error::corrupt(format!("pack {id}: header points past the end")));
-        }
-        pack::blob_from_pack_bytes(&repo.key, &bytes, e)
-            .map_err(|err| err.context(format!("pack {id}: blob {}", hex::encode(e.id))))?;
+    if entries.iter().any(|e| e.end() + TRAILER_LEN as u64 > bytes.len() as u64) {
+        return Err(Error::corrupt(format!("pack {id}: header points past the end")));
     }
+    pack::each_blob_in_pack_bytes(&repo.key, &bytes, &entries, |e, plain| {
+        plain.map(drop).map_err(|err| err.context(format!("pack {id}: blob {}", hex::encode(e.id))))
+    })?;
     Ok(entries)
 }
 
