@@ -58,7 +58,9 @@
 #                           (and said so); rustic is looked for in
 #                           ~/.cargo/bin too
 #   CAIRN_CHUNK_SIZES="default 64 16 8 4"   cairn variants: average chunk
-#                           KiB for `cairn init --chunk-size` (default: none)
+#                           KiB for `cairn init --chunk-size` (default: none);
+#                           `v1:SIZE` makes a format-1 repository (every
+#                           chunk compressed alone), e.g. "v1:4 4"
 #   WORKLOADS="plain custom base"
 #   CAIRN=<target>/release/cairn   (CARGO_TARGET_DIR or ./target)
 #   PORT=55439              the cluster's port
@@ -356,7 +358,10 @@ tool_cmd() {
     cairn)
       local c=("$CAIRN" -r "$REPO")
       case $op in
-        init)    CMD=("${c[@]}" init); [[ $VARIANT == default ]] || CMD+=(--chunk-size "$VARIANT") ;;
+        init)    CMD=("${c[@]}" init)
+                 local size=${VARIANT#v1:}
+                 [[ $VARIANT == v1:* ]] && CMD+=(--format-version 1)
+                 [[ $size == default ]] || CMD+=(--chunk-size "$size") ;;
         stdin)   CMD=("${c[@]}" backup --stdin-filename "$arg") ;;
         backup)  CMD=("${c[@]}" backup "$arg") ;;
         dump)    CMD=("${c[@]}" dump latest "$arg") ;;
