@@ -65,8 +65,9 @@ impl Repository {
         if loc.inner.is_none() {
             return pack::open_blob(&self.key, &entry, &fetch()?).map_err(what);
         }
-        let unit =
-            self.units.get(loc.pack, loc.offset, || pack::open_unit(&self.key, &entry, &fetch()?).map_err(what))?;
+        let unit = self
+            .units
+            .get(loc.pack, entry.unit_key(), || pack::open_unit(&self.key, &entry, &fetch()?).map_err(what))?;
         Ok(pack::blob_in_unit(&self.key, &entry, &unit).map_err(what)?.to_vec())
     }
 

@@ -4,7 +4,7 @@
 //! layout 2).
 //!
 //! A few units are kept (their authenticated plaintext, at most
-//! [`UNITS`] × (256 KiB + one chunk)); each blob taken from one is still
+//! [`UNITS`] × (1 MiB + one chunk)); each blob taken from one is still
 //! checked against its id. Several threads wanting the same unit wait for
 //! the one that opens it. A pack's id names its bytes forever, so a unit
 //! kept after a prune deleted its pack is still those bytes.
@@ -12,6 +12,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::UnitKey;
 use crate::id::PackId;
 
 /// Units kept.
@@ -20,7 +21,7 @@ const UNITS: usize = 16;
 /// An opened unit, or why it could not be opened.
 type Opened = std::result::Result<Arc<Vec<u8>>, (ErrorKind, String)>;
 /// A unit's place and its (possibly still opening) plaintext.
-type Slot = ((PackId, u32), Arc<OnceLock<Opened>>);
+type Slot = ((PackId, UnitKey), Arc<OnceLock<Opened>>);
 
 #[derive(Default)]
 pub struct UnitCache {
@@ -29,10 +30,10 @@ pub struct UnitCache {
 }
 
 impl UnitCache {
-    /// The plaintext of the unit at `offset` of `pack`, opened by `open`
-    /// unless it is held; failures are not kept.
-    pub fn get(&self, pack: PackId, offset: u32, open: impl FnOnce() -> Result<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
-        let key = (pack, offset);
+    /// The plaintext of the unit `unit` of `pack`, opened by `open` unless
+    /// it is held; failures are not kept.
+    pub fn get(&self, pack: PackId, unit: UnitKey, open: impl FnOnce() -> Result<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
+        let key = (pack, unit);
         let cell = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let cell = match slots.iter().position(|(k, _)| *k == key) {
@@ -71,23 +72,23 @@ mod tests {
             Ok(vec![n; 4])
         };
         for _ in 0..3 {
-            assert_eq!(*c.get(PackId([1; 32]), 8, || open(1)).unwrap(), vec![1; 4]);
+            assert_eq!(*c.get(PackId([1; 32]), (8, 1, 1, true), || open(1)).unwrap(), vec![1; 4]);
         }
         assert_eq!(opened.load(Ordering::Relaxed), 1);
         for i in 0..UNITS as u32 + 1 {
-            c.get(PackId([2; 32]), i, || open(2)).unwrap();
+            c.get(PackId([2; 32]), (i, 1, 1, true), || open(2)).unwrap();
         }
         // The first unit was dropped to make room.
-        c.get(PackId([1; 32]), 8, || open(1)).unwrap();
+        c.get(PackId([1; 32]), (8, 1, 1, true), || open(1)).unwrap();
         assert_eq!(opened.load(Ordering::Relaxed), 1 + UNITS + 2);
     }
 
     #[test]
     fn failures_are_not_kept_and_keep_their_kind() {
         let c = UnitCache::default();
-        let e = c.get(PackId([3; 32]), 8, || Err(Error::not_found("gone"))).unwrap_err();
+        let e = c.get(PackId([3; 32]), (8, 1, 1, true), || Err(Error::not_found("gone"))).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
-        assert_eq!(*c.get(PackId([3; 32]), 8, || Ok(vec![7])).unwrap(), vec![7]);
+        assert_eq!(*c.get(PackId([3; 32]), (8, 1, 1, true), || Ok(vec![7])).unwrap(), vec![7]);
     }
 
     #[test]
@@ -97,7 +98,7 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
-                    c.get(PackId([4; 32]), 8, || {
+                    c.get(PackId([4; 32]), (8, 1, 1, true), || {
                         opened.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(std::time::Duration::from_millis(20));
                         Ok(vec![1])

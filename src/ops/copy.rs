@@ -270,18 +270,18 @@ impl SameIdCopier<'_, '_> {
             ranges.dedup();
             let bytes = self.src.backend.get_ranges(&pack::object_name(&pack_id), &ranges).context("source")?;
             let mut units = ranges.iter().zip(bytes).peekable();
-            let mut open: Option<(u32, Vec<u8>)> = None;
+            let mut open: Option<(crate::format::pack::UnitKey, Vec<u8>)> = None;
             for (blob, loc) in &blobs {
                 let entry = loc.entry(blob);
                 let what = |e: crate::error::Error| {
                     e.context(format!("source: chunk {} in pack {pack_id}", hex::encode(blob.id)))
                 };
-                if open.as_ref().is_none_or(|(at, _)| *at != loc.offset) {
+                if open.as_ref().is_none_or(|(at, _)| *at != entry.unit_key()) {
                     while units.peek().is_some_and(|(r, _)| r.start < loc.offset as u64) {
                         units.next();
                     }
                     let (_, sealed) = units.next().ok_or_else(|| Error::corrupt("copy: a unit went missing"))?;
-                    open = Some((loc.offset, pack::open_unit(&self.src.key, &entry, &sealed).map_err(what)?));
+                    open = Some((entry.unit_key(), pack::open_unit(&self.src.key, &entry, &sealed).map_err(what)?));
                 }
                 let (_, unit) = open.as_ref().expect("just opened");
                 let plain = pack::blob_in_unit(&self.src.key, &entry, unit).map_err(what)?;

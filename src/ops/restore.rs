@@ -512,12 +512,12 @@ fn restore_pack(
         if let Some(span) = span {
             // The unit opened last: the blobs of a group come one after
             // another, and the group is opened once for all of them.
-            let mut unit: Option<(u32, Result<Vec<u8>>)> = None;
+            let mut unit: Option<(crate::format::pack::UnitKey, Result<Vec<u8>>)> = None;
             for r in &order[i..j] {
                 let a = (r.entry.offset as u64 - start) as usize;
                 let sealed = &span[a..a + r.entry.length as usize];
-                if unit.as_ref().is_none_or(|(at, _)| *at != r.entry.offset) {
-                    unit = Some((r.entry.offset, pack::open_unit(&repo.key, &r.entry, sealed)));
+                if unit.as_ref().is_none_or(|(at, _)| *at != r.entry.unit_key()) {
+                    unit = Some((r.entry.unit_key(), pack::open_unit(&repo.key, &r.entry, sealed)));
                 }
                 let Some((_, res)) = &unit else { continue };
                 let opened = match res {

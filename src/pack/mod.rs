@@ -234,14 +234,14 @@ pub fn each_blob_in_pack_bytes<'e>(
     entries: impl IntoIterator<Item = &'e PackEntry>,
     mut f: impl FnMut(&'e PackEntry, Result<&[u8]>) -> Result<()>,
 ) -> Result<()> {
-    let mut unit: Option<(u32, Result<Vec<u8>>)> = None;
+    let mut unit: Option<(fmt::UnitKey, Result<Vec<u8>>)> = None;
     for e in entries {
-        if unit.as_ref().is_none_or(|(at, _)| *at != e.offset) {
+        if unit.as_ref().is_none_or(|(at, _)| *at != e.unit_key()) {
             let opened = match pack.get(e.offset as usize..e.end() as usize) {
                 Some(sealed) => open_unit(key, e, sealed),
                 None => Err(Error::corrupt("blob lies outside the pack")),
             };
-            unit = Some((e.offset, opened));
+            unit = Some((e.unit_key(), opened));
         }
         match &unit {
             Some((_, Ok(u))) => f(e, blob_in_unit(key, e, u))?,

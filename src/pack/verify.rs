@@ -54,7 +54,7 @@ pub struct PackVerifier<'k> {
     verdict: Verdict,
     /// The unit opened last (its offset, its plaintext or why not): the
     /// blobs of a group are verified one after another from one opening.
-    unit: Option<(u32, std::result::Result<Vec<u8>, crate::error::Error>)>,
+    unit: Option<(fmt::UnitKey, std::result::Result<Vec<u8>, crate::error::Error>)>,
 }
 
 impl<'k> PackVerifier<'k> {
@@ -125,12 +125,12 @@ impl<'k> PackVerifier<'k> {
         let sealed = (e.offset as u64)
             .checked_sub(self.buf_start)
             .and_then(|from| self.buf.get(from as usize..from as usize + e.length as usize));
-        if self.unit.as_ref().is_none_or(|(at, _)| *at != e.offset) {
+        if self.unit.as_ref().is_none_or(|(at, _)| *at != e.unit_key()) {
             let opened = match sealed {
                 Some(sealed) => super::open_unit(self.key, e, sealed),
                 None => Err(crate::error::Error::corrupt("blob lies outside the pack")),
             };
-            self.unit = Some((e.offset, opened));
+            self.unit = Some((e.unit_key(), opened));
         }
         let result = match &self.unit {
             Some((_, Ok(unit))) => super::blob_in_unit(self.key, e, unit).map(drop),
@@ -293,6 +293,22 @@ mod tests {
                 prop_assert_eq!(header_problem, !header_ok, "{:?}", v.problems);
             }
         }
+    }
+
+    /// Found by the fuzz target: an index that gives one offset two
+    /// lengths. The unit opened for one entry is not reused for the other:
+    /// the wrong one is bad, as reading the pack whole finds.
+    #[test]
+    fn one_offset_with_two_lengths_is_two_readings() {
+        let mk = MasterKey::generate();
+        let p = pack(&mk, &[vec![1; 500], vec![2; 700]]);
+        let mut wrong = p.entries[0];
+        wrong.length += 1;
+        let expected = vec![p.entries[0], wrong, p.entries[1]];
+        let v = verify_in_pieces(&mk, p.id, &p.bytes, &expected, 97);
+        let (_, bad) = whole(&mk, p.id, &p.bytes, &expected);
+        assert_eq!(bad, vec![wrong.id]);
+        assert_eq!(v.bad.iter().map(|b| b.id).collect::<Vec<_>>(), bad);
     }
 
     #[test]
