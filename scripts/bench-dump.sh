@@ -58,9 +58,14 @@
 #                           (and said so); rustic is looked for in
 #                           ~/.cargo/bin too
 #   CAIRN_CHUNK_SIZES="default 64 16 8 4"   cairn variants: average chunk
-#                           KiB for `cairn init --chunk-size` (default: none);
+#                           KiB for dumps, `cairn init --dump-chunk-size`
+#                           (default: none, i.e. cairn's default, 4 KiB);
+#                           `files` cuts the dumps with the files chunker
+#                           (512 KiB, as before the dump chunker existed);
 #                           `v1:SIZE` makes a format-1 repository (every
-#                           chunk compressed alone), e.g. "v1:4 4"
+#                           chunk compressed alone), e.g. "v1:4 4".
+#                           cairn backs the base backup up with
+#                           `--chunker dump`, as `cairn pg backup` does
 #   WORKLOADS="plain custom base"
 #   CAIRN=<target>/release/cairn   (CARGO_TARGET_DIR or ./target)
 #   PORT=55439              the cluster's port
@@ -361,9 +366,15 @@ tool_cmd() {
         init)    CMD=("${c[@]}" init)
                  local size=${VARIANT#v1:}
                  [[ $VARIANT == v1:* ]] && CMD+=(--format-version 1)
-                 [[ $size == default ]] || CMD+=(--chunk-size "$size") ;;
+                 case $size in
+                   default) ;;
+                   # dumps cut with the files chunker: a config without
+                   # dump_chunker, as an older cairn wrote (512 KiB)
+                   files) CMD+=(--dump-chunk-size 512) ;;
+                   *) CMD+=(--dump-chunk-size "$size") ;;
+                 esac ;;
         stdin)   CMD=("${c[@]}" backup --stdin-filename "$arg") ;;
-        backup)  CMD=("${c[@]}" backup "$arg") ;;
+        backup)  CMD=("${c[@]}" backup --chunker dump "$arg") ;;
         dump)    CMD=("${c[@]}" dump latest "$arg") ;;
         restore) CMD=("${c[@]}" restore latest --target "$arg") ;;
       esac ;;

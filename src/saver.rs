@@ -78,6 +78,7 @@ impl<'scope> Saver<'scope> {
         let (job_tx, job_rx) = bounded::<Job>(n * 2);
         let (blob_tx, blob_rx) = bounded::<SealedBlob>(n * 2);
         let level = repo.config.compression;
+        let group_level = repo.config.group_level();
         let key = repo.key.enc;
         let mut workers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -93,7 +94,8 @@ impl<'scope> Saver<'scope> {
                         Job::Group { kind, blobs } => {
                             let plain =
                                 crate::format::pack::encode_group(&blobs.iter().map(|b| &b.1).collect::<Vec<_>>());
-                            let sealed = seal::seal(&key, crate::pack::unit_type(kind, true), &plain, Some(level));
+                            let sealed =
+                                seal::seal(&key, crate::pack::unit_type(kind, true), &plain, Some(group_level));
                             let blobs = blobs.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
                             SealedBlob { kind, blobs, sealed, grouped: true }
                         }

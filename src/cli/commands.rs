@@ -29,11 +29,21 @@ pub struct InitArgs {
     /// Average chunk size in KiB (a power of two, 1..=4096; default 512). Chunks are cut between a quarter and four times it: smaller chunks store less of a file or dump that changes in scattered places, at more index entries per byte
     #[arg(long, value_name = "KIB", conflicts_with = "copy_chunker_params", value_parser = parse_chunk_size)]
     pub chunk_size: Option<u32>,
+    /// Average chunk size in KiB for database dumps: streams (stdin, a command's output, PostgreSQL and Redis sources), PostgreSQL base backups and `backup --chunker dump` (a power of two, 1..=4096; default 4)
+    #[arg(long, value_name = "KIB", conflicts_with = "copy_chunker_params", value_parser = parse_chunk_size)]
+    pub dump_chunk_size: Option<u32>,
     /// Repository format version: 2 (default) compresses runs of small chunks together; 1 for a repository that cairn releases before format 2 must read
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2))]
     pub format_version: Option<u32>,
     #[command(flatten)]
     pub from: super::copy::FromRepoArgs,
+}
+
+/// `backup --chunker`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChunkerChoice {
+    Files,
+    Dump,
 }
 
 #[derive(Args)]
@@ -58,6 +68,9 @@ pub struct BackupArgs {
     /// Do not cross filesystem boundaries
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    /// Which of the repository's chunkers cuts the files: `files` (default, 512 KiB chunks) or `dump` (4 KiB chunks: for directories of database dumps, data files or disk images that change in scattered places). A stream is always cut as a dump
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = ChunkerChoice::Files)]
+    pub chunker: ChunkerChoice,
     /// Add a tag to the snapshot (may repeat; commas separate several)
     #[arg(long, value_name = "TAG")]
     pub tag: Vec<String>,
@@ -286,12 +299,18 @@ fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     if let Some(kib) = a.chunk_size {
         opts.chunker = Some(cairn::repo::chunker_for_average(kib << 10));
     }
+    if let Some(kib) = a.dump_chunk_size {
+        let seed = opts.chunker.get_or_insert_with(cairn::repo::default_chunker).seed;
+        opts.dump_chunker =
+            Some(Some(cairn::format::config::ChunkerParams { seed, ..cairn::repo::chunker_for_average(kib << 10) }));
+    }
     if let Some(v) = a.format_version {
         opts.format_version = v;
     }
     if a.copy_chunker_params {
         let src = a.from.open(g)?;
         opts.chunker = Some(src.config.chunker);
+        opts.dump_chunker = Some(src.config.dump_chunker);
         opts.id_key = Some(src.key.id);
     }
     let backend = g.backend(true)?;
@@ -420,6 +439,10 @@ fn with_backup_options(
         prefetch,
         lock: None,
         before_commit: None,
+        data: match a.chunker {
+            ChunkerChoice::Files => cairn::format::config::DataKind::Files,
+            ChunkerChoice::Dump => cairn::format::config::DataKind::Dump,
+        },
     };
     let lock = std::sync::Arc::new(g.lock(repo, LockKind::Shared, "backup")?);
     cairn::steps::reached("backup:locked");

@@ -17,6 +17,9 @@ pub struct MigrateArgs {
     /// A new average chunk size in KiB for data stored from now on (a power of two, 1..=4096): the next backup stores its data once more at that size
     #[arg(long, value_name = "KIB", value_parser = super::commands::parse_chunk_size)]
     pub chunk_size: Option<u32>,
+    /// A new average chunk size in KiB for database dumps (streams, PostgreSQL base backups); a repository without one gets 4 KiB
+    #[arg(long, value_name = "KIB", value_parser = super::commands::parse_chunk_size)]
+    pub dump_chunk_size: Option<u32>,
     /// Show what would change, and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -29,23 +32,42 @@ pub fn migrate(g: &Global, a: &MigrateArgs) -> Result<i32> {
     g.needs_lock("migrate")?;
     let repo = g.open_quietly()?;
     let _lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Exclusive, "migrate")?) };
-    let plan = migrate::plan(&repo, a.format_version, a.chunk_size)?;
+    let plan = migrate::plan(&repo, a.format_version, a.chunk_size, a.dump_chunk_size)?;
     if a.json {
         println!("{}", serde_json::to_string(&plan).map_err(|e| Error::invalid(e.to_string()))?);
     } else if !g.quiet {
         let c = |p: &cairn::format::config::ChunkerParams| {
             format!("chunks {}-{} KiB, average {} KiB", p.min_size >> 10, p.max_size >> 10, p.avg_size >> 10)
         };
+        let d = |p: &Option<cairn::format::config::ChunkerParams>| match p {
+            Some(p) => format!("dumps: {}", c(p)),
+            None => "dumps: cut as files".to_string(),
+        };
         if plan.is_noop() {
-            println!("format {}, {}: nothing to change", plan.to_version, c(&plan.chunker_to));
+            println!(
+                "format {}, {}, {}: nothing to change",
+                plan.to_version,
+                c(&plan.chunker_to),
+                d(&plan.dump_chunker_to)
+            );
+            if plan.group_compression_from != plan.group_compression_to {
+                let l = |v: Option<i32>| v.map_or("as single chunks".to_string(), |l| format!("zstd level {l}"));
+                println!(
+                    "groups of small chunks: {} -> {}",
+                    l(plan.group_compression_from),
+                    l(plan.group_compression_to)
+                );
+            }
         } else {
             let verb = if a.dry_run { "would change" } else { "changes" };
             println!(
-                "{verb} format {} -> {}, {} -> {}",
+                "{verb} format {} -> {}, {} -> {}, {} -> {}",
                 plan.from_version,
                 plan.to_version,
                 c(&plan.chunker_from),
-                c(&plan.chunker_to)
+                c(&plan.chunker_to),
+                d(&plan.dump_chunker_from),
+                d(&plan.dump_chunker_to)
             );
         }
     }

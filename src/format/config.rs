@@ -42,6 +42,26 @@ pub struct Config {
     pub pack_size: u32,
     /// zstd level for new blobs.
     pub compression: i32,
+    /// The chunker for database dumps: streams (stdin, a command's output,
+    /// PostgreSQL and Redis sources) and PostgreSQL base backups. Absent:
+    /// `chunker` cuts them too (repositories made before this field). Only
+    /// writers read it; a reader that does not know it ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_chunker: Option<ChunkerParams>,
+    /// zstd level for groups of small chunks (format 2). Absent:
+    /// `compression`. Only writers read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_compression: Option<i32>,
+}
+
+/// What a backup stores, which decides the chunker that cuts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataKind {
+    /// Files of a directory tree.
+    #[default]
+    Files,
+    /// A database dump: a stream, or a PostgreSQL base backup.
+    Dump,
 }
 
 impl Config {
@@ -52,6 +72,19 @@ impl Config {
         } else {
             super::pack::PackLayout::V1
         }
+    }
+
+    /// The chunker parameters for data of `kind`.
+    pub fn chunker_for(&self, kind: DataKind) -> ChunkerParams {
+        match kind {
+            DataKind::Files => self.chunker,
+            DataKind::Dump => self.dump_chunker.unwrap_or(self.chunker),
+        }
+    }
+
+    /// The zstd level for a group of small chunks.
+    pub fn group_level(&self) -> i32 {
+        self.group_compression.unwrap_or(self.compression)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -70,7 +103,13 @@ impl Config {
             )));
         }
         c.chunker.validate()?;
-        if !(1 << 20..=1 << 30).contains(&c.pack_size) || !(-7..=22).contains(&c.compression) {
+        if let Some(d) = &c.dump_chunker {
+            d.validate()?;
+        }
+        if !(1 << 20..=1 << 30).contains(&c.pack_size)
+            || !(-7..=22).contains(&c.compression)
+            || !(-7..=22).contains(&c.group_level())
+        {
             return Err(Error::corrupt("config: pack size or compression level out of range"));
         }
         Ok(c)
@@ -89,11 +128,45 @@ mod tests {
             chunker: ChunkerParams { min_size: 1 << 17, avg_size: 1 << 19, max_size: 1 << 21, seed: 5 },
             pack_size: 16 << 20,
             compression: 3,
+            dump_chunker: None,
+            group_compression: None,
         };
         assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+        assert!(!String::from_utf8(c.encode()).unwrap().contains("dump_chunker"), "absent, not null");
+        assert_eq!(c.chunker_for(DataKind::Dump), c.chunker);
+        assert_eq!(c.group_level(), 3);
+        let g = Config { group_compression: Some(5), ..c.clone() };
+        assert_eq!(Config::decode(&g.encode()).unwrap().group_level(), 5);
+        assert!(Config::decode(&Config { group_compression: Some(23), ..c.clone() }.encode()).is_err());
         let mut bad = c.clone();
         bad.chunker.min_size = 1 << 22;
         assert!(Config::decode(&bad.encode()).is_err());
         assert!(Config::decode(b"{").is_err());
+    }
+
+    #[test]
+    fn dump_chunker_is_optional_and_checked() {
+        let small = ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, seed: 5 };
+        let mut c = Config {
+            version: 2,
+            id: RepoId([3; 32]),
+            chunker: ChunkerParams { min_size: 1 << 17, avg_size: 1 << 19, max_size: 1 << 21, seed: 5 },
+            pack_size: 16 << 20,
+            compression: 3,
+            dump_chunker: Some(small),
+            group_compression: None,
+        };
+        let back = Config::decode(&c.encode()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.chunker_for(DataKind::Dump), small);
+        assert_eq!(back.chunker_for(DataKind::Files), c.chunker);
+        c.dump_chunker = Some(ChunkerParams { max_size: 1 << 30, ..small });
+        let e = Config::decode(&c.encode()).unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+        // Unknown fields are ignored (format-spec/04): what a reader that
+        // predates `dump_chunker` does with it.
+        let mut v: serde_json::Value = serde_json::from_slice(&back.encode()).unwrap();
+        v["later_field"] = serde_json::json!({"x": 1});
+        assert_eq!(Config::decode(&serde_json::to_vec(&v).unwrap()).unwrap(), back);
     }
 }

@@ -24,6 +24,7 @@ use std::io::Read;
 
 use crate::chunker::Chunker;
 use crate::error::{Error, Result, ResultExt};
+use crate::format::config::DataKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, Content, Node};
 use crate::id::{BlobId, BlobKind, ChunkId, PackId, SnapshotId, TreeId};
@@ -88,7 +89,8 @@ fn origin(id: &SnapshotId, s: &Snapshot) -> SnapshotId {
 
 /// Whether blobs can keep their ids from `src` to `dst`.
 pub fn mode(src: &Repository, dst: &Repository) -> CopyMode {
-    if src.key.id == dst.key.id && src.config.chunker == dst.config.chunker {
+    let same = |k| src.config.chunker_for(k) == dst.config.chunker_for(k);
+    if src.key.id == dst.key.id && same(DataKind::Files) && same(DataKind::Dump) {
         CopyMode::SameIds
     } else {
         CopyMode::Rechunk
@@ -160,10 +162,15 @@ pub fn run(src: &Repository, dst: &Repository, plan: &CopyPlan) -> Result<CopyRe
                     src,
                     dst,
                     saver: &mut saver,
-                    chunker: Chunker::new(&dst.config.chunker)?,
+                    files: Chunker::new(&dst.config.chunker_for(DataKind::Files))?,
+                    dumps: Chunker::new(&dst.config.chunker_for(DataKind::Dump))?,
+                    dump: false,
                     done: HashMap::new(),
                 };
                 for item in &todo {
+                    // A dump is cut again as the destination cuts dumps.
+                    let s = &item.snapshot;
+                    c.dump = s.stream.is_some() || !s.streams.is_empty() || s.pg.is_some();
                     roots.push(c.copy_tree(item.snapshot.tree)?);
                 }
                 Ok(())
@@ -299,14 +306,20 @@ struct Rechunker<'a, 'scope> {
     src: &'a Repository,
     dst: &'a Repository,
     saver: &'a mut Saver<'scope>,
-    chunker: Chunker,
-    /// Source tree -> destination tree, for subtrees shared by snapshots.
-    done: HashMap<TreeId, TreeId>,
+    /// The destination's chunkers for files and for dumps, and which one
+    /// the snapshot being copied takes.
+    files: Chunker,
+    dumps: Chunker,
+    dump: bool,
+    /// Source tree -> destination tree, for subtrees shared by snapshots
+    /// (keyed by the chunker too: a tree copied as files is cut otherwise
+    /// as a dump).
+    done: HashMap<(TreeId, bool), TreeId>,
 }
 
 impl Rechunker<'_, '_> {
     fn copy_tree(&mut self, t: TreeId) -> Result<TreeId> {
-        if let Some(d) = self.done.get(&t) {
+        if let Some(d) = self.done.get(&(t, self.dump)) {
             return Ok(*d);
         }
         let mut nodes: Vec<Node> = self.src.load_tree(&t).context("source")?;
@@ -323,13 +336,14 @@ impl Rechunker<'_, '_> {
         let enc = tree::encode(&nodes)?;
         let id = TreeId(self.dst.key.blob_id(&enc));
         self.saver.save(BlobKind::Tree, id.0, enc)?;
-        self.done.insert(t, id);
+        self.done.insert((t, self.dump), id);
         Ok(id)
     }
 
     fn copy_file(&mut self, chunks: &[ChunkId], name: &str) -> Result<Vec<ChunkId>> {
         let reader = BlobReader { src: self.src, chunks, next: 0, buf: Vec::new(), at: 0, error: None };
-        let mut stream = self.chunker.stream(reader);
+        let chunker = if self.dump { &self.dumps } else { &self.files };
+        let mut stream = chunker.stream(reader);
         let mut out = Vec::new();
         loop {
             let c = match stream.next_chunk() {

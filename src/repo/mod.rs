@@ -55,6 +55,12 @@ impl CacheMode {
 #[derive(Clone, Debug)]
 pub struct InitOptions {
     pub chunker: Option<ChunkerParams>,
+    /// The chunker for database dumps (`Config::dump_chunker`): by default
+    /// [`default_dump_chunker`] with `chunker`'s seed; `Some(None)` writes
+    /// none (dumps are then cut by `chunker`, as before the field existed).
+    pub dump_chunker: Option<Option<ChunkerParams>>,
+    /// zstd level for groups of small chunks (`Config::group_compression`).
+    pub group_compression: Option<i32>,
     pub pack_size: u32,
     pub compression: i32,
     /// The chunk-id key of another repository (`init --copy-chunker-params`):
@@ -68,13 +74,37 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        Self { chunker: None, pack_size: 16 << 20, compression: 3, id_key: None, format_version: FORMAT_VERSION }
+        Self {
+            chunker: None,
+            dump_chunker: None,
+            group_compression: Some(DEFAULT_GROUP_COMPRESSION),
+            pack_size: 16 << 20,
+            compression: 3,
+            id_key: None,
+            format_version: FORMAT_VERSION,
+        }
     }
 }
 
 /// Default chunker sizes: min 128 KiB, average 512 KiB, max 2 MiB.
 pub fn default_chunker() -> ChunkerParams {
     chunker_for_average(512 << 10)
+}
+
+/// The average size of the chunks a dump is cut into by default: small
+/// enough that the rows a night changes, scattered through a dump, cost a
+/// few KiB each instead of a whole 512 KiB chunk (README, "Chunk sizes").
+pub const DEFAULT_DUMP_CHUNK: u32 = 4 << 10;
+
+/// The zstd level `init` writes for groups of small chunks: a group is
+/// 1 MiB of chunks compressed as one, where a higher level than the
+/// default 3 pays (README, "Chunk sizes").
+pub const DEFAULT_GROUP_COMPRESSION: i32 = 6;
+
+/// Default chunker for dumps: min 1 KiB, average 4 KiB, max 16 KiB, with
+/// the seed of `files` (one secret for both).
+pub fn default_dump_chunker(files: &ChunkerParams) -> ChunkerParams {
+    ChunkerParams { seed: files.seed, ..chunker_for_average(DEFAULT_DUMP_CHUNK) }
 }
 
 /// Chunker parameters with a fresh seed for an average chunk size (a power
@@ -152,14 +182,20 @@ impl Repository {
                 crate::format::FORMAT_VERSIONS.end()
             )));
         }
+        let chunker = opts.chunker.unwrap_or_else(default_chunker);
         let config = Config {
             version: opts.format_version,
             id: RepoId(rand::random()),
-            chunker: opts.chunker.unwrap_or_else(default_chunker),
+            chunker,
             pack_size: opts.pack_size,
             compression: opts.compression,
+            dump_chunker: opts.dump_chunker.unwrap_or_else(|| Some(default_dump_chunker(&chunker))),
+            group_compression: opts.group_compression,
         };
         config.chunker.validate()?;
+        if let Some(d) = &config.dump_chunker {
+            d.validate()?;
+        }
         let kf = kdf::wrap(&key, password, kdf::params_for_new_keys(), user_label())?;
         let key_id = keys::store_key(&backend, &kf)?;
         let sealed = seal::seal(&key.enc, ObjectType::Config, &config.encode(), None);

@@ -128,7 +128,15 @@ fn time(s: &str) -> chrono::DateTime<chrono::FixedOffset> {
 }
 
 fn vector_config() -> Config {
-    Config { version: 1, id: RepoId([0x66; 32]), chunker: CHUNKER, pack_size: 16 << 20, compression: 3 }
+    Config {
+        version: 1,
+        id: RepoId([0x66; 32]),
+        chunker: CHUNKER,
+        pack_size: 16 << 20,
+        compression: 3,
+        dump_chunker: None,
+        group_compression: None,
+    }
 }
 
 /// A tree snapshot with every optional field that `backup` writes.
@@ -434,6 +442,15 @@ fn build() -> Value {
     let config2 = Config { version: 2, ..vector_config() };
     let config2_json = config2.encode();
     assert_eq!(Config::decode(&config2_json).expect("config v2 decodes"), config2);
+    // The optional chunker for dumps and level for groups (format-spec/04):
+    // what `init` writes.
+    let dump = ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, ..CHUNKER };
+    let config2d = Config { dump_chunker: Some(dump), group_compression: Some(6), ..config2.clone() };
+    let config2d_json = config2d.encode();
+    let back = Config::decode(&config2d_json).expect("config with a dump chunker decodes");
+    assert_eq!(back, config2d);
+    assert_eq!(back.chunker_for(cairn::format::config::DataKind::Dump), dump);
+    assert_eq!(back.group_level(), 6);
 
     // 9. The WAL archive (format-spec/13-wal.md): a timeline history file
     // (a segment would make the vector 16 MiB) and a system's record.
@@ -550,6 +567,7 @@ fn build() -> Value {
             },
             "index_v3_plaintext": hex::encode(&ix3_plain),
             "config": String::from_utf8(config2_json).expect("utf-8"),
+            "config_as_init_writes": String::from_utf8(config2d_json).expect("utf-8"),
         },
         "index": {
             "plaintext": hex::encode(&index_plain),

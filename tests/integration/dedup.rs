@@ -45,12 +45,24 @@ fn same_20mib_again_as_another_file_or_a_stream_adds_under_one_percent(w: Where)
     assert!(grown < 20 * MIB / 100, "the same 20 MiB as a second file added {grown} bytes");
     assert!(second["data_added"].as_u64().unwrap() < 20 * MIB / 100, "{second}");
 
-    // And as a stream.
+    // As a stream: cut by the chunker for dumps (4 KiB, format-spec/04),
+    // so stored once more, at about its size...
     let third = repo.backup_json(&["--stdin-filename", "same.bin"], Some(&data));
-    let grown = repo.size() - after_second;
-    assert!(grown < 20 * MIB / 100, "the same 20 MiB as a stream added {grown} bytes");
-    assert!(third["data_added"].as_u64().unwrap() < 20 * MIB / 100, "{third}");
     assert_eq!(third["total_bytes_processed"], 20 * MIB);
+    let after_third = repo.size();
+    let grown = after_third - after_second;
+    assert!((20 * MIB..21 * MIB).contains(&grown), "the 20 MiB as a stream in small chunks took {grown} bytes");
+    // ...and only once: again as a stream of another name, and as a file
+    // cut as a dump (`backup --chunker dump`).
+    let fourth = repo.backup_json(&["--stdin-filename", "again.bin"], Some(&data));
+    let grown = repo.size() - after_third;
+    assert!(grown < 20 * MIB / 100, "the same 20 MiB as a stream again added {grown} bytes");
+    assert!(fourth["data_added"].as_u64().unwrap() < 20 * MIB / 100, "{fourth}");
+    let before = repo.size();
+    let fifth = repo.backup_json(&["--chunker", "dump", "--force", p(&two)], None);
+    let grown = repo.size() - before;
+    assert!(grown < 20 * MIB / 100, "the same 20 MiB as a file cut as a dump added {grown} bytes");
+    assert!(fifth["data_added"].as_u64().unwrap() < 20 * MIB / 100, "{fifth}");
 }
 
 fn counts(v: &Value) -> (u64, u64, u64) {

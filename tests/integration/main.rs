@@ -6,6 +6,7 @@ mod common;
 mod backup_restore;
 mod browse;
 mod check;
+mod chunkers;
 mod cli;
 mod compat;
 mod copy;

@@ -49,6 +49,9 @@ pub struct BackupOptions {
     /// committed: a PostgreSQL base backup ends the backup on the server
     /// there and returns what the snapshot records of it.
     pub before_commit: Option<BeforeCommit>,
+    /// What the paths hold, which picks the chunker: files, or a dump
+    /// (a PostgreSQL base backup sets it).
+    pub data: crate::format::config::DataKind,
 }
 
 /// See [`BackupOptions::before_commit`].

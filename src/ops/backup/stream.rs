@@ -15,6 +15,7 @@ use super::progress::Progress;
 use super::{find_parent, hostname_or, write_snapshot, BackupOptions, BackupOutcome, Recheck};
 use crate::chunker::Chunker;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::DataKind;
 use crate::format::snapshot::{StreamInfo, Summary};
 use crate::format::tree::{self, Content, Node, NodeKind};
 use crate::id::{BlobKind, ChunkId, TreeId};
@@ -141,7 +142,7 @@ pub fn backup_streams(
     let mut paths: Vec<String> = inputs.iter().map(|s| format!("/{}", s.filename)).collect();
     paths.sort();
     let parent = find_parent(repo, &host, &paths)?.map(|p| p.0);
-    let chunker = Chunker::new(&repo.config.chunker)?;
+    let chunker = Chunker::new(&repo.config.chunker_for(DataKind::Dump))?;
     let mut progress = Progress::new(opts.progress, None);
     let single = inputs.len() == 1;
     let recheck = Recheck::start(repo)?;

@@ -487,7 +487,7 @@ pub fn backup_paths(repo: &Repository, paths: &[PathBuf], opts: &BackupOptions) 
         t
     });
     let prefetch = opts.prefetch.clone().unwrap_or_else(|| Arc::new(Prefetch::start(abs.clone())));
-    let chunker = Arc::new(Chunker::new(&repo.config.chunker)?);
+    let chunker = Arc::new(Chunker::new(&repo.config.chunker_for(opts.data))?);
     let exclude_patterns = excludes.patterns().to_vec();
     let recheck = Recheck::start(repo)?;
     let (root, mut summary, stored) = std::thread::scope(|scope| -> Result<_> {

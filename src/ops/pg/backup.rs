@@ -294,6 +294,8 @@ pub fn base_backup(repo: &Repository, o: &BaseBackupOptions) -> Result<BackupOut
     opts.excludes.extend(excludes(&pgdata));
     // B1: read every file; unchanged chunks dedup.
     opts.force = true;
+    // Relation files change page by page: cut them as dumps are.
+    opts.data = crate::format::config::DataKind::Dump;
     opts.before_commit = Some(BeforeCommit(Arc::new(stop)));
     let mut paths = vec![pgdata];
     paths.extend(server.tablespaces.iter().cloned());
