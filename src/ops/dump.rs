@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
@@ -52,7 +52,8 @@ pub fn dump(repo: &Repository, root: TreeId, path: &Path, out: &mut dyn Write) -
     // once (each window by one worker, the chunks of one group opened once
     // through the repository's unit cache) and written in order; at most
     // `ahead` windows are in flight, so memory stays bounded.
-    let avg = (repo.config.chunker.avg_size as usize).max(1);
+    // (The file's own average chunk: a dump's are small, a file's large.)
+    let avg = (node.size / chunks.len().max(1) as u64).max(1) as usize;
     let per = (WINDOW_BYTES / avg).clamp(1, 256);
     let windows: Vec<&[ChunkId]> = chunks.chunks(per).collect();
     let workers = crate::saver::worker_count().max(2);
