@@ -165,7 +165,11 @@ fn run_backs_up_every_source_then_forgets_checks_and_records_its_state() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["success"], true);
     assert_eq!(v["sources"][1]["name"], "app.sql");
-    assert!(v["sources"][1]["data_added"].as_u64().unwrap() < 1000, "an unchanged stream adds only its tree: {v}");
+    // Its tree names the stream's chunks (4 KiB on average, 32 bytes of id
+    // each; their number depends on the repository's secret seed) and its
+    // time, so it is stored again: a few percent of the stream, no data.
+    let added = v["sources"][1]["data_added"].as_u64().unwrap();
+    assert!(added < dump.len() as u64 / 20, "an unchanged stream of {} bytes added {added}: {v}", dump.len());
 }
 
 #[test]
