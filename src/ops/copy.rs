@@ -170,7 +170,7 @@ pub fn run(src: &Repository, dst: &Repository, plan: &CopyPlan) -> Result<CopyRe
                 for item in &todo {
                     // A dump is cut again as the destination cuts dumps.
                     let s = &item.snapshot;
-                    c.dump = s.stream.is_some() || !s.streams.is_empty() || s.pg.is_some();
+                    c.dump = s.is_stream() || s.pg.is_some();
                     roots.push(c.copy_tree(item.snapshot.tree)?);
                 }
                 Ok(())

@@ -20,6 +20,16 @@ fn config(repo: &Repo) -> Value {
     repo.json(&["cat", "config"])
 }
 
+/// `cairn -r DST ARGS --from-repo SRC` with the source's password; must
+/// succeed. Returns its stdout.
+fn from_source(dst: &Repo, src: &Repo, args: &[&str]) -> Vec<u8> {
+    let mut c = dst.cmd();
+    c.env("CAIRN_FROM_PASSWORD", src.password()).args(args).args(["--from-repo", src.url()]);
+    let o = output(c);
+    assert_eq!(o.code, Some(0), "{args:?}: {}", o.stderr);
+    o.stdout
+}
+
 /// New data blobs of a backup.
 fn blobs(v: &Value) -> u64 {
     v["data_blobs"].as_u64().unwrap_or_else(|| panic!("no data_blobs in {v}"))
@@ -116,11 +126,7 @@ fn copy_cuts_dumps_with_the_destinations_chunker_for_dumps() {
     // Another key and a dump chunker of 64 KiB: cut again.
     let dst = Repo::uninit();
     dst.run(&["init", "--dump-chunk-size", "64"]);
-    let mut c = dst.cmd();
-    c.env("CAIRN_FROM_PASSWORD", src.password()).args(["copy", "--json", "--from-repo", src.url()]);
-    let o = output(c);
-    assert_eq!(o.code, Some(0), "{}", o.stderr);
-    let report: Value = serde_json::from_slice(&o.stdout).expect("copy --json");
+    let report: Value = serde_json::from_slice(&from_source(&dst, &src, &["copy", "--json"])).expect("copy --json");
     assert_eq!(report["rechunk"], true, "{report}");
     // The copied stream is in the destination's 64 KiB chunks: the same
     // stream backed up there adds nothing.
@@ -131,16 +137,9 @@ fn copy_cuts_dumps_with_the_destinations_chunker_for_dumps() {
 
     // --copy-chunker-params takes both chunkers: blobs keep their ids.
     let same = Repo::uninit();
-    let mut c = same.cmd();
-    c.env("CAIRN_FROM_PASSWORD", src.password()).args(["init", "--copy-chunker-params", "--from-repo", src.url()]);
-    let o = output(c);
-    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    from_source(&same, &src, &["init", "--copy-chunker-params"]);
     assert_eq!(config(&same)["dump_chunker"], config(&src)["dump_chunker"]);
-    let mut c = same.cmd();
-    c.env("CAIRN_FROM_PASSWORD", src.password()).args(["copy", "--json", "--from-repo", src.url()]);
-    let o = output(c);
-    assert_eq!(o.code, Some(0), "{}", o.stderr);
-    let report: Value = serde_json::from_slice(&o.stdout).expect("copy --json");
+    let report: Value = serde_json::from_slice(&from_source(&same, &src, &["copy", "--json"])).expect("copy --json");
     assert_eq!(report["rechunk"], false, "{report}");
     assert!(same.size() > 4 * MIB - MIB / 2, "both snapshots' data is there");
 }
