@@ -209,7 +209,15 @@ macro_rules! redb_from {
         }
     )*};
 }
-redb_from!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+redb_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+    redb::CompactionError
+);
 
 /// Adds context to results, keeping the error's kind.
 pub trait ResultExt<T> {

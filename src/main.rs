@@ -10,6 +10,11 @@ fn main() {
     // Print panics as one line, never a backtrace: a panic is a bug, but the
     // user still gets a clear message and a non-zero exit.
     std::panic::set_hook(Box::new(|info| {
+        // The index cache catches redb's panics and reports them as its
+        // own error (it then drops the damaged file).
+        if cairn::index::cache::panic_is_caught() {
+            return;
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

@@ -19,7 +19,10 @@
 
 use std::collections::HashMap;
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 
 use crate::error::Result;
 use crate::id::BlobId;
@@ -221,7 +224,7 @@ impl BlobSet {
     /// Runs `f` with reads and writes in one transaction, committed after.
     pub fn with_writer<R>(&mut self, f: impl FnOnce(&mut SetWriter) -> Result<R>) -> Result<R> {
         let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::None);
+        tx.set_durability(Durability::None)?;
         let r = {
             let table = if self.mem.is_none() { Some(tx.open_table(SET)?) } else { None };
             let mut w = SetWriter { mem: &mut self.mem, memory: self.memory, tx: &tx, table };

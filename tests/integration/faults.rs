@@ -288,13 +288,17 @@ fn deleted_or_stale_cache_changes_nothing() {
     common::assert_trees_equal(&src, &restored(&t, &src));
 
     // Damaged: garbage in, or nothing left of, the cache database.
-    let db = find_file(&repo.cache(), "index-3.redb").expect("the cache has an index-3.redb");
+    let db = find_file(&repo.cache(), "index-4.redb").expect("the cache has an index-4.redb");
     for garbage in [noise(5000, 33), Vec::new()] {
         std::fs::write(&db, &garbage).unwrap();
         let t = tmp.path().join(format!("damaged-cache-{}", garbage.len()));
         let o = repo.out(&["restore", "latest", "--target", p(&t)]);
         assert_eq!(o.code, Some(0), "restore with a damaged cache:\n{}", o.stderr);
         common::assert_trees_equal(&src, &restored(&t, &src));
+        // Garbage is named in one warning; an empty file is a new cache.
+        let warned = o.stderr.contains("warning: index cache") && o.stderr.contains("is damaged");
+        assert_eq!(warned, !garbage.is_empty(), "{}", o.stderr);
+        assert!(!o.stderr.contains("internal error"), "{}", o.stderr);
     }
 
     // Stale: a copy of the cache from before another client's backup.

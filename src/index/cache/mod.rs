@@ -1,0 +1,770 @@
+//! The local index cache: a redb database per repository, under the XDG
+//! cache directory, mapping every indexed blob to its place in a pack.
+//!
+//! A backup looks chunks up here instead of loading the whole index into
+//! memory or re-reading it at start. The cache is never authoritative: it
+//! records which index objects it has absorbed, and [`crate::repo`] syncs it
+//! against the repository's `index/` listing on open, rebuilding it from
+//! scratch when an index object it knew has gone. Deleting it is always safe.
+//!
+//! What cairn creates here is private: directories 0700, the database and
+//! the scratch files ([`super::scratch`]) 0600, whatever the umask.
+
+mod guard;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::Index;
+use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
+
+/// (kind, blob id) -> (pack ordinal, offset, sealed length, inner offset
+/// (`u32::MAX`: the blob is sealed alone), raw length), five u32 LE: 53
+/// bytes per entry instead of 81 with the pack's id.
+const BLOBS: TableDefinition<[u8; 33], Loc> = TableDefinition::new("blobs");
+/// A stored location's bytes.
+type Loc = [u8; 20];
+/// The cache file's name: its number changes with its tables' layout or
+/// redb's file format, so that a cairn of another layout makes its own file
+/// instead of failing on this one (3: inner offsets, format 2; 4: redb's
+/// file format 3, redb 5).
+const FILE_NAME: &str = "index-4.redb";
+/// Names of earlier layouts' files, removed when the cache is opened.
+const OLD_FILE_NAMES: [&str; 2] = ["index.redb", "index-3.redb"];
+/// Pack ordinal -> pack id. Ordinals are dense from 0, given in the order
+/// packs are first absorbed, and kept until the cache is cleared.
+const PACKS: TableDefinition<u32, [u8; 32]> = TableDefinition::new("packs");
+/// Pack id -> its ordinal.
+const PACK_ORDINALS: TableDefinition<[u8; 32], u32> = TableDefinition::new("pack_ordinals");
+/// Tree id -> `raw length u32 LE`, `inner offset u32 LE` (`u32::MAX`: sealed
+/// alone) + the sealed unit holding it, as stored in its pack. Opened and
+/// verified against the id like any blob read.
+const TREES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("trees");
+/// Snapshot id -> the sealed snapshot object, as stored. Checked against
+/// its name (SHA-256) and opened like a fresh download on every use.
+const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
+/// Packs that a prune has marked for deletion -> the run that marked them.
+/// Their blobs stay readable but are not reused (format-spec/06-index.md).
+const MARKED: TableDefinition<[u8; 32], [u8; 16]> = TableDefinition::new("marked");
+/// Packs that a prune deleted -> how many entries still point at them.
+/// Those entries are ignored (not removed: rewriting half of a large table
+/// costs far more than the prune itself); a rebuild drops them.
+const GONE: TableDefinition<[u8; 32], u64> = TableDefinition::new("gone");
+/// Index objects absorbed, with their entry counts.
+const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
+
+/// redb's page cache. Lookups are by random key, so a large cache buys
+/// little; a small one keeps peak memory flat (the OS page cache still
+/// holds the file).
+const CACHE_BYTES: usize = 24 << 20;
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackId,
+    pub offset: u32,
+    pub length: u32,
+    /// Where the blob starts in its group's plaintext; `None`: sealed alone.
+    pub inner: Option<u32>,
+    pub raw_length: u32,
+}
+
+impl Location {
+    /// The location of `e` in `pack`.
+    pub fn of(pack: PackId, e: &crate::format::pack::PackEntry) -> Self {
+        Location { pack, offset: e.offset, length: e.length, inner: e.inner, raw_length: e.raw_length }
+    }
+
+    /// The pack entry of `blob` at this location.
+    pub fn entry(&self, blob: &BlobId) -> crate::format::pack::PackEntry {
+        crate::format::pack::PackEntry {
+            kind: blob.kind,
+            id: blob.id,
+            offset: self.offset,
+            length: self.length,
+            inner: self.inner,
+            raw_length: self.raw_length,
+        }
+    }
+
+    /// The bytes of the pack to read: the sealed unit.
+    pub fn range(&self) -> std::ops::Range<u64> {
+        self.offset as u64..self.offset as u64 + self.length as u64
+    }
+}
+
+const NO_INNER: u32 = u32::MAX;
+
+/// A tree held in the cache, as stored in its pack.
+pub struct CachedTree {
+    pub raw_length: u32,
+    pub inner: Option<u32>,
+    pub sealed: Vec<u8>,
+}
+
+fn inner_to_u32(inner: Option<u32>) -> u32 {
+    inner.unwrap_or(NO_INNER)
+}
+
+fn inner_from_u32(v: u32) -> Option<u32> {
+    (v != NO_INNER).then_some(v)
+}
+
+fn key(b: &BlobId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b.kind as u8;
+    k[1..].copy_from_slice(&b.id);
+    k
+}
+
+fn encode_loc(ordinal: u32, e: &crate::format::pack::PackEntry) -> Loc {
+    let mut v = [0u8; 20];
+    v[..4].copy_from_slice(&ordinal.to_le_bytes());
+    v[4..8].copy_from_slice(&e.offset.to_le_bytes());
+    v[8..12].copy_from_slice(&e.length.to_le_bytes());
+    v[12..16].copy_from_slice(&inner_to_u32(e.inner).to_le_bytes());
+    v[16..20].copy_from_slice(&e.raw_length.to_le_bytes());
+    v
+}
+
+fn ordinal_of(v: &Loc) -> u32 {
+    u32::from_le_bytes(v[..4].try_into().expect("4 bytes"))
+}
+
+fn unknown_ordinal(v: &Loc) -> Error {
+    Error::new(ErrorKind::Io, format!("index cache: pack ordinal {} unknown (delete the cache)", ordinal_of(v)))
+}
+
+/// A stored location in `pack` (the pack its ordinal names).
+fn location(v: &Loc, pack: PackId) -> Location {
+    let u = |r: std::ops::Range<usize>| u32::from_le_bytes(v[r].try_into().expect("4 bytes"));
+    Location { pack, offset: u(4..8), length: u(8..12), inner: inner_from_u32(u(12..16)), raw_length: u(16..20) }
+}
+
+/// A stored location, its pack ordinal looked up in `packs`.
+fn decode_loc(v: &Loc, packs: &[PackId]) -> Result<Location> {
+    let pack = *packs.get(ordinal_of(v) as usize).ok_or_else(|| unknown_ordinal(v))?;
+    Ok(location(v, pack))
+}
+
+/// Every pack id by ordinal.
+fn load_packs(tx: &redb::ReadTransaction) -> Result<Vec<PackId>> {
+    let t = tx.open_table(PACKS)?;
+    let mut out = Vec::with_capacity(t.len()? as usize);
+    for r in t.iter()? {
+        let (k, v) = r?;
+        if k.value() as usize != out.len() {
+            return Err(Error::new(ErrorKind::Io, "index cache: pack ordinals not dense (delete the cache)"));
+        }
+        out.push(PackId(v.value()));
+    }
+    Ok(out)
+}
+
+/// The default cache root: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`,
+/// else `$HOME/.cache/cairn`.
+pub fn default_root() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("cairn"));
+    }
+    std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("cairn"))
+}
+
+/// Opens or creates the cache database at `path`; a new file is private
+/// (0600, whatever the umask), like everything cairn creates.
+fn create_db(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::backend::local::FILE_MODE)
+        .open(path)?;
+    Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(redb::backends::FileBackend::new(file))
+}
+
+pub struct IndexCache {
+    db: Database,
+    path: Option<PathBuf>,
+    /// Set when redb found the file damaged or panicked on it: the file is
+    /// removed when the cache is dropped ([`guard`]).
+    damaged: Arc<AtomicBool>,
+}
+
+/// How an open of the cache file went wrong.
+enum OpenFailure {
+    /// Another cairn process has it open.
+    Busy,
+    /// It cannot be used as it is: damaged (what redb said), or of another
+    /// layout (`None`: nothing to tell the user).
+    Unusable(Option<String>),
+}
+
+impl IndexCache {
+    /// Opens (or creates) the cache for `repo` under `root`; `None` keeps it
+    /// in memory. A cache file that another process has open makes this
+    /// one work from memory; a damaged one (or one of another layout) is
+    /// started again: the cache is only a copy.
+    pub fn open(root: Option<&Path>, repo: &RepoId) -> Result<Self> {
+        let Some(root) = root else {
+            return Self::in_memory();
+        };
+        let dir = root.join(repo.to_hex());
+        if let Err(e) = crate::backend::local::create_dir_all(&dir) {
+            eprintln!("warning: cache dir {} unusable ({e}); using memory", dir.display());
+            return Self::in_memory();
+        }
+        // The files of earlier layouts (unnumbered: cairn up to format 1;
+        // 3: the file format of redb 2) are not read by this cairn: their
+        // space is given back.
+        for old in OLD_FILE_NAMES {
+            let _ = std::fs::remove_file(dir.join(old));
+        }
+        let path = dir.join(FILE_NAME);
+        for attempt in 0..2 {
+            match Self::open_file(&path) {
+                Ok(c) => return Ok(c),
+                Err(OpenFailure::Busy) => break,
+                Err(OpenFailure::Unusable(why)) => {
+                    if let Some(why) = why {
+                        let then = if attempt == 0 { "starting it again" } else { "using memory" };
+                        eprintln!("warning: index cache {} is damaged ({why}); {then}", path.display());
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        // Busy, or a fresh file failed too: work from memory.
+        Self::in_memory()
+    }
+
+    /// Opens the file at `path` (redb repairs a file that was not closed
+    /// cleanly) and makes sure its tables have this cairn's layout.
+    fn open_file(path: &Path) -> std::result::Result<Self, OpenFailure> {
+        let opened = guard::catching(|| {
+            let db = match create_db(path) {
+                Ok(db) => db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch) => {
+                    return Err(OpenFailure::Busy)
+                }
+                Err(e) => return Err(OpenFailure::Unusable(Some(e.to_string()))),
+            };
+            let c = Self { db, path: Some(path.to_path_buf()), damaged: Arc::default() };
+            match c.ensure_tables() {
+                Ok(()) => Ok(c),
+                // Tables of another layout (a cache written by an older cairn).
+                Err(e) if !guard::is_damage(&e) => Err(OpenFailure::Unusable(None)),
+                Err(e) => Err(OpenFailure::Unusable(Some(e.to_string()))),
+            }
+        });
+        let c = opened.unwrap_or_else(|p| Err(OpenFailure::Unusable(Some(guard::panic_message(p.as_ref())))))?;
+        advise_willneed(path);
+        Ok(c)
+    }
+
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let c = Self { db, path: None, damaged: Arc::default() };
+        c.ensure_tables()?;
+        Ok(c)
+    }
+
+    /// Runs the cache call `f` ([`guard::guarded`]): a panic in redb is an
+    /// error, and a damaged file is removed when the cache is dropped.
+    fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        guard::guarded(what, || self.condemn(), f)
+    }
+
+    /// Marks the file for removal; says so.
+    fn condemn(&self) -> String {
+        self.damaged.store(true, Ordering::Relaxed);
+        match &self.path {
+            Some(p) => {
+                format!("{} is removed, and the next command rebuilds it from the repository's index", p.display())
+            }
+            None => "it was in memory".into(),
+        }
+    }
+
+    /// The cache file, if on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn ensure_tables(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(BLOBS)?;
+        tx.open_table(PACKS)?;
+        tx.open_table(PACK_ORDINALS)?;
+        tx.open_table(INDEX_FILES)?;
+        tx.open_table(TREES)?;
+        tx.open_table(SNAPSHOTS)?;
+        tx.open_table(MARKED)?;
+        tx.open_table(GONE)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A cached sealed snapshot object.
+    pub fn snapshot(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        self.guard("reading a cached snapshot", || {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(SNAPSHOTS)?;
+            let v = t.get(id)?.map(|v| v.value().to_vec());
+            Ok(v)
+        })
+    }
+
+    /// Caches a sealed snapshot object.
+    pub fn put_snapshot(&self, id: &[u8; 32], sealed: &[u8]) -> Result<()> {
+        self.guard("caching a snapshot", || {
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(Durability::None)?;
+            tx.open_table(SNAPSHOTS)?.insert(id, sealed)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Drops cached snapshots that are no longer in the repository (or that
+    /// turned out damaged).
+    pub fn retain_snapshots(&self, keep: &HashSet<[u8; 32]>) -> Result<()> {
+        self.guard("dropping cached snapshots", || {
+            let stale: Vec<[u8; 32]> = {
+                let tx = self.db.begin_read()?;
+                let t = tx.open_table(SNAPSHOTS)?;
+                let mut v = Vec::new();
+                for r in t.iter()? {
+                    let k = r?.0.value();
+                    if !keep.contains(&k) {
+                        v.push(k);
+                    }
+                }
+                v
+            };
+            if stale.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(Durability::None)?;
+            {
+                let mut t = tx.open_table(SNAPSHOTS)?;
+                for k in &stale {
+                    t.remove(k)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// A cached tree: its raw length, inner offset and sealed unit.
+    pub fn tree(&self, id: &[u8; 32]) -> Result<Option<CachedTree>> {
+        self.guard("reading a cached tree", || {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(TREES)?;
+            let Some(v) = t.get(id)? else { return Ok(None) };
+            let v = v.value();
+            if v.len() < 8 {
+                return Ok(None);
+            }
+            let u = |i: usize| u32::from_le_bytes(v[i..i + 4].try_into().expect("4 bytes"));
+            Ok(Some(CachedTree { raw_length: u(0), inner: inner_from_u32(u(4)), sealed: v[8..].to_vec() }))
+        })
+    }
+
+    /// Caches sealed tree units: (id, raw length, inner offset, sealed unit).
+    pub fn put_trees<'a>(&self, items: impl IntoIterator<Item = ([u8; 32], u32, Option<u32>, &'a [u8])>) -> Result<()> {
+        self.guard("caching trees", || {
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(Durability::None)?;
+            {
+                let mut t = tx.open_table(TREES)?;
+                let mut buf = Vec::new();
+                for (id, raw, inner, sealed) in items {
+                    buf.clear();
+                    buf.extend_from_slice(&raw.to_le_bytes());
+                    buf.extend_from_slice(&inner_to_u32(inner).to_le_bytes());
+                    buf.extend_from_slice(sealed);
+                    t.insert(id, buf.as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Forgets one cached tree (found damaged).
+    pub fn forget_tree(&self, id: &[u8; 32]) -> Result<()> {
+        self.guard("forgetting a cached tree", || {
+            let tx = self.db.begin_write()?;
+            tx.open_table(TREES)?.remove(id)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Index objects already absorbed.
+    pub fn known_index_files(&self) -> Result<HashSet<IndexId>> {
+        self.guard("listing the index objects it holds", || {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(INDEX_FILES)?;
+            let mut out = HashSet::new();
+            for r in t.iter()? {
+                let (k, _) = r?;
+                out.insert(IndexId(k.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Absorbs index objects in one transaction. Live entries replace
+    /// what is there; a marked pack's entries only fill gaps (so a blob with
+    /// a live copy is read from it), and the pack is recorded as marked.
+    pub fn add_indexes(&self, items: &[(IndexId, Index)]) -> Result<()> {
+        self.guard("absorbing index objects", || {
+            // Inserted in key order: blob ids are random, and a B-tree filled in
+            // order touches each leaf once per batch instead of once per entry.
+            let tx = self.db.begin_write()?;
+            {
+                let mut packs = tx.open_table(PACKS)?;
+                let mut ordinals = tx.open_table(PACK_ORDINALS)?;
+                let mut next = packs.len()? as u32;
+                let mut ordinal = |id: &PackId| -> Result<u32> {
+                    if let Some(o) = ordinals.get(id.0)? {
+                        return Ok(o.value());
+                    }
+                    let o = next;
+                    next = next
+                        .checked_add(1)
+                        .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: too many packs (delete the cache)"))?;
+                    ordinals.insert(id.0, o)?;
+                    packs.insert(o, id.0)?;
+                    Ok(o)
+                };
+                let mut live: Vec<([u8; 33], Loc)> = Vec::new();
+                let mut gaps: Vec<([u8; 33], Loc)> = Vec::new();
+                for (_, ix) in items {
+                    for p in &ix.packs {
+                        let o = ordinal(&p.id)?;
+                        live.extend(
+                            p.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), encode_loc(o, e))),
+                        );
+                    }
+                    for m in &ix.marked {
+                        let o = ordinal(&m.pack.id)?;
+                        gaps.extend(
+                            m.pack.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), encode_loc(o, e))),
+                        );
+                    }
+                }
+                live.sort_unstable_by_key(|e| e.0);
+                gaps.sort_unstable_by_key(|e| e.0);
+                let mut blobs = tx.open_table(BLOBS)?;
+                let mut files = tx.open_table(INDEX_FILES)?;
+                let mut marked = tx.open_table(MARKED)?;
+                let mut gone = tx.open_table(GONE)?;
+                for (id, ix) in items {
+                    for p in ix.packs.iter().chain(ix.marked.iter().map(|m| &m.pack)) {
+                        gone.remove(p.id.0)?;
+                    }
+                    for m in &ix.marked {
+                        marked.insert(m.pack.id.0, m.run)?;
+                    }
+                    let n: u64 =
+                        ix.packs.iter().chain(ix.marked.iter().map(|m| &m.pack)).map(|p| p.blobs.len() as u64).sum();
+                    files.insert(id.0, n)?;
+                }
+                // Live entries replace what is there; a marked pack's entries
+                // only fill gaps (so a blob with a live copy is read from it).
+                for (k, v) in &live {
+                    blobs.insert(k, v)?;
+                }
+                for (k, v) in &gaps {
+                    if blobs.get(k)?.is_none() {
+                        blobs.insert(k, v)?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Gives the file's free pages back (after a rebuild): redb leaves
+    /// the pages of replaced B-tree nodes free inside the file.
+    pub fn compact(&mut self) -> Result<()> {
+        self.db
+            .compact(redb::CompactionMode::Balanced)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("compacting the index cache: {e}")))?;
+        Ok(())
+    }
+
+    /// Brings the cache in line with an index rewritten by prune, without
+    /// reading it again: the entries of kept packs are unchanged, so only
+    /// the absorbed index objects (`old` out, `new` in, with entry counts),
+    /// the marked packs (replaced by `marked`) and the entries of `deleted`
+    /// packs change. `used` says whether a snapshot uses a blob: when an
+    /// entry of a deleted pack is one (its cached copy was a duplicate that
+    /// prune dropped), returns `false` and the caller rebuilds.
+    pub fn apply_prune(
+        &self,
+        old: &[IndexId],
+        new: &[(IndexId, u64)],
+        marked: &[(PackId, [u8; 16])],
+        deleted: &HashSet<PackId>,
+        mut used: impl FnMut(&BlobId) -> Result<bool>,
+    ) -> Result<bool> {
+        self.guard("applying a prune", || {
+            let tx = self.db.begin_write()?;
+            let mut sound = true;
+            {
+                let mut files = tx.open_table(INDEX_FILES)?;
+                for id in old {
+                    files.remove(id.0)?;
+                }
+                for (id, n) in new {
+                    files.insert(id.0, n)?;
+                }
+                tx.delete_table(MARKED)?;
+                let mut m = tx.open_table(MARKED)?;
+                for (p, run) in marked {
+                    m.insert(p.0, run)?;
+                }
+                if !deleted.is_empty() {
+                    let blobs = tx.open_table(BLOBS)?;
+                    let ordinals = tx.open_table(PACK_ORDINALS)?;
+                    let mut stale: std::collections::HashMap<u32, (PackId, u64)> = std::collections::HashMap::new();
+                    for p in deleted {
+                        if let Some(o) = ordinals.get(p.0)? {
+                            stale.insert(o.value(), (*p, 0));
+                        }
+                    }
+                    for r in blobs.iter()? {
+                        let (k, v) = r?;
+                        let Some((_, n)) = stale.get_mut(&ordinal_of(&v.value())) else { continue };
+                        *n += 1;
+                        let k = k.value();
+                        let blob = BlobKind::from_u8(k[0])
+                            .map(|kind| BlobId { kind, id: k[1..].try_into().expect("32 bytes") });
+                        // A used blob whose cached copy was in a deleted pack
+                        // has another copy, which the cache does not know.
+                        if blob.map_or(Ok(true), |b| used(&b))? {
+                            sound = false;
+                        }
+                    }
+                    let mut gone = tx.open_table(GONE)?;
+                    for (p, n) in stale.into_values() {
+                        gone.insert(p.0, n)?;
+                    }
+                    let total: u64 = gone.iter()?.map(|r| r.map(|(_, v)| v.value()).unwrap_or(0)).sum();
+                    // Mostly stale: worth a rebuild.
+                    if total > 2 * blobs.len()?.saturating_sub(total) {
+                        sound = false;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(sound)
+        })
+    }
+
+    /// Packs marked for deletion by some absorbed index object.
+    pub fn marked_packs(&self) -> Result<HashSet<PackId>> {
+        self.pack_ids(MARKED)
+    }
+
+    /// The keys of a table keyed by pack id.
+    fn pack_ids<V: redb::Value + 'static>(&self, table: TableDefinition<[u8; 32], V>) -> Result<HashSet<PackId>> {
+        self.guard("listing packs", || {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(table)?;
+            let mut out = HashSet::new();
+            for r in t.iter()? {
+                out.insert(PackId(r?.0.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Forgets the index (blob locations and the index objects absorbed).
+    /// Cached trees and snapshots stay: they are checked against their ids
+    /// on every use, so an index rebuild cannot make them wrong, and a
+    /// verified copy of a snapshot is what `repair snapshots` puts back when
+    /// the repository's object is damaged.
+    pub fn clear(&self) -> Result<()> {
+        self.guard("clearing the index", || {
+            let tx = self.db.begin_write()?;
+            tx.delete_table(BLOBS)?;
+            tx.delete_table(PACKS)?;
+            tx.delete_table(PACK_ORDINALS)?;
+            tx.delete_table(INDEX_FILES)?;
+            tx.delete_table(MARKED)?;
+            tx.delete_table(GONE)?;
+            tx.open_table(GONE)?;
+            tx.open_table(BLOBS)?;
+            tx.open_table(PACKS)?;
+            tx.open_table(PACK_ORDINALS)?;
+            tx.open_table(INDEX_FILES)?;
+            tx.open_table(MARKED)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Where one blob is, as [`CacheReader::get`] answers, by point lookups
+    /// (a reader loads every pack id first: for many lookups).
+    pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
+        self.guard("looking a blob up", || {
+            let tx = self.db.begin_read()?;
+            let Some(v) = tx.open_table(BLOBS)?.get(key(blob))?.map(|v| v.value()) else {
+                return Ok(None);
+            };
+            let pack = tx
+                .open_table(PACKS)?
+                .get(ordinal_of(&v))?
+                .map(|p| PackId(p.value()))
+                .ok_or_else(|| unknown_ordinal(&v))?;
+            if tx.open_table(GONE)?.get(pack.0)?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(location(&v, pack)))
+        })
+    }
+
+    /// A snapshot of the cache for many fast lookups.
+    pub fn reader(&self) -> Result<CacheReader> {
+        self.guard("opening a reader", || {
+            let marked = self.marked_packs()?;
+            let gone = self.gone_packs()?;
+            let tx = self.db.begin_read()?;
+            let packs = load_packs(&tx)?;
+            Ok(CacheReader { packs, table: tx.open_table(BLOBS)?, marked, gone, damaged: self.damaged.clone() })
+        })
+    }
+
+    /// Number of blobs indexed.
+    pub fn len(&self) -> Result<u64> {
+        self.guard("counting blobs", || {
+            let tx = self.db.begin_read()?;
+            let stale: u64 = tx.open_table(GONE)?.iter()?.map(|r| r.map(|(_, v)| v.value()).unwrap_or(0)).sum();
+            Ok(tx.open_table(BLOBS)?.len()?.saturating_sub(stale))
+        })
+    }
+
+    fn gone_packs(&self) -> Result<HashSet<PackId>> {
+        self.pack_ids(GONE)
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Every indexed blob, in key order (for check and stats).
+    pub fn for_each(&self, mut f: impl FnMut(BlobId, Location) -> Result<()>) -> Result<()> {
+        self.guard("listing blobs", || {
+            let gone = self.gone_packs()?;
+            let tx = self.db.begin_read()?;
+            let packs = load_packs(&tx)?;
+            let t = tx.open_table(BLOBS)?;
+            for r in t.iter()? {
+                let (k, v) = r?;
+                let k = k.value();
+                let kind = BlobKind::from_u8(k[0]).ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&k[1..]);
+                let loc = decode_loc(&v.value(), &packs)?;
+                if !gone.contains(&loc.pack) {
+                    f(BlobId { kind, id }, loc)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for IndexCache {
+    /// Removes a file found damaged: the next command starts a fresh one
+    /// (the database itself closes after this, on the unlinked file).
+    fn drop(&mut self) {
+        if self.damaged.load(Ordering::Relaxed) {
+            if let Some(p) = &self.path {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+pub use guard::panic_is_caught;
+
+/// Asks the kernel to read the cache file ahead, in the background: lookups
+/// are random, and one sequential read beats thousands of random ones on a
+/// cold page cache.
+fn advise_willneed(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(f) = std::fs::File::open(path) {
+        // SAFETY: posix_fadvise only takes a valid open descriptor (f lives
+        // across the call) and plain integers; it is advisory.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
+    }
+}
+
+/// A read view of the cache.
+pub struct CacheReader {
+    table: ReadOnlyTable<[u8; 33], Loc>,
+    /// Pack ids by ordinal (32 bytes per pack: a few MiB at most).
+    packs: Vec<PackId>,
+    /// Packs marked for deletion (few: a prune's leftovers).
+    marked: HashSet<PackId>,
+    /// Packs deleted, whose entries are ignored.
+    gone: HashSet<PackId>,
+    /// The cache's mark for a damaged file.
+    damaged: Arc<AtomicBool>,
+}
+
+impl CacheReader {
+    /// Where to read a blob: a live pack if it has one, else a marked pack.
+    pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
+        let found = self.table.get(key(blob)).map_err(|e| {
+            let e = Error::from(e);
+            if guard::is_damage(&e) {
+                self.damaged.store(true, Ordering::Relaxed);
+                return e.context("index cache (removed when this command ends; the next one rebuilds it)");
+            }
+            e
+        })?;
+        match found {
+            Some(v) => Ok(Some(decode_loc(&v.value(), &self.packs)?).filter(|l| !self.gone.contains(&l.pack))),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the index has the blob (in any pack, marked or not).
+    pub fn contains(&self, blob: &BlobId) -> Result<bool> {
+        Ok(self.get(blob)?.is_some())
+    }
+
+    /// Where a writer may reuse a blob from: only a pack that no prune has
+    /// marked for deletion.
+    pub fn get_live(&self, blob: &BlobId) -> Result<Option<Location>> {
+        Ok(self.get(blob)?.filter(|l| !self.marked.contains(&l.pack)))
+    }
+}
+
+#[cfg(test)]
+mod tests;
