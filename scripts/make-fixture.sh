@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/make-fixture.sh OUT_DIR [FORMAT] — how tests/fixtures/repo-vN was
-# made (FORMAT: the repository format version, 2 by default; repo-v1 was
+# made (FORMAT: the repository format version, 3 by default; repo-v1 was
 # made with format 1 by the cairn of its time, whose init had no flag).
 #
 # DOCUMENTATION ONLY: the checked-in fixture is frozen and never
@@ -22,13 +22,15 @@
 # What it stores: two key files (two passwords); snapshot 1 (tree, later
 # forgotten), snapshot 2 (tree: regular, empty, executable and multi-chunk
 # files, directories, symlinks, a dangling symlink, hard links, a FIFO,
-# extended attributes), a stream snapshot, then, while snapshot 3's backup
+# extended attributes), a stream snapshot (format 3: 1.6 MB of SQL, cut by
+# the 4 KiB chunker for dumps into more than 256 chunks, so its node names
+# chunk lists), then, while snapshot 3's backup
 # is paused with its lock held, `forget` of snapshot 1 and
 # `prune --max-unused 0`, then snapshot 3 completes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: make-fixture.sh OUT_DIR [FORMAT]}
-FORMAT=${2:-2}
+FORMAT=${2:-3}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 if [[ -z ${CAIRN_BIN:-} ]]; then
@@ -81,8 +83,14 @@ CAIRN_NEW_PASSWORD="$PW2" cairn key add --label "fixture second key"
 cairn backup --host fixture-host --tag first --time "2024-01-02 03:04:05" "$SRC"
 rm "$SRC/gone.bin"
 cairn backup --host fixture-host --tag second --time "2024-01-03 03:04:05" "$SRC"
-printf 'CREATE TABLE fixture (id int);\nINSERT INTO fixture VALUES (1), (2), (3);\n' \
-  | cairn backup --host fixture-host --tag stream --time "2024-01-04 03:04:05" --stdin-filename db.sql
+if ((FORMAT >= 3)); then
+  python3 -c 'import sys
+sys.stdout.write("CREATE TABLE fixture (id int, tag text);\n")
+for i in range(35000):
+    sys.stdout.write("INSERT INTO fixture VALUES (%d, %sfixture row%s);\n" % (i, chr(39), chr(39)))'
+else
+  printf 'CREATE TABLE fixture (id int);\nINSERT INTO fixture VALUES (1), (2), (3);\n'
+fi | cairn backup --host fixture-host --tag stream --time "2024-01-04 03:04:05" --stdin-filename db.sql
 
 # Snapshot 3's backup holds its lock, stopped, while prune marks.
 CAIRN_TEST_PAUSE_AT=backup:locked "$CAIRN_BIN" backup --host fixture-host --tag third \

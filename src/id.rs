@@ -76,6 +76,11 @@ id_type!(
     TreeId
 );
 id_type!(
+    /// Id of a chunk-list blob (a blob of kind tree, format 3): keyed BLAKE3
+    /// of its encoding.
+    ListId
+);
+id_type!(
     /// Name of a pack object: SHA-256 of the pack's bytes.
     PackId
 );
@@ -126,6 +131,10 @@ impl BlobId {
         Self { kind: BlobKind::Data, id: id.0 }
     }
     pub fn tree(id: TreeId) -> Self {
+        Self { kind: BlobKind::Tree, id: id.0 }
+    }
+    /// A chunk list is stored as a blob of kind tree.
+    pub fn list(id: ListId) -> Self {
         Self { kind: BlobKind::Tree, id: id.0 }
     }
 }

@@ -19,6 +19,9 @@ use std::thread::{Scope, ScopedJoinHandle};
 use crossbeam_channel::{bounded, Sender};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::list::{Lister, Listing};
+use crate::format::tree::Content;
+use crate::id::ChunkId;
 use crate::id::{BlobId, BlobKind};
 use crate::index::CacheReader;
 use crate::pack::packer::{self, PackerResult, SealedBlob};
@@ -51,6 +54,7 @@ pub struct SaveStats {
 
 /// Front of the save pipeline, used from one thread.
 pub struct Saver<'scope> {
+    repo: &'scope Repository,
     reader: CacheReader,
     seen: HashSet<BlobId>,
     jobs: Option<Sender<Job>>,
@@ -64,6 +68,15 @@ pub struct Saver<'scope> {
     /// New data blobs waiting for their group to fill, and their bytes.
     group: Vec<([u8; 32], Vec<u8>)>,
     group_bytes: usize,
+}
+
+/// A file's content being built, chunk by chunk ([`Saver::content`]).
+pub struct ContentBuilder {
+    /// Whether the repository's format has chunk lists.
+    lists: bool,
+    lister: Lister,
+    /// Without lists: every chunk, for the node.
+    inline: Vec<ChunkId>,
 }
 
 /// Number of seal workers: one per core.
@@ -109,6 +122,7 @@ impl<'scope> Saver<'scope> {
         drop(blob_tx);
         let packer = scope.spawn(move || packer::run(repo, blob_rx));
         Ok(Self {
+            repo,
             reader: repo.cache.reader()?,
             seen: HashSet::new(),
             jobs: Some(job_tx),
@@ -134,6 +148,57 @@ impl<'scope> Saver<'scope> {
     /// pack that may be reused: not one a prune has marked for deletion.
     pub fn has(&self, blob: &BlobId) -> Result<bool> {
         Ok(self.seen.contains(blob) || (!self.fresh && self.reader.get_live(blob)?.is_some()))
+    }
+
+    /// A file's content for its node, given its chunks (already saved): in
+    /// a repository of format 3, a file of more chunks than a node holds
+    /// is named by chunk lists, saved here as blobs of kind tree
+    /// (format-spec/07-trees.md, "Chunk lists"); otherwise the node holds
+    /// the chunks.
+    pub fn file_content(&mut self, chunks: Vec<ChunkId>) -> Result<Content> {
+        let mut c = self.content();
+        for id in chunks {
+            self.add_chunk(&mut c, id)?;
+        }
+        self.finish_content(c)
+    }
+
+    /// Starts a file's content, to which its chunks are added as they are
+    /// saved ([`Saver::add_chunk`]): lists are saved as soon as they are
+    /// cut, so a large file's chunk ids are never all in memory.
+    pub fn content(&self) -> ContentBuilder {
+        ContentBuilder { lists: self.repo.config.has_lists(), lister: Lister::default(), inline: Vec::new() }
+    }
+
+    /// Adds the file's next chunk (already saved).
+    pub fn add_chunk(&mut self, c: &mut ContentBuilder, id: ChunkId) -> Result<()> {
+        if !c.lists {
+            c.inline.push(id);
+            return Ok(());
+        }
+        let repo = self.repo;
+        c.lister.push(id, &mut |enc| {
+            let id = repo.key.blob_id(&enc);
+            self.save(BlobKind::Tree, id, enc)?;
+            Ok(id)
+        })
+    }
+
+    /// The node's content of a file whose chunks were all added.
+    pub fn finish_content(&mut self, c: ContentBuilder) -> Result<Content> {
+        if !c.lists {
+            return Ok(Content::File(c.inline));
+        }
+        let repo = self.repo;
+        let listing = c.lister.finish(&mut |enc| {
+            let id = repo.key.blob_id(&enc);
+            self.save(BlobKind::Tree, id, enc)?;
+            Ok(id)
+        })?;
+        Ok(match listing {
+            Listing::Inline(c) => Content::File(c),
+            Listing::Listed { level, lists } => Content::Listed { level, lists },
+        })
     }
 
     /// Saves a blob unless it exists. Returns whether it was new.

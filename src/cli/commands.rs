@@ -32,8 +32,8 @@ pub struct InitArgs {
     /// Average chunk size in KiB for database dumps: streams (stdin, a command's output, PostgreSQL and Redis sources), PostgreSQL base backups and `backup --chunker dump` (a power of two, 1..=4096; default 4)
     #[arg(long, value_name = "KIB", conflicts_with = "copy_chunker_params", value_parser = parse_chunk_size)]
     pub dump_chunk_size: Option<u32>,
-    /// Repository format version: 2 (default) compresses runs of small chunks together; 1 for a repository that cairn releases before format 2 must read
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2))]
+    /// Repository format version: 3 (default) names a large file's chunks by chunk lists that deduplicate; 2 for a repository that cairn releases before format 3 must read (1: before format 2)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3))]
     pub format_version: Option<u32>,
     #[command(flatten)]
     pub from: super::copy::FromRepoArgs,

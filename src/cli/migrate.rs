@@ -1,4 +1,4 @@
-//! `cairn migrate`: adopt format 2 (and, optionally, another chunk size).
+//! `cairn migrate`: adopt format 2 or 3 (and, optionally, another chunk size).
 
 use clap::Args;
 
@@ -10,9 +10,9 @@ use super::Global;
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// The format version to adopt (2: runs of small chunks compressed together)
+    /// The format version to adopt (3: a large file's chunks named by chunk lists that deduplicate; 2: runs of small chunks compressed together)
     #[arg(long, value_name = "N", default_value_t = cairn::format::FORMAT_VERSION,
-          value_parser = clap::value_parser!(u32).range(1..=2))]
+          value_parser = clap::value_parser!(u32).range(1..=3))]
     pub format_version: u32,
     /// A new average chunk size in KiB for data stored from now on (a power of two, 1..=4096): the next backup stores its data once more at that size
     #[arg(long, value_name = "KIB", value_parser = super::commands::parse_chunk_size)]

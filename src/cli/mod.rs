@@ -122,7 +122,7 @@ pub enum Cmd {
     Check(commands::CheckArgs),
     /// Repair a damaged repository: rebuild the index, rewrite snapshots
     Repair(repair::RepairArgs),
-    /// Adopt format 2 (runs of small chunks compressed together) or another chunk size, keeping what is stored
+    /// Adopt format 3 (chunk lists) or 2 (runs of small chunks compressed together), or another chunk size, keeping what is stored
     Migrate(migrate::MigrateArgs),
     /// Find files by name or path pattern across snapshots
     Find(browse::FindArgs),

@@ -74,6 +74,12 @@ impl Config {
         }
     }
 
+    /// Whether writers name a large file's chunks by chunk lists (format 3,
+    /// [`super::list`]).
+    pub fn has_lists(&self) -> bool {
+        self.version >= 3
+    }
+
     /// The chunker parameters for data of `kind`.
     pub fn chunker_for(&self, kind: DataKind) -> ChunkerParams {
         match kind {

@@ -2,9 +2,13 @@
 
 use super::wire::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, TreeId};
+use crate::id::{ChunkId, ListId, TreeId};
 
 pub const VERSION: u8 = 1;
+/// The kind byte of a regular file whose content is named by chunk lists
+/// (format 3, [`super::list`]); decoded as [`NodeKind::File`] with
+/// [`Content::Listed`].
+pub const LISTED_FILE: u8 = 8;
 
 /// What a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -39,6 +43,9 @@ impl NodeKind {
 pub enum Content {
     /// Regular file: its chunks in order.
     File(Vec<ChunkId>),
+    /// Regular file (format 3): its chunks are those of chunk lists of
+    /// `level`, in order ([`super::list`]).
+    Listed { level: u8, lists: Vec<ListId> },
     /// Directory: its tree blob.
     Dir(TreeId),
     /// Symbolic link: its target, raw bytes.
@@ -100,8 +107,10 @@ impl Node {
 }
 
 impl Node {
-    /// The file's chunks, or an empty slice.
-    pub fn chunks(&self) -> &[ChunkId] {
+    /// The chunks a file node holds itself: all of them, or none for a
+    /// listed file ([`Content::Listed`]: `Repository::file_chunks` reads
+    /// its lists) and for other kinds.
+    pub fn inline_chunks(&self) -> &[ChunkId] {
         match &self.content {
             Content::File(c) => c,
             _ => &[],
@@ -133,7 +142,10 @@ fn put_str8(out: &mut Vec<u8>, s: &str) {
 fn encode_node(n: &Node, out: &mut Vec<u8>) {
     out.put_u16(n.name.len() as u16);
     out.put(&n.name);
-    out.put_u8(n.kind as u8);
+    out.put_u8(match n.content {
+        Content::Listed { .. } => LISTED_FILE,
+        _ => n.kind as u8,
+    });
     out.put_u32(n.mode);
     out.put_u32(n.uid);
     out.put_u32(n.gid);
@@ -150,6 +162,13 @@ fn encode_node(n: &Node, out: &mut Vec<u8>) {
             out.put_u32(chunks.len() as u32);
             for c in chunks {
                 out.put(&c.0);
+            }
+        }
+        Content::Listed { level, lists } => {
+            out.put_u8(*level);
+            out.put_u32(lists.len() as u32);
+            for l in lists {
+                out.put(&l.0);
             }
         }
         Content::Dir(t) => out.put(&t.0),
@@ -181,6 +200,9 @@ fn check_node(n: &Node) -> Result<()> {
     }
     let fits = match (&n.content, n.kind) {
         (Content::File(c), NodeKind::File) => u32::try_from(c.len()).is_ok(),
+        (Content::Listed { level, lists }, NodeKind::File) => {
+            *level <= super::list::MAX_LEVEL && !lists.is_empty() && lists.len() <= super::list::READ_MAX_IDS
+        }
         (Content::Dir(_), NodeKind::Dir) => true,
         (Content::Symlink(t), NodeKind::Symlink) => u32::try_from(t.len()).is_ok(),
         (Content::Device(_), NodeKind::CharDev | NodeKind::BlockDev) => true,
@@ -233,7 +255,8 @@ fn decode_node(r: &mut Reader<'_>) -> Result<Node> {
     if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0) {
         return Err(Error::corrupt(format!("tree: invalid name {:?}", String::from_utf8_lossy(&name))));
     }
-    let kind = NodeKind::from_u8(r.u8()?)?;
+    let raw_kind = r.u8()?;
+    let kind = if raw_kind == LISTED_FILE { NodeKind::File } else { NodeKind::from_u8(raw_kind)? };
     let mode = r.u32()?;
     let uid = r.u32()?;
     let gid = r.u32()?;
@@ -246,6 +269,18 @@ fn decode_node(r: &mut Reader<'_>) -> Result<Node> {
     let device = r.u64()?;
     let nlink = r.u32()?;
     let content = match kind {
+        NodeKind::File if raw_kind == LISTED_FILE => {
+            let level = r.u8()?;
+            let n = r.count(32)?;
+            if level > super::list::MAX_LEVEL || n == 0 || n > super::list::READ_MAX_IDS {
+                return Err(Error::corrupt(format!("tree: a listed file with {n} lists of level {level}")));
+            }
+            let mut lists = Vec::with_capacity(n);
+            for _ in 0..n {
+                lists.push(ListId(r.array()?));
+            }
+            Content::Listed { level, lists }
+        }
         NodeKind::File => {
             let n = r.count(32)?;
             let mut chunks = Vec::with_capacity(n);
@@ -324,6 +359,9 @@ pub(crate) mod tests {
         let content = prop_oneof![
             proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..5)
                 .prop_map(|v| (NodeKind::File, Content::File(v.into_iter().map(ChunkId).collect()))),
+            (0u8..=7, proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 1..5)).prop_map(
+                |(level, v)| (NodeKind::File, Content::Listed { level, lists: v.into_iter().map(ListId).collect() })
+            ),
             proptest::array::uniform32(any::<u8>()).prop_map(|t| (NodeKind::Dir, Content::Dir(TreeId(t)))),
             proptest::collection::vec(any::<u8>(), 1..100).prop_map(|t| (NodeKind::Symlink, Content::Symlink(t))),
             any::<u64>().prop_map(|d| (NodeKind::CharDev, Content::Device(d))),
@@ -390,6 +428,26 @@ pub(crate) mod tests {
         assert!(decode(&enc).is_err());
     }
 
+    /// A listed file is kind byte 8 on disk and a regular file in memory;
+    /// a bad level or an empty list count is damage.
+    #[test]
+    fn listed_files_are_kind_8() {
+        let n = Node::for_test("big", NodeKind::File, Content::Listed { level: 2, lists: vec![ListId([7; 32])] });
+        let enc = encode(std::slice::from_ref(&n)).unwrap();
+        // version, count, name length + "big", then the kind byte.
+        assert_eq!(enc[5 + 2 + 3], LISTED_FILE);
+        assert_eq!(decode(&enc).unwrap(), vec![n]);
+        let at = enc.len() - 2 - 32 - 4 - 1; // level, count, one id, xattr count
+        for (off, byte) in [(at, 8u8), (at + 1, 0)] {
+            let mut bad = enc.clone();
+            bad[off] = byte;
+            if off == at + 1 {
+                bad[off..off + 4].copy_from_slice(&0u32.to_le_bytes());
+            }
+            assert!(decode(&bad).is_err(), "byte {off} = {byte}");
+        }
+    }
+
     /// What `decode` would refuse, `encode` refuses too, in every build
     /// (it used to check the order with `debug_assert!` only).
     #[test]
@@ -408,6 +466,15 @@ pub(crate) mod tests {
             ("long name", vec![file(&"n".repeat(65536))]),
             ("kind and content disagree", vec![Node::for_test("d", NodeKind::Dir, Content::File(vec![]))]),
             ("fifo with a target", vec![Node::for_test("f", NodeKind::Fifo, Content::Symlink(b"t".to_vec()))]),
+            (
+                "dir with lists",
+                vec![Node::for_test("d", NodeKind::Dir, Content::Listed { level: 0, lists: vec![ListId([1; 32])] })],
+            ),
+            ("no lists", vec![Node::for_test("f", NodeKind::File, Content::Listed { level: 0, lists: vec![] })]),
+            (
+                "level 8",
+                vec![Node::for_test("f", NodeKind::File, Content::Listed { level: 8, lists: vec![ListId([1; 32])] })],
+            ),
         ] {
             let err = encode(&nodes).expect_err(what);
             assert_eq!(err.kind(), crate::error::ErrorKind::InvalidInput, "{what}: {err}");

@@ -4,15 +4,18 @@
 //! are the authority; [`cache::IndexCache`] is a local redb copy that
 //! lookups use, so that no command loads the whole index into memory.
 //! [`sync`] keeps the copy in line with the repository (and reads and
-//! writes index objects), [`read`] reads blobs through it, finding a blob
+//! writes index objects), [`read`] reads blobs through it ([`lists`]: a
+//! file's chunk lists), finding a blob
 //! again when a prune has moved it, and [`scratch`] is the on-disk blob set
 //! that operations whose working set grows with the repository use;
 //! [`units`] keeps the groups opened last.
 
 pub mod cache;
+mod lists;
 mod read;
 pub mod scratch;
 mod sync;
 pub mod units;
 
 pub use cache::{default_root, CacheReader, IndexCache, Location};
+pub use lists::ListItem;

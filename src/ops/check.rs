@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, TRAILER_LEN};
-use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
+use crate::format::tree::Content;
+use crate::id::{BlobId, ChunkId, IndexId, ListId, PackId, SnapshotId, TreeId};
+use crate::index::ListItem;
 use crate::pack;
 use crate::pack::verify::PackVerifier;
 use crate::repo::{keys, Repository};
@@ -93,6 +95,8 @@ impl ReadData {
 pub struct CheckReport {
     pub snapshots: usize,
     pub trees: usize,
+    /// Chunk lists walked (format 3), each once.
+    pub lists: usize,
     pub packs: usize,
     /// Packs read whole (all, a subset, or none).
     pub packs_read: usize,
@@ -230,6 +234,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     }
     r.snapshots = snaps.len();
     let mut seen: HashSet<TreeId> = HashSet::new();
+    let mut seen_lists: HashSet<ListId> = HashSet::new();
     let mut missing: HashSet<BlobId> = HashSet::new();
     for (sid, s) in &snaps {
         let mut stack = vec![(PathBuf::from("/"), s.tree)];
@@ -261,18 +266,57 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             };
             for n in nodes {
                 let p = path.join(OsStr::from_bytes(&n.name));
-                for c in n.chunks() {
-                    let b = BlobId::data(*c);
-                    if missing.contains(&b) {
-                        continue;
+                // Where a blob is not: `None` if it is where the index says.
+                let why_missing = |b: &BlobId| -> Result<Option<String>> {
+                    Ok(match index.get(b)? {
+                        Some(loc) if !absent.contains(&loc.pack) => None,
+                        Some(loc) => Some(format!("is in pack {}, which does not exist", loc.pack)),
+                        None => Some("is not in the index".to_string()),
+                    })
+                };
+                let check_chunks = |chunks: &[ChunkId], r: &mut CheckReport, missing: &mut HashSet<BlobId>| {
+                    for c in chunks {
+                        let b = BlobId::data(*c);
+                        if missing.contains(&b) {
+                            continue;
+                        }
+                        if let Some(why) = why_missing(&b)? {
+                            missing.insert(b);
+                            r.problems.push(format!("chunk {c} of {} (snapshot {}) {why}", p.display(), sid.short()));
+                        }
                     }
-                    let why = match index.get(&b)? {
-                        Some(loc) if !absent.contains(&loc.pack) => continue,
-                        Some(loc) => format!("is in pack {}, which does not exist", loc.pack),
-                        None => "is not in the index".to_string(),
-                    };
-                    missing.insert(b);
-                    r.problems.push(format!("chunk {c} of {} (snapshot {}) {why}", p.display(), sid.short()));
+                    Ok::<(), Error>(())
+                };
+                match &n.content {
+                    Content::File(chunks) => check_chunks(chunks, &mut r, &mut missing)?,
+                    Content::Listed { level, lists } => {
+                        // Each list once: an unchanged stretch of a file is
+                        // the same lists in every snapshot.
+                        let walked = repo.walk_lists(*level, lists, &mut |item| match item {
+                            ListItem::List(l, _) => {
+                                let b = BlobId::list(*l);
+                                if missing.contains(&b) || !seen_lists.insert(*l) {
+                                    return Ok(false);
+                                }
+                                r.lists += 1;
+                                if let Some(why) = why_missing(&b)? {
+                                    missing.insert(b);
+                                    r.problems.push(format!(
+                                        "chunk list {l} of {} (snapshot {}) {why}",
+                                        p.display(),
+                                        sid.short()
+                                    ));
+                                    return Ok(false);
+                                }
+                                Ok(true)
+                            }
+                            ListItem::Chunks(chunks) => check_chunks(chunks, &mut r, &mut missing).map(|()| true),
+                        });
+                        if let Err(e) = walked {
+                            r.problems.push(format!("{} (snapshot {}): {e}", p.display(), sid.short()));
+                        }
+                    }
+                    _ => {}
                 }
                 if let Some(st) = n.subtree() {
                     stack.push((p, st));
@@ -513,7 +557,8 @@ fn affected(
     };
     for n in nodes {
         let p = path.join(OsStr::from_bytes(&n.name));
-        if n.chunks().iter().any(|c| lost.contains(&BlobId::data(*c))) {
+        let hit = repo.content_blobs(&n.content).map_or(true, |blobs| blobs.iter().any(|b| lost.contains(b)));
+        if hit {
             out.push(format!("snapshot {}: {}", sid.short(), p.display()));
         }
         if let Some(t) = n.subtree() {

@@ -28,7 +28,7 @@ use crate::format::config::DataKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, Content, Node};
 use crate::id::{BlobId, BlobKind, ChunkId, PackId, SnapshotId, TreeId};
-use crate::index::Location;
+use crate::index::{ListItem, Location};
 use crate::ops::snapshots::SnapshotFilter;
 use crate::pack;
 use crate::repo::Repository;
@@ -87,10 +87,14 @@ fn origin(id: &SnapshotId, s: &Snapshot) -> SnapshotId {
     s.original.unwrap_or(*id)
 }
 
-/// Whether blobs can keep their ids from `src` to `dst`.
+/// Whether blobs can keep their ids from `src` to `dst`: the same chunk-id
+/// key and chunkers, and a destination that can hold what the source's
+/// trees name (a source of format 3 may have chunk lists, which a
+/// destination of an earlier format cannot: its trees are rebuilt).
 pub fn mode(src: &Repository, dst: &Repository) -> CopyMode {
     let same = |k| src.config.chunker_for(k) == dst.config.chunker_for(k);
-    if src.key.id == dst.key.id && same(DataKind::Files) && same(DataKind::Dump) {
+    let lists_fit = dst.config.has_lists() || !src.config.has_lists();
+    if src.key.id == dst.key.id && same(DataKind::Files) && same(DataKind::Dump) && lists_fit {
         CopyMode::SameIds
     } else {
         CopyMode::Rechunk
@@ -242,6 +246,26 @@ impl SameIdCopier<'_, '_> {
                             self.want(BlobId::data(*c))?;
                         }
                     }
+                    Content::Listed { level, lists } => {
+                        // Lists are sent like trees, each walked whole
+                        // for the same reason as subtrees.
+                        let src = self.src;
+                        src.walk_lists(*level, lists, &mut |item| {
+                            match item {
+                                ListItem::List(l, _) => {
+                                    let plain = src.read_tree_blob(&TreeId(l.0)).context("source")?;
+                                    self.saver.save(BlobKind::Tree, l.0, plain)?;
+                                }
+                                ListItem::Chunks(c) => {
+                                    for c in c {
+                                        self.want(BlobId::data(*c))?;
+                                    }
+                                }
+                            }
+                            Ok(true)
+                        })
+                        .context(format!("source file {}", n.name_lossy()))?;
+                    }
                     _ => {}
                 }
             }
@@ -326,9 +350,10 @@ impl Rechunker<'_, '_> {
         for n in &mut nodes {
             match &n.content {
                 Content::Dir(sub) => n.content = Content::Dir(self.copy_tree(*sub)?),
-                Content::File(chunks) => {
-                    let chunks = chunks.clone();
-                    n.content = Content::File(self.copy_file(&chunks, &n.name_lossy())?);
+                Content::File(_) | Content::Listed { .. } => {
+                    let chunks = self.src.file_chunks(&n.content).context("source")?.into_owned();
+                    let copied = self.copy_file(&chunks, &n.name_lossy())?;
+                    n.content = self.saver.file_content(copied)?;
                 }
                 _ => {}
             }

@@ -143,7 +143,10 @@ pub fn classify(a: &Node, b: &Node) -> Option<(Modifier, Vec<&'static str>)> {
         return Some((Modifier::Type, vec!["type"]));
     }
     let meta = metadata_changes(a, b);
-    if a.kind == NodeKind::File && a.chunks() != b.chunks() {
+    // The same chunks make the same lists, so comparing what the nodes
+    // hold is comparing content (the differ expands a file listed on one
+    // side only, [`Differ::nodes`]).
+    if a.kind == NodeKind::File && a.content != b.content {
         let mut what = vec!["content"];
         what.extend(meta);
         return Some((Modifier::Modified, what));
@@ -306,6 +309,20 @@ impl Differ<'_> {
 
     /// The same name on both sides.
     fn nodes(&mut self, path: &Path, a: &Node, b: &Node) -> Result<()> {
+        // A file listed on one side only (backed up before and after the
+        // repository adopted chunk lists): compare the chunks themselves.
+        let listed = |n: &Node| matches!(n.content, Content::Listed { .. });
+        let expanded;
+        let (a, b) = if a.kind == NodeKind::File && b.kind == NodeKind::File && listed(a) != listed(b) {
+            let mut x = a.clone();
+            let mut y = b.clone();
+            x.content = Content::File(self.repo.file_chunks(&a.content)?.into_owned());
+            y.content = Content::File(self.repo.file_chunks(&b.content)?.into_owned());
+            expanded = (x, y);
+            (&expanded.0, &expanded.1)
+        } else {
+            (a, b)
+        };
         let Some((modifier, what)) = classify(a, b) else {
             // Unchanged entry; a directory may still differ inside.
             if let (Some(x), Some(y)) = (a.subtree(), b.subtree()) {
@@ -323,8 +340,8 @@ impl Differ<'_> {
             Modifier::Modified => {
                 self.stats.changed_files += 1;
                 self.emit(path, b.kind, modifier, what)?;
-                self.before.extend(a.chunks().iter().map(|c| BlobId::data(*c)));
-                self.after.extend(b.chunks().iter().map(|c| BlobId::data(*c)));
+                self.before.extend(self.repo.content_blobs(&a.content)?);
+                self.after.extend(self.repo.content_blobs(&b.content)?);
             }
             _ => {
                 self.stats.metadata_changed += 1;
@@ -348,8 +365,8 @@ impl Differ<'_> {
             Side::Before => self.stats.removed.entry(n.kind),
             Side::After => self.stats.added.entry(n.kind),
         }
-        let chunks: Vec<BlobId> = n.chunks().iter().map(|c| BlobId::data(*c)).collect();
-        self.set(side).extend(chunks);
+        let blobs = self.repo.content_blobs(&n.content)?;
+        self.set(side).extend(blobs);
         if let Some(t) = n.subtree() {
             self.tree_side(side, path, t)?;
         }

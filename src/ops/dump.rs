@@ -47,7 +47,7 @@ pub fn dump(repo: &Repository, root: TreeId, path: &Path, out: &mut dyn Write) -
     if node.kind != NodeKind::File {
         return Err(Error::invalid(format!("{} is not a regular file ({:?})", path.display(), node.kind)));
     }
-    let chunks = node.chunks();
+    let chunks = repo.file_chunks(&node.content)?;
     // Windows of about WINDOW_BYTES of plaintext, read by every worker at
     // once (each window by one worker, the chunks of one group opened once
     // through the repository's unit cache) and written in order; at most

@@ -1,12 +1,15 @@
-//! `cairn migrate`: a repository adopts format 2, another average chunk
-//! size, or a chunker for database dumps (4 KiB by default), without re-uploading what it holds (format-spec/04-config.md,
-//! "Adopting format 2").
+//! `cairn migrate`: a repository adopts format 2 or 3, another average
+//! chunk size, or a chunker for database dumps (4 KiB by default), without
+//! re-uploading what it holds (format-spec/04-config.md, "Adopting format 2
+//! or 3").
 //!
 //! Nothing stored changes: packs of layout 1 and index objects of versions 1
 //! and 2 stay as they are, and format 2 reads them. Only `config` is written
 //! again, whole (one put: the old or the new one is there, never a mix),
 //! under the exclusive lock, so no other cairn process has the old config
-//! open. From then on backups write layout-2 packs (and, with a new chunk
+//! open. From then on backups write layout-2 packs, name a large file's
+//! chunks by chunk lists (format 3; files backed up before keep their
+//! inline chunk ids until they are read again), and, with a new chunk
 //! size, cut new data at that size: the first backup after it stores its
 //! data once more, later ones only what changed).
 
@@ -157,6 +160,21 @@ mod tests {
         let r = repo(2);
         let e = plan(&r, 1, None, None).unwrap_err();
         assert!(e.to_string().contains("cannot go back"), "{e}");
-        assert!(plan(&r, 3, None, None).is_err());
+        assert!(plan(&r, 4, None, None).is_err());
+        let r = repo(3);
+        assert!(plan(&r, 2, None, None).unwrap_err().to_string().contains("cannot go back"));
+    }
+
+    #[test]
+    fn format_2_adopts_chunk_lists() {
+        let r = repo(2);
+        assert!(!r.config.has_lists());
+        let p = plan(&r, 3, None, None).unwrap();
+        assert_eq!((p.from_version, p.to_version), (2, 3));
+        assert_eq!(p.chunker_to, r.config.chunker);
+        run(&r, &p).unwrap();
+        let again = Repository::open(r.backend.clone(), b"pw", CacheMode::Memory).unwrap();
+        assert!(again.config.has_lists());
+        assert!(plan(&again, 3, None, None).unwrap().is_noop());
     }
 }

@@ -279,7 +279,7 @@ impl Builder<'_> {
             self.links.insert((node.device, node.inode), path.clone());
         }
         let mut offset = 0u64;
-        for c in node.chunks() {
+        for c in self.repo.file_chunks(&node.content)?.iter() {
             let blob = BlobId::data(*c);
             let loc: Location = self
                 .reader

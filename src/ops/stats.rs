@@ -25,10 +25,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::NodeKind;
-use crate::id::{BlobId, ChunkId, SnapshotId, TreeId};
+use crate::format::tree::{Content, NodeKind};
+use crate::id::{BlobId, ChunkId, ListId, SnapshotId, TreeId};
 use crate::index::scratch::{BlobSet, SetWriter};
-use crate::index::CacheReader;
+use crate::index::{CacheReader, ListItem};
 use crate::repo::Repository;
 
 /// What to count.
@@ -176,6 +176,36 @@ impl Walker<'_, '_, '_> {
         Ok(())
     }
 
+    /// Counts a file's chunk lists (as tree blobs) and their chunks, each
+    /// list the first time it is seen (with the chunks below it).
+    fn lists(&mut self, level: u8, lists: &[ListId]) -> Result<()> {
+        let repo = self.repo;
+        repo.walk_lists(level, lists, &mut |item| match item {
+            ListItem::List(l, _) => {
+                let b = BlobId::list(*l);
+                if self.seen.get(&b)? != 0 {
+                    return Ok(false);
+                }
+                self.seen.set(&b, 1)?;
+                match self.index.get(&b)? {
+                    Some(loc) => {
+                        self.raw.tree_blob_count += 1;
+                        self.raw.total_uncompressed_size += u64::from(loc.raw_length);
+                        self.stored += self.unit_bytes(&loc)?;
+                    }
+                    None => self.raw.missing_blobs += 1,
+                }
+                Ok(true)
+            }
+            ListItem::Chunks(chunks) => {
+                for c in chunks {
+                    self.chunk(*c)?;
+                }
+                Ok(true)
+            }
+        })
+    }
+
     /// The stored bytes a blob at `loc` adds: its unit's the first time a
     /// blob of that unit is counted (the blobs of a group share one sealed
     /// unit, kept as long as any of them is used), else nothing.
@@ -211,13 +241,16 @@ impl Walker<'_, '_, '_> {
                         t.size += n.size;
                     }
                     match self.mode {
-                        Mode::RawData => {
-                            for c in n.chunks() {
-                                self.chunk(*c)?;
+                        Mode::RawData => match &n.content {
+                            Content::Listed { level, lists } => self.lists(*level, lists)?,
+                            c => {
+                                for c in self.repo.file_chunks(c)?.iter() {
+                                    self.chunk(*c)?;
+                                }
                             }
-                        }
+                        },
                         Mode::FilesByContents => {
-                            let key = BlobId::data(ChunkId(content_key(n.chunks())));
+                            let key = BlobId::data(ChunkId(content_key(&self.repo.file_chunks(&n.content)?)));
                             if self.seen.get(&key)? == 0 {
                                 self.seen.set(&key, 1)?;
                                 self.contents += 1;
@@ -301,7 +334,8 @@ pub fn stats(
             let reader = repo.cache.reader()?;
             let (mut raw, mut stored) = (w.raw, w.stored);
             raw.restore_size = bytes;
-            raw.total_uncompressed_size = raw.data_uncompressed_size;
+            // (Chunk lists are already in it, and in the tree blobs.)
+            raw.total_uncompressed_size += raw.data_uncompressed_size;
             let mut tree_units = std::collections::HashSet::new();
             for t in &w.trees {
                 match reader.get(&BlobId::tree(*t))? {

@@ -290,6 +290,9 @@ fn node_json(n: &Node) -> Value {
         Content::Dir(t) => json!({ "subtree": t.to_hex() }),
         Content::Device(d) => json!({ "rdev": d }),
         Content::None => json!({}),
+        Content::Listed { level, lists } => {
+            json!({ "level": level, "lists": lists.iter().map(|l| l.to_hex()).collect::<Vec<_>>() })
+        }
     };
     json!({
         "name": n.name_lossy(),
@@ -569,6 +572,7 @@ fn build() -> Value {
             "config": String::from_utf8(config2_json).expect("utf-8"),
             "config_as_init_writes": String::from_utf8(config2d_json).expect("utf-8"),
         },
+        "format_3": format_3(&mk),
         "index": {
             "plaintext": hex::encode(&index_plain),
             "v2": {
@@ -597,6 +601,62 @@ fn build() -> Value {
             "object_name": wal_name,
         },
         "objects": objects,
+    })
+}
+
+/// Format 3: a chunk list, how ids are cut into lists, and a tree whose
+/// file names its chunks by lists.
+fn format_3(mk: &MasterKey) -> Value {
+    use cairn::format::list::{self, ChunkList};
+    // Ten ids; those at 3 and 9 end in a zero byte, so cuts follow them.
+    let ids: Vec<[u8; 32]> = (0u8..10)
+        .map(|i| {
+            let mut id = mk.blob_id(&[b'c', i]);
+            id[31] = if i == 3 || i == 9 { 0 } else { id[31].max(1) };
+            id
+        })
+        .collect();
+    let cut: Vec<usize> = list::cut(&ids).iter().map(|p| p.len()).collect();
+    assert_eq!(cut, vec![4, 6]);
+    let l0 = ChunkList { level: 0, ids: ids[..4].to_vec() };
+    let l0_bytes = list::encode(&l0);
+    let l0_id = mk.blob_id(&l0_bytes);
+    let l1 = ChunkList { level: 0, ids: ids[4..].to_vec() };
+    let l1_id = mk.blob_id(&list::encode(&l1));
+    let node = Node {
+        name: b"big.dump".to_vec(),
+        kind: NodeKind::File,
+        mode: 0o644,
+        uid: 1000,
+        gid: 100,
+        user: String::new(),
+        group: String::new(),
+        mtime_ns: 1_700_000_000_000_000_000,
+        ctime_ns: 1_700_000_000_000_000_000,
+        size: 40_960,
+        inode: 0,
+        device: 0,
+        nlink: 1,
+        content: Content::Listed { level: 0, lists: vec![cairn::id::ListId(l0_id), cairn::id::ListId(l1_id)] },
+        xattrs: vec![],
+    };
+    let tree_bytes = tree::encode(std::slice::from_ref(&node)).expect("tree encodes");
+    let back = tree::decode(&tree_bytes).expect("tree decodes");
+    assert_eq!(back, vec![node]);
+    let config3 = Config {
+        version: 3,
+        dump_chunker: Some(ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, seed: CHUNKER.seed }),
+        group_compression: Some(6),
+        ..vector_config()
+    };
+    json!({
+        "ids": ids.iter().map(hex::encode).collect::<Vec<_>>(),
+        "cut_lengths": cut,
+        "list_plaintext": hex::encode(&l0_bytes),
+        "list_id": hex::encode(l0_id),
+        "tree_with_listed_file": hex::encode(&tree_bytes),
+        "tree_id": hex::encode(mk.blob_id(&tree_bytes)),
+        "config_as_init_writes": String::from_utf8(config3.encode()).expect("utf-8"),
     })
 }
 
@@ -694,6 +754,13 @@ fn format_vectors() {
         "format_2.pack.id",
         "format_2.index_v3_plaintext",
         "format_2.config",
+        "format_3.ids",
+        "format_3.cut_lengths",
+        "format_3.list_plaintext",
+        "format_3.list_id",
+        "format_3.tree_with_listed_file",
+        "format_3.tree_id",
+        "format_3.config_as_init_writes",
     ] {
         check(&stored, &built, p, FORMAT_CHANGED);
     }

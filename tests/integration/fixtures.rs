@@ -246,6 +246,12 @@ fn assert_marks_and_groups(f: &Fixture, password: &str) {
         "the fixture has no index v{want_version} with marks ({versioned} v{want_version}, {marked} marks, {runs} runs)"
     );
     assert_eq!(grouped > 0, format >= 2, "format {format}: {grouped} blob(s) in groups");
+    // Format 3: the stream's node names its chunks by lists.
+    let sid = cairn::id::SnapshotId::from_hex(f.manifest["stream"]["id"].as_str().expect("stream id")).expect("hex");
+    let snap = repo.load_snapshot(&sid).expect("the stream snapshot loads");
+    let nodes = repo.load_tree(&snap.tree).expect("the stream's tree loads");
+    let listed = nodes.iter().any(|n| matches!(n.content, cairn::format::tree::Content::Listed { .. }));
+    assert_eq!(listed, format >= 3, "format {format}: the stream's node is listed: {listed}");
 }
 
 #[test]
@@ -256,6 +262,11 @@ fn repo_v1() {
 #[test]
 fn repo_v2() {
     fixture_opens_restores_dumps_and_checks("repo-v2");
+}
+
+#[test]
+fn repo_v3() {
+    fixture_opens_restores_dumps_and_checks("repo-v3");
 }
 
 /// A key file whose argon2 parameters argon2 refuses (here t_cost 0,

@@ -21,6 +21,7 @@ mod forget;
 mod habits;
 mod job;
 mod job_pg;
+mod lists;
 mod locks;
 mod migrate;
 mod mount;

@@ -95,17 +95,28 @@ fn a_format_1_repository_adopts_format_2_and_keeps_everything(w: Where) {
     // A dry run changes nothing; the plan says what would.
     let o = repo.out(&["migrate", "--chunk-size", "16", "--dry-run"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(o.stdout_str().contains("would change format 1 -> 3"), "the default is format 3: {}", o.stdout_str());
+    let o = repo.out(&["migrate", "--format-version", "2", "--chunk-size", "16", "--dry-run"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(o.stdout_str().contains("would change format 1 -> 2"), "{}", o.stdout_str());
     assert_eq!(cat_config(&repo)["version"], 1);
-    let plan: Value =
-        serde_json::from_str(&repo.run(&["migrate", "--chunk-size", "16", "--dry-run", "--json"])).expect("plan JSON");
+    let plan: Value = serde_json::from_str(&repo.run(&[
+        "migrate",
+        "--format-version",
+        "2",
+        "--chunk-size",
+        "16",
+        "--dry-run",
+        "--json",
+    ]))
+    .expect("plan JSON");
     assert_eq!((plan["from_version"].clone(), plan["to_version"].clone()), (1.into(), 2.into()));
     assert_eq!(plan["chunker_to"]["avg_size"], 16384);
     assert_eq!(plan["chunker_to"]["seed"], plan["chunker_from"]["seed"], "the chunker's secret stays");
 
     // Migrate: only the config changes, nothing is uploaded again.
     let config_before = cat_config(&repo);
-    let o = repo.out(&["migrate", "--chunk-size", "16"]);
+    let o = repo.out(&["migrate", "--format-version", "2", "--chunk-size", "16"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let config = cat_config(&repo);
     assert_eq!(config["version"], 2);
@@ -114,7 +125,7 @@ fn a_format_1_repository_adopts_format_2_and_keeps_everything(w: Where) {
     let grown = repo.size() as i64 - before as i64;
     assert!(grown.abs() < 1024, "migrate wrote {grown} bytes beyond the config");
     // Again: nothing to do. Back to format 1: refused, one line, exit 1.
-    assert!(repo.run(&["migrate"]).contains("nothing to change"));
+    assert!(repo.run(&["migrate", "--format-version", "2"]).contains("nothing to change"));
     let o = repo.out(&["migrate", "--format-version", "1"]);
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     assert!(o.stderr.contains("cannot go back"), "{}", o.stderr);
@@ -148,7 +159,7 @@ fn format_2_groups_small_chunks_and_restores_them_exactly(w: Where) {
     let repo = Repo::uninit_on(w);
     let o = repo.out(&["init", "--chunk-size", "4"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
-    assert_eq!(cat_config(&repo)["version"], 2);
+    assert_eq!(cat_config(&repo)["version"], 3, "format 3 groups as format 2 does");
     // A 6 MiB "dump" of text that compresses, in ~4 KiB chunks: ~1,500
     // chunks in ~24 groups.
     let dump: Vec<u8> = (0..200_000u32)

@@ -107,13 +107,12 @@ fn orphans(repo: &Repository, roots: &[TreeId], own: &HashSet<PackId>) -> Result
         check(BlobId::tree(t))?;
         for n in repo.load_tree(&t)? {
             match &n.content {
-                Content::File(chunks) => {
-                    for c in chunks {
-                        check(BlobId::data(*c))?;
+                Content::Dir(sub) => stack.push(*sub),
+                c => {
+                    for b in repo.content_blobs(c)? {
+                        check(b)?;
                     }
                 }
-                Content::Dir(sub) => stack.push(*sub),
-                _ => {}
             }
         }
     }

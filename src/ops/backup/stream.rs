@@ -20,7 +20,7 @@ use crate::format::snapshot::{StreamInfo, Summary};
 use crate::format::tree::{self, Content, Node, NodeKind};
 use crate::id::{BlobKind, ChunkId, TreeId};
 use crate::repo::Repository;
-use crate::saver::Saver;
+use crate::saver::{ContentBuilder, Saver};
 use crate::source::stream::{CommandSource, ThreadedHashingReader};
 
 /// Where a stream comes from.
@@ -152,7 +152,7 @@ pub fn backup_streams(
         let mut infos = Vec::with_capacity(inputs.len());
         for NamedStream { filename, input } in inputs {
             let command = input.argv().map(<[String]>::to_vec);
-            let (chunks, size, sha256) = read_stream(repo, &chunker, &mut saver, &mut progress, input)
+            let (content, size, sha256) = read_stream(repo, &chunker, &mut saver, &mut progress, input)
                 .map_err(|e| if single { e } else { e.context(format!("stream {filename}")) })?;
             if size == 0 && !allow_empty {
                 return Err(Error::new(
@@ -165,7 +165,7 @@ pub fn backup_streams(
                     },
                 ));
             }
-            nodes.push(stream_node(&filename, size, chunks));
+            nodes.push(stream_node(&filename, size, saver.finish_content(content)?));
             infos.push(StreamInfo { filename, size, sha256, command });
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -203,7 +203,7 @@ fn read_stream(
     saver: &mut Saver<'_>,
     progress: &mut Progress,
     input: StreamInput,
-) -> Result<(Vec<ChunkId>, u64, String)> {
+) -> Result<(ContentBuilder, u64, String)> {
     let (mut command, reader): (Option<CommandSource>, Box<dyn Read + Send>) = match input {
         StreamInput::Stdin => (None, Box::new(std::io::stdin())),
         StreamInput::Reader(r) => (None, r),
@@ -216,14 +216,16 @@ fn read_stream(
             (Some(src), Box::new(out))
         }
     };
-    let mut chunks = Vec::new();
+    // The chunk ids go into lists as they come (format 3): a dump's ids
+    // are never all in memory.
+    let mut content = saver.content();
     let mut stream = chunker.stream(ThreadedHashingReader::new(reader));
     let read = (|| -> Result<()> {
         while let Some(c) = stream.next_chunk().map_err(|e| Error::io("reading the stream", e))? {
             let id = repo.key.blob_id(&c);
             progress.bytes(c.len() as u64);
             saver.save(BlobKind::Data, id, c)?;
-            chunks.push(ChunkId(id));
+            saver.add_chunk(&mut content, ChunkId(id))?;
         }
         Ok(())
     })();
@@ -240,11 +242,11 @@ fn read_stream(
     if let Some(cmd) = command.take() {
         cmd.wait()?;
     }
-    Ok((chunks, size, sha256))
+    Ok((content, size, sha256))
 }
 
 /// The file node of one stream.
-fn stream_node(filename: &str, size: u64, chunks: Vec<ChunkId>) -> Node {
+fn stream_node(filename: &str, size: u64, content: Content) -> Node {
     let now = Local::now().timestamp_nanos_opt().unwrap_or(0);
     Node {
         name: filename.as_bytes().to_vec(),
@@ -260,7 +262,7 @@ fn stream_node(filename: &str, size: u64, chunks: Vec<ChunkId>) -> Node {
         inode: 0,
         device: 0,
         nlink: 1,
-        content: Content::File(chunks),
+        content,
         xattrs: Vec::new(),
     }
 }

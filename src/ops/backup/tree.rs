@@ -79,7 +79,7 @@ struct Archiver<'r, 's> {
     force: bool,
     owners: OwnerNames,
     /// (device, inode) of multiply-linked files already read.
-    hardlinks: HashMap<(u64, u64), (Vec<ChunkId>, u64)>,
+    hardlinks: HashMap<(u64, u64), (Content, u64)>,
     /// Bytes chunked of the file being read.
     file_bytes: u64,
     summary: Summary,
@@ -241,13 +241,31 @@ impl Archiver<'_, '_> {
         self.summary.total_files_processed += 1;
         self.summary.total_bytes_processed += node.size;
         if let Some(p) = prev.filter(|p| !self.force && unchanged(p, node)) {
-            let chunks = p.chunks().to_vec();
+            // The parent's content is reused as it is (inline chunks or
+            // chunk lists) when every chunk it names is still indexed.
             let mut all_present = true;
-            for c in &chunks {
-                all_present &= self.saver.has(&crate::id::BlobId::data(*c))?;
+            if let Content::Listed { level, lists } = &p.content {
+                for l in lists {
+                    all_present &= self.saver.has(&crate::id::BlobId::list(*l))?;
+                }
+                if all_present {
+                    let saver = &self.saver;
+                    self.repo.walk_lists(*level, lists, &mut |item| {
+                        if let crate::index::ListItem::Chunks(chunks) = item {
+                            for c in chunks {
+                                all_present &= saver.has(&crate::id::BlobId::data(*c))?;
+                            }
+                        }
+                        Ok(true)
+                    })?;
+                }
+            } else {
+                for c in p.inline_chunks() {
+                    all_present &= self.saver.has(&crate::id::BlobId::data(*c))?;
+                }
             }
             if all_present {
-                node.content = Content::File(chunks);
+                node.content = p.content.clone();
                 self.summary.files_unchanged += 1;
                 self.progress.bytes(node.size);
                 return Ok(true);
@@ -255,8 +273,8 @@ impl Archiver<'_, '_> {
         }
         let link_key = (node.device, node.inode);
         if node.nlink > 1 {
-            if let Some((chunks, size)) = self.hardlinks.get(&link_key) {
-                node.content = Content::File(chunks.clone());
+            if let Some((content, size)) = self.hardlinks.get(&link_key) {
+                node.content = content.clone();
                 node.size = *size;
                 self.count_read(prev.is_some());
                 return Ok(true);
@@ -268,10 +286,10 @@ impl Archiver<'_, '_> {
                 // The size is what was read, which restore will write, even
                 // if the file changed while it was being read.
                 node.size = self.file_bytes;
+                node.content = self.saver.file_content(chunks)?;
                 if node.nlink > 1 {
-                    self.hardlinks.insert(link_key, (chunks.clone(), node.size));
+                    self.hardlinks.insert(link_key, (node.content.clone(), node.size));
                 }
-                node.content = Content::File(chunks);
                 self.count_read(prev.is_some());
                 Ok(true)
             }

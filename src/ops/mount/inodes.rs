@@ -251,7 +251,7 @@ impl Table {
         if n.kind != NodeKind::File {
             return Ok(None);
         }
-        let map = Arc::new(FileMap::build(repo, n.chunks(), n.size)?);
+        let map = Arc::new(FileMap::build(repo, &repo.file_chunks(&n.content)?, n.size)?);
         let mut t = self.lock();
         match t.get_mut(&ino) {
             Some(i) => Ok(Some(i.file.get_or_insert(map).clone())),

@@ -5,6 +5,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::Content;
 use crate::id::{BlobId, ChunkId, SnapshotId, TreeId};
 use crate::index::scratch::{BlobSet, SetWriter};
+use crate::index::ListItem;
 use crate::repo::Repository;
 
 /// Marks in the set. Used blobs start at [`USED`]; the index pass raises
@@ -14,7 +15,8 @@ pub const USED: u32 = 1;
 pub const IN_MARKED: u32 = 2;
 pub const CLAIMED: u32 = 3;
 
-/// Adds every blob the snapshots reference (trees and chunks) to `set`.
+/// Adds every blob the snapshots reference (trees, chunk lists and chunks)
+/// to `set`.
 /// Trees already in the set are not read again, so shared subtrees cost
 /// one read. A tree that cannot be read stops prune: it must not decide
 /// what is unused from an incomplete picture.
@@ -52,6 +54,27 @@ fn walk(repo: &Repository, root: TreeId, w: &mut SetWriter, chunks: &mut Vec<Chu
                     if chunks.len() >= CHUNK_BATCH {
                         add_chunks(w, chunks)?;
                     }
+                }
+                Content::Listed { level, lists } => {
+                    // A list already in the set was walked with its
+                    // chunks: an unchanged stretch of a file costs nothing.
+                    repo.walk_lists(*level, lists, &mut |item| match item {
+                        ListItem::List(l, _) => {
+                            let b = BlobId::list(*l);
+                            if w.get(&b)? != 0 {
+                                return Ok(false);
+                            }
+                            w.set(&b, USED)?;
+                            Ok(true)
+                        }
+                        ListItem::Chunks(c) => {
+                            chunks.extend_from_slice(c);
+                            if chunks.len() >= CHUNK_BATCH {
+                                add_chunks(w, chunks)?;
+                            }
+                            Ok(true)
+                        }
+                    })?;
                 }
                 Content::Dir(sub) => stack.push(*sub),
                 _ => {}

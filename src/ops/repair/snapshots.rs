@@ -121,11 +121,8 @@ impl Walker<'_> {
         let mut out = Vec::new();
         for n in self.repo.load_tree(&t)? {
             let name = PathBuf::from(OsStr::from_bytes(&n.name));
-            if let Some(c) = missing_chunk(&self.reader, &n)? {
-                out.push(Dropped {
-                    path: name.display().to_string(),
-                    reason: format!("chunk {c} is not in the index"),
-                });
+            if let Some(why) = missing_chunk(self.repo, &self.reader, &n)? {
+                out.push(Dropped { path: name.display().to_string(), reason: why });
             }
             if let Some(sub) = n.subtree() {
                 if let Some(why) = self.tree_problem(&sub)? {
@@ -151,7 +148,7 @@ impl Walker<'_> {
         }
         let mut nodes = Vec::new();
         for mut n in self.repo.load_tree(&t)? {
-            if missing_chunk(&self.reader, &n)?.is_some() {
+            if missing_chunk(self.repo, &self.reader, &n)?.is_some() {
                 continue;
             }
             if let Some(sub) = n.subtree() {
@@ -170,10 +167,30 @@ impl Walker<'_> {
     }
 }
 
-fn missing_chunk(reader: &CacheReader, n: &Node) -> Result<Option<String>> {
-    for c in n.chunks() {
+/// Why a file's content cannot be read: a chunk or a chunk list that the
+/// index does not have, or a chunk list that does not load.
+fn missing_chunk(repo: &Repository, reader: &CacheReader, n: &Node) -> Result<Option<String>> {
+    if let Content::Listed { level, lists } = &n.content {
+        for l in lists {
+            if !reader.contains(&BlobId::list(*l))? {
+                return Ok(Some(format!("chunk list {l} is not in the index")));
+            }
+        }
+        let blobs = match repo.content_blobs(&n.content) {
+            Ok(b) => b,
+            Err(e) => return Ok(Some(format!("a chunk list (level {level} or below) does not load: {e}"))),
+        };
+        for b in blobs {
+            if !reader.contains(&b)? {
+                let what = if b.kind == BlobKind::Data { "chunk" } else { "chunk list" };
+                return Ok(Some(format!("{what} {} is not in the index", hex::encode(b.id))));
+            }
+        }
+        return Ok(None);
+    }
+    for c in n.inline_chunks() {
         if !reader.contains(&BlobId::data(*c))? {
-            return Ok(Some(c.to_string()));
+            return Ok(Some(format!("chunk {c} is not in the index")));
         }
     }
     Ok(None)
