@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-15}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(keyfile config pack_header index tree snapshot open_sealed chunker salvage pack_verify wal)
+[[ ${#targets[@]} -gt 0 ]] || targets=(keyfile config pack_header index tree snapshot open_sealed chunker salvage pack_verify wal list)
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
