@@ -774,9 +774,10 @@ pub(super) fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         }
         if !g.quiet {
             println!(
-                "checked {} snapshots, {} trees, {} packs{}{}: {}",
+                "checked {} snapshots, {} trees{}, {} packs{}{}: {}",
                 report.snapshots,
                 report.trees,
+                if report.lists > 0 { format!(", {} chunk lists", report.lists) } else { String::new() },
                 report.packs,
                 if report.wal_files > 0 { format!(", {} WAL files", report.wal_files) } else { String::new() },
                 if read != check::ReadData::None {

@@ -67,6 +67,7 @@ fn a_large_dump_is_listed_and_a_small_change_stores_a_few_lists() {
     assert_eq!(std::fs::read(target.join("db.sql")).unwrap(), night);
     let out = repo.run(&["check", "--read-data"]);
     assert!(out.contains("no errors"), "{out}");
+    assert!(out.contains("chunk lists"), "check says how many lists it walked: {out}");
 
     // The first night forgotten and pruned: the lists it shared stay.
     let first_id = repo.snapshots()[0]["id"].as_str().unwrap().to_string();
