@@ -6,7 +6,8 @@
 # at 10^6; this one reaches sizes whose backups through files would take
 # hours.
 #
-# Workload: a repository made with `init --chunk-size 1` (chunks of about
+# Workload: a repository made with `init --chunk-size 1 --dump-chunk-size 1`
+# (streams are cut by the chunker for dumps; chunks of about
 # 1 KiB), SNAPS (10) stream snapshots of random data, each of BLOBS/SNAPS
 # chunks, all unique. Timed: `forget --keep-last SNAPS/2 --prune` (half of
 # the blobs become unused: their packs are deleted or repacked), then
@@ -30,7 +31,7 @@ CAIRN=$W/cairn
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 if [[ ${KEEP_REPO:-0} != 1 || ! -f $W/.built-$BLOBS ]]; then
   rm -rf "$R" "$W/repo.orig" "$W/cache" "$W"/.built-*
-  "$CAIRN" -q -r "$R" init --chunk-size 1
+  "$CAIRN" -q -r "$R" init --chunk-size 1 --dump-chunk-size 1
   per=$((BLOBS / SNAPS))
   t0=$(date +%s)
   for i in $(seq 1 "$SNAPS"); do
