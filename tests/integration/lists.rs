@@ -81,7 +81,10 @@ fn a_large_dump_is_listed_and_a_small_change_stores_a_few_lists() {
     let trees = count(&stats, "tree_blob_count");
     assert!(trees > lists1, "the root tree and the lists: {stats}");
     assert_eq!(count(&stats, "missing_blobs"), 0, "{stats}");
-    assert!(count(&stats, "data_blob_count") >= count(&first, "data_blobs"), "{stats}");
+    // (The change replaced a few chunks: how many, and whether it moved a
+    // cut, depends on the repository's secret chunker seed.)
+    let n = count(&first, "data_blobs");
+    assert!((n - 3..=n + 3).contains(&count(&stats, "data_blob_count")), "{n} chunks at first: {stats}");
 
     // diff sees the content change between the listed nights.
     let snaps = repo.snapshots();
