@@ -176,12 +176,14 @@ impl<'scope> Saver<'scope> {
             c.inline.push(id);
             return Ok(());
         }
-        let repo = self.repo;
-        c.lister.push(id, &mut |enc| {
-            let id = repo.key.blob_id(&enc);
-            self.save(BlobKind::Tree, id, enc)?;
-            Ok(id)
-        })
+        c.lister.push(id, &mut |enc| self.save_list(enc))
+    }
+
+    /// Saves a chunk list's encoding as a blob of kind tree; its id.
+    fn save_list(&mut self, enc: Vec<u8>) -> Result<[u8; 32]> {
+        let id = self.repo.key.blob_id(&enc);
+        self.save(BlobKind::Tree, id, enc)?;
+        Ok(id)
     }
 
     /// The node's content of a file whose chunks were all added.
@@ -189,12 +191,7 @@ impl<'scope> Saver<'scope> {
         if !c.lists {
             return Ok(Content::File(c.inline));
         }
-        let repo = self.repo;
-        let listing = c.lister.finish(&mut |enc| {
-            let id = repo.key.blob_id(&enc);
-            self.save(BlobKind::Tree, id, enc)?;
-            Ok(id)
-        })?;
+        let listing = c.lister.finish(&mut |enc| self.save_list(enc))?;
         Ok(match listing {
             Listing::Inline(c) => Content::File(c),
             Listing::Listed { level, lists } => Content::Listed { level, lists },
