@@ -99,21 +99,34 @@ pub fn mount(repo: Arc<Repository>, mountpoint: &Path, opts: &MountOptions, read
         .map_err(|e| Error::io("installing signal handlers", e))?;
     let handle = signals.handle();
     let point = mountpoint.to_path_buf();
-    std::thread::spawn(move || unmount_on_signal(signals, unmounter, &point));
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked_by_signal = asked.clone();
+    std::thread::spawn(move || unmount_on_signal(signals, unmounter, &point, &asked_by_signal));
     ready();
     let served = session.run();
     handle.close();
-    served.map_err(|e| Error::io(format!("serving the mount at {}", mountpoint.display()), e))
+    match served {
+        // A busy mount detached on a signal ends with the kernel aborting the
+        // connection when its last user closes it: that is the end we asked for.
+        Err(e) if is_aborted(&e) && asked.load(std::sync::atomic::Ordering::SeqCst) => Ok(()),
+        r => r.map_err(|e| Error::io(format!("serving the mount at {}", mountpoint.display()), e)),
+    }
+}
+
+fn is_aborted(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::ConnectionAborted || e.raw_os_error() == Some(libc::ENODEV)
 }
 
 fn unmount_on_signal(
     mut signals: signal_hook::iterator::Signals,
     mut unmounter: fuser::SessionUnmounter,
     point: &Path,
+    asked: &std::sync::atomic::AtomicBool,
 ) {
     if signals.forever().next().is_none() {
         return; // closed: the mount ended by itself
     }
+    asked.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Err(e) = unmounter.unmount() {
         eprintln!("cairn mount: {} is busy ({e}); detaching it, it goes when its last user closes it", point.display());
         lazy_unmount(point);
