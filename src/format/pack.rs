@@ -265,7 +265,9 @@ pub fn units_len(entries: &[PackEntry]) -> usize {
 
 pub fn get_units(r: &mut Reader<'_>) -> Result<Vec<PackEntry>> {
     let n = r.count(UNIT_LEN)?;
-    let mut out = Vec::with_capacity(n);
+    // Sized exactly: a pack of groups has many more entries than units, and
+    // growing by doubling would hold up to three times the decoded index.
+    let mut out = Vec::with_capacity(count_entries(r.clone(), n));
     let mut previous: Option<u32> = None;
     for _ in 0..n {
         let k = r.u8()?;
@@ -296,6 +298,35 @@ pub fn get_units(r: &mut Reader<'_>) -> Result<Vec<PackEntry>> {
         }
     }
     Ok(out)
+}
+
+/// How many entries `n` units hold (a pre-pass over a copy of the reader;
+/// a malformed unit ends the count, and the real pass names the error).
+fn count_entries(mut r: Reader<'_>, n: usize) -> usize {
+    let mut total = 0usize;
+    for _ in 0..n {
+        let Ok(k) = r.u8() else { break };
+        if r.bytes(8).is_err() {
+            break;
+        }
+        match k {
+            1 | 2 => {
+                total += 1;
+                if r.bytes(36).is_err() {
+                    break;
+                }
+            }
+            FRAME_DATA_GROUP | FRAME_TREE_GROUP => {
+                let Ok(m) = r.count(36) else { break };
+                total += m;
+                if r.bytes(36 * m).is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    total
 }
 
 /// Each entry's share of the pack's stored bytes: a blob alone its sealed
@@ -458,7 +489,10 @@ pub(crate) mod tests {
             let entries: Vec<PackEntry> = units.iter().flat_map(|u| entries_of(u, &mut offset)).collect();
             let enc = encode_header_2(&entries);
             prop_assert_eq!(enc.len(), units_len(&entries));
-            prop_assert_eq!(decode_header_2(&enc).unwrap(), entries.clone());
+            let decoded = decode_header_2(&enc).unwrap();
+            // Allocated exactly (the pre-pass counted the groups' entries).
+            prop_assert_eq!(decoded.capacity(), entries.len());
+            prop_assert_eq!(decoded, entries.clone());
             // Shares add up to each unit's sealed length.
             let shares = stored_shares(&entries);
             let total: u64 = shares.iter().map(|&s| s as u64).sum();

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 
 /// A cursor over untrusted bytes. Every read is bounds-checked and fails
 /// with a corrupt error naming `what`.
+#[derive(Clone)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

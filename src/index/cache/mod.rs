@@ -22,7 +22,7 @@ use redb::{
 };
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::Index;
+use crate::format::index::{Index, IndexPack};
 use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
 
 /// (kind, blob id) -> (pack ordinal, offset, sealed length, inner offset
@@ -455,8 +455,12 @@ impl IndexCache {
                     packs.insert(o, id.0)?;
                     Ok(o)
                 };
-                let mut live: Vec<([u8; 33], Loc)> = Vec::new();
-                let mut gaps: Vec<([u8; 33], Loc)> = Vec::new();
+                // Sized exactly: these are the largest allocations of a sync.
+                let count = |packs: &mut dyn Iterator<Item = &IndexPack>| packs.map(|p| p.blobs.len()).sum::<usize>();
+                let mut live: Vec<([u8; 33], Loc)> =
+                    Vec::with_capacity(items.iter().map(|(_, ix)| count(&mut ix.packs.iter())).sum());
+                let mut gaps: Vec<([u8; 33], Loc)> =
+                    Vec::with_capacity(items.iter().map(|(_, ix)| count(&mut ix.marked.iter().map(|m| &m.pack))).sum());
                 for (_, ix) in items {
                     for p in &ix.packs {
                         let o = ordinal(&p.id)?;
