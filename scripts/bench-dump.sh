@@ -63,7 +63,9 @@
 #                           `files` cuts the dumps with the files chunker
 #                           (512 KiB, as before the dump chunker existed);
 #                           `v1:SIZE` makes a format-1 repository (every
-#                           chunk compressed alone), e.g. "v1:4 4".
+#                           chunk compressed alone), e.g. "v1:4 4";
+#                           `zN` the default chunker with groups at zstd
+#                           level N (`init --group-compression N`).
 #                           cairn backs the base backup up with
 #                           `--chunker dump`, as `cairn pg backup` does
 #   WORKLOADS="plain custom base"
@@ -366,6 +368,9 @@ tool_cmd() {
         init)    CMD=("${c[@]}" init)
                  local size=${VARIANT#v1:}
                  [[ $VARIANT == v1:* ]] && CMD+=(--format-version 1)
+                 if [[ $size == z* ]]; then
+                   CMD+=(--group-compression "${size#z}"); size=default
+                 fi
                  case $size in
                    default) ;;
                    # dumps cut with the files chunker: a config without

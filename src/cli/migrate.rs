@@ -20,6 +20,9 @@ pub struct MigrateArgs {
     /// A new average chunk size in KiB for database dumps (streams, PostgreSQL base backups); a repository without one gets 4 KiB
     #[arg(long, value_name = "KIB", value_parser = super::commands::parse_chunk_size)]
     pub dump_chunk_size: Option<u32>,
+    /// A new zstd level for runs of small chunks compressed together (1..=22), for data stored from now on
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub group_compression: Option<i32>,
     /// Show what would change, and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -32,7 +35,7 @@ pub fn migrate(g: &Global, a: &MigrateArgs) -> Result<i32> {
     g.needs_lock("migrate")?;
     let repo = g.open_quietly()?;
     let _lock = if a.dry_run { None } else { Some(g.lock(&repo, LockKind::Exclusive, "migrate")?) };
-    let plan = migrate::plan(&repo, a.format_version, a.chunk_size, a.dump_chunk_size)?;
+    let plan = migrate::plan(&repo, a.format_version, a.chunk_size, a.dump_chunk_size, a.group_compression)?;
     if a.json {
         println!("{}", serde_json::to_string(&plan).map_err(|e| Error::invalid(e.to_string()))?);
     } else if !g.quiet {
@@ -50,14 +53,6 @@ pub fn migrate(g: &Global, a: &MigrateArgs) -> Result<i32> {
                 c(&plan.chunker_to),
                 d(&plan.dump_chunker_to)
             );
-            if plan.group_compression_from != plan.group_compression_to {
-                let l = |v: Option<i32>| v.map_or("as single chunks".to_string(), |l| format!("zstd level {l}"));
-                println!(
-                    "groups of small chunks: {} -> {}",
-                    l(plan.group_compression_from),
-                    l(plan.group_compression_to)
-                );
-            }
         } else {
             let verb = if a.dry_run { "would change" } else { "changes" };
             println!(
@@ -69,6 +64,10 @@ pub fn migrate(g: &Global, a: &MigrateArgs) -> Result<i32> {
                 d(&plan.dump_chunker_from),
                 d(&plan.dump_chunker_to)
             );
+        }
+        if plan.group_compression_from != plan.group_compression_to {
+            let l = |v: Option<i32>| v.map_or("the level of single chunks".to_string(), |l| format!("zstd level {l}"));
+            println!("groups of small chunks: {} -> {}", l(plan.group_compression_from), l(plan.group_compression_to));
         }
     }
     if !a.dry_run {

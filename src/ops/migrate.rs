@@ -54,7 +54,15 @@ impl MigratePlan {
 /// chunker for dumps gets the default one ([`crate::repo::DEFAULT_DUMP_CHUNK`]).
 /// A version older than the repository's is refused: format 2 may
 /// already have written packs that format 1 cannot read.
-pub fn plan(repo: &Repository, to_version: u32, chunk_kib: Option<u32>, dump_kib: Option<u32>) -> Result<MigratePlan> {
+/// `group_level`: a new zstd level for groups of small chunks (else the
+/// repository's, or the default for one without).
+pub fn plan(
+    repo: &Repository,
+    to_version: u32,
+    chunk_kib: Option<u32>,
+    dump_kib: Option<u32>,
+    group_level: Option<i32>,
+) -> Result<MigratePlan> {
     let from = &repo.config;
     if !crate::format::FORMAT_VERSIONS.contains(&to_version) {
         return Err(Error::invalid(format!("format version {to_version} is not one this cairn writes")));
@@ -80,7 +88,12 @@ pub fn plan(repo: &Repository, to_version: u32, chunk_kib: Option<u32>, dump_kib
         (None, Some(d)) => d,
         (None, None) => crate::repo::default_dump_chunker(&chunker),
     };
-    let group_compression = from.group_compression.or(Some(crate::repo::DEFAULT_GROUP_COMPRESSION));
+    if let Some(l) = group_level {
+        if !(1..=22).contains(&l) {
+            return Err(Error::invalid(format!("zstd level {l}: a level for groups is 1 to 22")));
+        }
+    }
+    let group_compression = group_level.or(from.group_compression).or(Some(crate::repo::DEFAULT_GROUP_COMPRESSION));
     let config =
         Config { version: to_version, chunker, dump_chunker: Some(dump_chunker), group_compression, ..from.clone() };
     Ok(MigratePlan {
@@ -119,7 +132,7 @@ mod tests {
     #[test]
     fn format_1_adopts_format_2_and_keeps_its_seed() {
         let r = repo(1);
-        let p = plan(&r, 2, Some(4), None).unwrap();
+        let p = plan(&r, 2, Some(4), None, None).unwrap();
         assert_eq!((p.from_version, p.to_version), (1, 2));
         assert_eq!(p.chunker_to.avg_size, 4096);
         assert_eq!((p.chunker_to.min_size, p.chunker_to.max_size), (1024, 16384));
@@ -129,7 +142,7 @@ mod tests {
         assert_eq!(again.config.version, 2);
         assert_eq!(again.config.id, r.config.id, "the same repository");
         assert_eq!(again.config.chunker, p.chunker_to);
-        assert!(plan(&again, 2, None, None).unwrap().is_noop());
+        assert!(plan(&again, 2, None, None, None).unwrap().is_noop());
     }
 
     #[test]
@@ -140,7 +153,7 @@ mod tests {
         old.group_compression = None;
         r.replace_config(&old).unwrap();
         let r = Repository::open(r.backend.clone(), b"pw", CacheMode::Memory).unwrap();
-        let p = plan(&r, 2, None, None).unwrap();
+        let p = plan(&r, 2, None, None, None).unwrap();
         assert!(!p.is_noop());
         let d = p.dump_chunker_to.unwrap();
         assert_eq!((d.min_size, d.avg_size, d.max_size, d.seed), (1024, 4096, 16384, r.config.chunker.seed));
@@ -149,32 +162,48 @@ mod tests {
         run(&r, &p).unwrap();
         let again = Repository::open(r.backend.clone(), b"pw", CacheMode::Memory).unwrap();
         assert_eq!(again.config.dump_chunker, Some(d));
-        assert!(plan(&again, 2, None, None).unwrap().is_noop());
-        let p = plan(&again, 2, None, Some(8)).unwrap();
+        assert!(plan(&again, 2, None, None, None).unwrap().is_noop());
+        let p = plan(&again, 2, None, Some(8), None).unwrap();
         assert_eq!(p.dump_chunker_to.unwrap().avg_size, 8192);
-        assert!(plan(&again, 2, None, Some(8192)).is_err(), "out of the chunker's range");
+        assert!(plan(&again, 2, None, Some(8192), None).is_err(), "out of the chunker's range");
     }
 
     #[test]
     fn no_way_back_to_format_1() {
         let r = repo(2);
-        let e = plan(&r, 1, None, None).unwrap_err();
+        let e = plan(&r, 1, None, None, None).unwrap_err();
         assert!(e.to_string().contains("cannot go back"), "{e}");
-        assert!(plan(&r, 4, None, None).is_err());
+        assert!(plan(&r, 4, None, None, None).is_err());
         let r = repo(3);
-        assert!(plan(&r, 2, None, None).unwrap_err().to_string().contains("cannot go back"));
+        assert!(plan(&r, 2, None, None, None).unwrap_err().to_string().contains("cannot go back"));
     }
 
     #[test]
     fn format_2_adopts_chunk_lists() {
         let r = repo(2);
         assert!(!r.config.has_lists());
-        let p = plan(&r, 3, None, None).unwrap();
+        let p = plan(&r, 3, None, None, None).unwrap();
         assert_eq!((p.from_version, p.to_version), (2, 3));
         assert_eq!(p.chunker_to, r.config.chunker);
         run(&r, &p).unwrap();
         let again = Repository::open(r.backend.clone(), b"pw", CacheMode::Memory).unwrap();
         assert!(again.config.has_lists());
-        assert!(plan(&again, 3, None, None).unwrap().is_noop());
+        assert!(plan(&again, 3, None, None, None).unwrap().is_noop());
+    }
+
+    #[test]
+    fn a_new_level_for_groups_is_written_and_checked() {
+        let r = repo(crate::format::FORMAT_VERSION);
+        let p = plan(&r, crate::format::FORMAT_VERSION, None, None, Some(3)).unwrap();
+        assert_eq!(p.group_compression_to, Some(3));
+        assert!(!p.is_noop());
+        run(&r, &p).unwrap();
+        let again = Repository::open(r.backend.clone(), b"pw", CacheMode::Memory).unwrap();
+        assert_eq!(again.config.group_compression, Some(3));
+        assert!(plan(&again, crate::format::FORMAT_VERSION, None, None, Some(3)).unwrap().is_noop());
+        assert!(plan(&again, crate::format::FORMAT_VERSION, None, None, None).unwrap().is_noop(), "kept");
+        for bad in [0, 23, -1] {
+            assert!(plan(&again, crate::format::FORMAT_VERSION, None, None, Some(bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -143,3 +143,61 @@ fn copy_cuts_dumps_with_the_destinations_chunker_for_dumps() {
     assert_eq!(report["rechunk"], false, "{report}");
     assert!(same.size() > 4 * MIB - MIB / 2, "both snapshots' data is there");
 }
+
+/// Text that compresses the way a dump does (several x, more at higher
+/// levels): rows of numbers, words and timestamps.
+fn rows(n: usize) -> Vec<u8> {
+    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::new();
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let w = words[(x % 8) as usize];
+        out.extend_from_slice(
+            format!(
+                "{i}\t{w}-{}\t{}.{:02}\t2026-12-{:02} {:02}:{:02}:00\n",
+                x % 9973,
+                x % 100_000,
+                x % 100,
+                1 + x % 28,
+                x % 24,
+                x % 60
+            )
+            .as_bytes(),
+        );
+    }
+    out
+}
+
+#[test]
+fn group_compression_is_chosen_at_init_and_by_migrate() {
+    let data = rows(60_000);
+    let fast = Repo::uninit();
+    fast.run(&["init", "--group-compression", "1"]);
+    assert_eq!(config(&fast)["group_compression"], 1);
+    let small = Repo::uninit();
+    small.run(&["init", "--group-compression", "19"]);
+    let (a, b) = (
+        fast.backup_json(&["--stdin-filename", "db.sql"], Some(&data)),
+        small.backup_json(&["--stdin-filename", "db.sql"], Some(&data)),
+    );
+    let stored = |v: &Value| v["data_added"].as_u64().unwrap_or_else(|| panic!("{v}"));
+    assert!(stored(&b) < stored(&a) * 95 / 100, "level 19 {} vs level 1 {}", stored(&b), stored(&a));
+    assert_eq!(small.dump("latest", "db.sql"), data);
+    small.run(&["check", "--read-data"]);
+    // migrate: a new level for data stored from now on.
+    let said = fast.run(&["migrate", "--group-compression", "9"]);
+    assert!(said.contains("groups of small chunks: zstd level 1 -> zstd level 9"), "{said}");
+    assert_eq!(config(&fast)["group_compression"], 9);
+    assert!(fast.run(&["migrate"]).contains("nothing to change"));
+    assert_eq!(fast.dump("latest", "db.sql"), data);
+    for bad in ["0", "23", "fast"] {
+        let o = fast.out(&["migrate", "--group-compression", bad]);
+        assert_eq!(o.code, Some(64), "{bad}: {}", o.stderr);
+        assert!(o.stderr.lines().next().unwrap_or("").contains(bad), "{}", o.stderr);
+    }
+    let o = Repo::uninit().out(&["init", "--group-compression", "23"]);
+    assert_eq!(o.code, Some(64), "{}", o.stderr);
+}
