@@ -9,7 +9,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Content, NodeKind};
+use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::{BlobId, ChunkId, SnapshotId, TreeId};
 use crate::index::ListItem;
 use crate::ops::restore::resolve;
@@ -47,6 +47,13 @@ pub fn dump(repo: &Repository, root: TreeId, path: &Path, out: &mut dyn Write) -
     if node.kind != NodeKind::File {
         return Err(Error::invalid(format!("{} is not a regular file ({:?})", path.display(), node.kind)));
     }
+    write_file(repo, &node, path, out)
+}
+
+/// Writes the content of the file `node` to `out`, in order, checking its
+/// size; `path` names it in errors. Memory stays bounded whatever the
+/// file's size (restore writes a listed file this way too).
+pub fn write_file(repo: &Repository, node: &Node, path: &Path, out: &mut dyn Write) -> Result<u64> {
     // Windows of about WINDOW_BYTES of plaintext (at most 256 chunks),
     // cut by a producer as it walks the file's chunks (a listed file's
     // lists one at a time: its ids are never all in memory), read by every

@@ -6,6 +6,12 @@
 //! against its id, and writes it where the plan says. A file that any
 //! damaged blob touches is removed and reported: wrong bytes are never left
 //! in place as if they were good.
+//!
+//! A file named by chunk lists (format 3: more chunks than a node holds,
+//! such as a large dump) is not split into pack reads: after the batch's
+//! packs, it is written in order by walking its lists with every worker
+//! ([`crate::ops::dump::write_file`]), so the plan's memory does not grow
+//! with the size of a file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -19,7 +25,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::PackEntry;
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::{BlobId, PackId, TreeId};
 use crate::index::Location;
 use crate::pack;
@@ -89,6 +95,11 @@ pub struct FilePlan {
     /// An earlier file (possibly of an earlier batch) this one is a hard
     /// link of.
     pub link_to: Option<PathBuf>,
+    /// Written in order by walking its chunk lists (a file of format 3 with
+    /// more chunks than a node holds), not through the pack reads: its
+    /// chunks are never all in the plan, so a restore of a 100 GB dump
+    /// holds no more than a small file's. `node` keeps its lists.
+    pub streamed: bool,
 }
 
 /// One blob to read, and where its bytes go.
@@ -273,10 +284,16 @@ impl Builder<'_> {
         if node.nlink > 1 && node.inode != 0 {
             if let Some(first) = self.links.get(&(node.device, node.inode)) {
                 let link_to = Some(first.clone());
-                self.plan.files.push(FilePlan { path, node: strip(node), link_to });
+                self.plan.files.push(FilePlan { path, node: strip(node), link_to, streamed: false });
                 return Ok(());
             }
             self.links.insert((node.device, node.inode), path.clone());
+        }
+        if matches!(node.content, Content::Listed { .. }) {
+            self.plan.total_bytes += node.size;
+            node.name = Vec::new();
+            self.plan.files.push(FilePlan { path, node, link_to: None, streamed: true });
+            return Ok(());
         }
         let mut offset = 0u64;
         for c in self.repo.file_chunks(&node.content)?.iter() {
@@ -302,7 +319,7 @@ impl Builder<'_> {
         }
         self.plan.total_bytes += node.size;
         node = strip(node);
-        self.plan.files.push(FilePlan { path, node, link_to: None });
+        self.plan.files.push(FilePlan { path, node, link_to: None, streamed: false });
         Ok(())
     }
 }
@@ -311,7 +328,7 @@ impl Builder<'_> {
 /// chunks in the pack reads), to keep the plan small.
 fn strip(mut node: Node) -> Node {
     node.name = Vec::new();
-    node.content = crate::format::tree::Content::File(Vec::new());
+    node.content = Content::File(Vec::new());
     node
 }
 
@@ -401,7 +418,12 @@ fn execute_files(
             });
         }
     });
-    if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let mut fatal = fatal.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    if fatal.is_none() {
+        fatal = write_streamed(repo, plan, &mut failed).err();
+    }
+    if let Some(e) = fatal {
         // Files were created at full length before their data arrived: none
         // may stay behind looking restored.
         for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
@@ -409,7 +431,6 @@ fn execute_files(
         }
         return Err(e);
     }
-    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut bad: Vec<(&usize, &String)> = failed.iter().collect();
     bad.sort();
     for (idx, why) in bad {
@@ -432,6 +453,28 @@ fn execute_files(
                 .extend(target::apply_metadata(&f.path, &f.node, opts).map_err(|e| Error::io(f.path.display(), e))?);
         }
         report.files += 1;
+    }
+    Ok(())
+}
+
+/// Writes the plan's streamed files one after another (each with every
+/// worker: [`crate::ops::dump::write_file`]). Damage fails the file; a
+/// transient or local error stops the restore.
+fn write_streamed(repo: &Repository, plan: &RestorePlan, failed: &mut HashMap<usize, String>) -> Result<()> {
+    for (i, f) in plan.files.iter().enumerate().filter(|(_, f)| f.streamed && f.link_to.is_none()) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&f.path)
+            .map_err(|e| Error::io(f.path.display(), e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        match crate::ops::dump::write_file(repo, &f.node, &f.path, &mut out) {
+            Ok(_) => {}
+            Err(e) if e.kind().is_transient() || e.kind() == ErrorKind::Io => return Err(e),
+            Err(e) => {
+                failed.insert(i, e.to_string());
+            }
+        }
     }
     Ok(())
 }

@@ -182,3 +182,61 @@ fn a_lost_list_is_damage_that_check_and_restore_name() {
     o.assert_no_panic("restore without a list");
     assert!(std::fs::read(target.join("db2.sql")).map_or(true, |b| b != data), "restored as if whole");
 }
+
+/// Restore writes a listed file by walking its lists (its chunks are never
+/// all in the plan): every byte exact, and a damaged chunk in one listed
+/// file fails that file alone, named, with nothing of it left behind, while
+/// the files beside it, listed or not, restore exactly.
+#[test]
+fn restore_streams_listed_files_and_fails_only_the_damaged_one() {
+    let repo = Repo::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let (a, b) = (noise(3 << 20, 84), noise(2 << 20, 85));
+    std::fs::write(src.join("a.bin"), &a).unwrap();
+    std::fs::write(src.join("b.bin"), &b).unwrap();
+    std::fs::write(src.join("small.txt"), b"beside them\n").unwrap();
+    repo.backup_json(&["--chunker", "dump", src.to_str().unwrap()], None);
+
+    let t1 = tmp.path().join("t1");
+    repo.run(&["restore", "latest", "--target", t1.to_str().unwrap()]);
+    let back = crate::common::restored(&t1, &src);
+    assert!(std::fs::read(back.join("a.bin")).unwrap() == a, "a.bin restored with other bytes");
+    assert!(std::fs::read(back.join("b.bin")).unwrap() == b, "b.bin restored with other bytes");
+
+    // Damage one chunk in the middle of a.bin: its group no longer opens.
+    let r = open(&repo);
+    let id = repo.snapshots().last().expect("a snapshot")["id"].as_str().expect("id").to_string();
+    let snap = r.load_snapshot(&cairn::id::SnapshotId::from_hex(&id).expect("hex")).expect("snapshot");
+    let (node, _) = cairn::ops::restore::resolve(&r, snap.tree, &src.join("a.bin")).expect("resolve");
+    let node = node.expect("a.bin is in the snapshot");
+    assert!(listed(&node.content), "a 3 MiB file cut as a dump is listed");
+    // The plan reads the small file's chunk through its pack and holds
+    // none of the listed files' chunks.
+    let plan = cairn::ops::restore::RestorePlan::build(
+        &r,
+        snap.tree,
+        std::path::Path::new("/"),
+        &tmp.path().join("planned"),
+        &cairn::ops::restore::Filter::default(),
+    )
+    .expect("plan");
+    assert_eq!(plan.blob_count(), 1, "{:?}", plan.files.iter().map(|f| (&f.path, f.streamed)).collect::<Vec<_>>());
+    assert_eq!(plan.files.iter().filter(|f| f.streamed).count(), 2);
+    let chunks = r.file_chunks(&node.content).expect("chunks").into_owned();
+    let loc = r.locate(&cairn::id::BlobId::data(chunks[chunks.len() / 2])).expect("locate").expect("indexed");
+    drop(r);
+    let pack = repo.path().join(cairn::pack::object_name(&loc.pack));
+    crate::common::flip_byte(&pack, loc.offset as u64 + loc.length as u64 / 2);
+    std::fs::remove_dir_all(repo.cache()).ok();
+
+    let t2 = tmp.path().join("t2");
+    let o = repo.out(&["restore", "latest", "--target", t2.to_str().unwrap()]);
+    o.assert_failed(None, "restore with a damaged chunk of a listed file");
+    assert!(o.stderr.contains("a.bin"), "the damaged file is not named:\n{}", o.stderr);
+    let back = crate::common::restored(&t2, &src);
+    assert!(!back.join("a.bin").exists(), "a.bin was left in the target:\n{}", o.stderr);
+    assert!(std::fs::read(back.join("b.bin")).unwrap() == b, "b.bin restored with other bytes");
+    assert_eq!(std::fs::read(back.join("small.txt")).unwrap(), b"beside them\n");
+}
