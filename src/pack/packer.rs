@@ -28,7 +28,9 @@ pub struct SealedBlob {
 // Packs stored in the background at once: the backend's `connections()`
 // (1 locally, 4 on S3 by default). Bounds memory to a few packs whatever
 // the input's size.
-/// An index object is written after this many packs (and at the end)...
+/// An index object is written after this many packs, or once they hold
+/// [`crate::index::ENTRIES_PER_OBJECT`] entries (small chunks: ~4 packs),
+/// and at the end...
 pub const PACKS_PER_INDEX: usize = 64;
 /// ...or once stored packs have waited this long for one, so that an
 /// interrupted backup or copy keeps (and the next run reuses) most of what
@@ -64,7 +66,10 @@ impl Packer<'_> {
         while self.in_flight.len() > self.repo.backend.connections() {
             self.complete_one()?;
         }
-        if self.stored.len() >= PACKS_PER_INDEX || (!self.stored.is_empty() && self.last_index.elapsed() >= INDEX_EVERY)
+        let entries: usize = self.stored.iter().map(|p| p.blobs.len()).sum();
+        if self.stored.len() >= PACKS_PER_INDEX
+            || entries >= crate::index::ENTRIES_PER_OBJECT
+            || (!self.stored.is_empty() && self.last_index.elapsed() >= INDEX_EVERY)
         {
             self.write_index()?;
         }

@@ -26,8 +26,7 @@ use crate::repo::lock::{liveness, session_of, Liveness};
 use crate::repo::Repository;
 use crate::saver::Saver;
 
-/// Entries per index object written.
-const ENTRIES_PER_INDEX: usize = 50_000;
+use crate::index::ENTRIES_PER_OBJECT as ENTRIES_PER_INDEX;
 
 #[derive(Debug, Default, Serialize)]
 pub struct PruneReport {

@@ -25,8 +25,7 @@ use crate::pack::{self, salvage};
 use crate::repo::{content_id, Repository};
 use crate::saver::{worker_count, Saver};
 
-/// Entries per new index object (about 2 MiB of plaintext).
-const ENTRIES_PER_INDEX: usize = 50_000;
+use crate::index::ENTRIES_PER_OBJECT as ENTRIES_PER_INDEX;
 
 /// A pack that failed its scan, and why.
 #[derive(Clone, Debug, Serialize)]
