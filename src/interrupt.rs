@@ -64,6 +64,19 @@ pub fn committing() -> MutexGuard<'static, Option<String>> {
     guard
 }
 
+/// Called before a command reports its error: once a signal has arrived,
+/// the failure is most likely the clean-ups' own doing (a stopped
+/// `--stdin-from-command` child, a removed lock), and the signal thread is
+/// about to end the process with 128 + the signal and its one line; this
+/// waits for it (up to a minute, should a clean-up hang) instead of
+/// reporting that failure with another exit code.
+pub fn yield_to_signal() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while interrupted().load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Starts the signal thread (once).
 pub fn install() -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -84,6 +97,7 @@ pub fn install() -> std::io::Result<()> {
             for f in list.values() {
                 f();
             }
+            exit_delay();
             let name = match sig {
                 SIGINT => "SIGINT",
                 SIGTERM => "SIGTERM",
@@ -98,3 +112,17 @@ pub fn install() -> std::io::Result<()> {
     })?;
     Ok(())
 }
+
+/// Test builds: `CAIRN_TEST_SIGNAL_EXIT_DELAY_MS` holds the signal thread
+/// between its clean-ups and the exit, so that a test sees the window in
+/// which the command's own failure (a child the clean-up stopped) could
+/// otherwise be reported first (tests/integration/signals.rs).
+#[cfg(any(test, feature = "test-hooks"))]
+fn exit_delay() {
+    if let Some(ms) = std::env::var("CAIRN_TEST_SIGNAL_EXIT_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+#[cfg(not(any(test, feature = "test-hooks")))]
+fn exit_delay() {}

@@ -308,6 +308,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) if e.is_broken_pipe() => crate::EXIT_BROKEN_PIPE,
         Err(e) => {
+            cairn::interrupt::yield_to_signal();
             eprintln!("error: {e}");
             e.kind().exit_code()
         }
