@@ -18,10 +18,10 @@ mod sync;
 pub mod units;
 
 pub use cache::{default_root, CacheReader, IndexCache, Location};
+pub use lists::ListItem;
 
 /// Entries per index object a writer stores at most (about 2 MiB of
 /// plaintext, more for the one pack that crosses it): a reader holds one
 /// object decoded at a time, so this bounds its memory whatever the
 /// repository's size (backups, prune and `repair index` alike).
 pub const ENTRIES_PER_OBJECT: usize = 50_000;
-pub use lists::ListItem;

@@ -467,16 +467,34 @@ fn write_streamed(repo: &Repository, plan: &RestorePlan, failed: &mut HashMap<us
             .custom_flags(libc::O_NOFOLLOW)
             .open(&f.path)
             .map_err(|e| Error::io(f.path.display(), e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut out = WriteFailures { inner: std::io::BufWriter::with_capacity(1 << 20, file), failed: false };
         match crate::ops::dump::write_file(repo, &f.node, &f.path, &mut out) {
             Ok(_) => {}
-            Err(e) if e.kind().is_transient() || e.kind() == ErrorKind::Io => return Err(e),
+            // Writing the target (a full disk) stops the restore, as in
+            // `write_targets`; what the repository gave is the file's damage.
+            Err(e) if e.kind().is_transient() || out.failed => return Err(e),
             Err(e) => {
                 failed.insert(i, e.to_string());
             }
         }
     }
     Ok(())
+}
+
+/// A writer that remembers whether writing itself failed, to tell the
+/// target's errors from the repository's.
+struct WriteFailures<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: std::io::Write> std::io::Write for WriteFailures<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
 }
 
 /// Creates special entries and applies directory metadata, deepest first

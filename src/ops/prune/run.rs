@@ -26,7 +26,7 @@ use crate::repo::lock::{liveness, session_of, Liveness};
 use crate::repo::Repository;
 use crate::saver::Saver;
 
-use crate::index::ENTRIES_PER_OBJECT as ENTRIES_PER_INDEX;
+use crate::index::ENTRIES_PER_OBJECT;
 
 #[derive(Debug, Default, Serialize)]
 pub struct PruneReport {
@@ -100,14 +100,14 @@ impl<'a> IndexWriter<'a> {
                 self.marks.push((p.id, run));
                 self.marked.push(MarkedPack { run, pack: p });
                 self.marked_entries += n;
-                if self.marked_entries >= ENTRIES_PER_INDEX {
+                if self.marked_entries >= ENTRIES_PER_OBJECT {
                     self.flush_marks()?;
                 }
             }
             None => {
                 self.live.push(p);
                 self.live_entries += n;
-                if self.live_entries >= ENTRIES_PER_INDEX {
+                if self.live_entries >= ENTRIES_PER_OBJECT {
                     self.flush_live()?;
                 }
             }

@@ -25,7 +25,7 @@ use crate::pack::{self, salvage};
 use crate::repo::{content_id, Repository};
 use crate::saver::{worker_count, Saver};
 
-use crate::index::ENTRIES_PER_OBJECT as ENTRIES_PER_INDEX;
+use crate::index::ENTRIES_PER_OBJECT;
 
 /// A pack that failed its scan, and why.
 #[derive(Clone, Debug, Serialize)]
@@ -174,7 +174,7 @@ pub fn run(repo: &Repository, plan: &IndexRepairPlan) -> Result<IndexRepairRepor
     for p in &plan.good {
         entries += p.blobs.len();
         batch.push(p.clone());
-        if entries >= ENTRIES_PER_INDEX {
+        if entries >= ENTRIES_PER_OBJECT {
             new_indexes.insert(repo.save_index(std::mem::take(&mut batch))?);
             entries = 0;
         }
