@@ -90,6 +90,9 @@ wait_answers() { # PORT SECONDS
   for ((i = 0; i < $2 * 10; i++)); do
     answers "$1" && return 0
     [[ -n $(daemon_pid rgw) ]] || { tail -n 20 "$D/log/rgw.out" "$D/log/client.rgw.a.log" >&2 2>/dev/null || true; die "radosgw exited"; }
+    # a mon or OSD that cannot start (damaged data) leaves radosgw waiting
+    [[ -n $(daemon_pid mon) ]] || { tail -n 20 "$D/log/mon.out" >&2 2>/dev/null || true; die "ceph-mon exited (logs in $D/log)"; }
+    [[ -n $(daemon_pid osd) ]] || { tail -n 20 "$D/log/osd.out" >&2 2>/dev/null || true; die "ceph-osd exited (logs in $D/log)"; }
     sleep 0.1
   done
   die "radosgw on port $1 does not answer after $2 s (logs in $D/log)"

@@ -36,17 +36,31 @@ done
 export CAIRN_S3_DIR=${CAIRN_S3_DIR:-/var/tmp/cairn-s3}
 # Two steps, so that a failing start stops this script (set -e does not see
 # a failure inside eval "$(...)").
-s3_exports=$(bash scripts/s3-server.sh start "$CAIRN_S3_DIR" "${CAIRN_S3_PORT:-7480}")
+#
+# The servers' directories hold test data only. A directory left by another
+# machine or a killed run (a copy of a cluster taken while it ran, say) may
+# not start again; rather than stop every test on that, start_server makes
+# that server anew (FRESH=1) once, saying so.
+start_server() { # SCRIPT DIR PORT; prints the exports
+  local out
+  if out=$(bash "scripts/$1" start "$2" "$3"); then
+    printf '%s\n' "$out"
+    return 0
+  fi
+  echo "test.sh: $1 could not start the server in $2 again; making it anew (FRESH=1)" >&2
+  FRESH=1 bash "scripts/$1" start "$2" "$3"
+}
+s3_exports=$(start_server s3-server.sh "$CAIRN_S3_DIR" "${CAIRN_S3_PORT:-7480}")
 eval "$s3_exports"
 # PostgreSQL for the postgres:: tests (scripts/pg-server.sh installs it with
 # apt-get when initdb is missing; it listens on 127.0.0.1 only).
-pg_exports=$(bash scripts/pg-server.sh start "${CAIRN_PG_DIR:-/var/tmp/cairn-pg}" "${CAIRN_PG_PORT:-55432}")
+pg_exports=$(start_server pg-server.sh "${CAIRN_PG_DIR:-/var/tmp/cairn-pg}" "${CAIRN_PG_PORT:-55432}")
 eval "$pg_exports"
 export CAIRN_TEST_PG=1
 # Redis for the redis:: tests (scripts/redis-server.sh installs Debian's
 # redis-server with apt-get when it is missing; loopback and a unix socket
 # only).
-redis_exports=$(bash scripts/redis-server.sh start "${CAIRN_REDIS_DIR:-/var/tmp/cairn-redis}" "${CAIRN_REDIS_PORT:-56379}")
+redis_exports=$(start_server redis-server.sh "${CAIRN_REDIS_DIR:-/var/tmp/cairn-redis}" "${CAIRN_REDIS_PORT:-56379}")
 eval "$redis_exports"
 # node_exporter for the status:: test that scrapes cairn's Prometheus
 # textfile (the test starts its own instance on 127.0.0.1 and a free port;
