@@ -1,7 +1,8 @@
 //! How far a long operation has got, for a caller that shows it.
 //!
-//! The library only counts (atomics, no I/O): `restore` and `check
-//! --read-data` set a total and add to the amount done on
+//! The library only counts (atomics, no I/O): `check --read-data` sets a
+//! total (bytes stored), `restore` grows one batch by batch (bytes of the
+//! files it writes), and both add to the amount done on
 //! [`crate::repo::Repository::progress`]. The CLI draws a bar from it on a
 //! terminal, and nothing reads it otherwise.
 
@@ -19,6 +20,12 @@ impl Meter {
     pub fn start(&self, total: u64) {
         self.done.store(0, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to the total, keeping what is done (an operation that
+    /// learns its work in batches, as restore does).
+    pub fn grow(&self, n: u64) {
+        self.total.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts `n` more done.
@@ -49,5 +56,8 @@ mod tests {
         assert_eq!(m.get(), (100, 100));
         m.start(10);
         assert_eq!(m.get(), (0, 10));
+        m.add(4);
+        m.grow(20);
+        assert_eq!(m.get(), (4, 30));
     }
 }

@@ -172,6 +172,8 @@ pub fn run(
     opts: &MetaOptions,
 ) -> Result<RestoreReport> {
     let batch = Batch { opts, report: RestoreReport::default(), state: WriteState::new(target) };
+    // The bar counts the bytes of the files written; each batch adds its own.
+    repo.progress.start(0);
     let mut b = Builder::new(repo, filter, Some(batch), target)?;
     b.walk(root, sub, target)?;
     b.flush()?;
@@ -362,6 +364,7 @@ fn span_limits(repo: &Repository) -> (u64, u64) {
 pub fn execute(repo: &Repository, plan: &RestorePlan, opts: &MetaOptions) -> Result<RestoreReport> {
     let mut report = RestoreReport::default();
     let mut state = WriteState::new(&plan.target);
+    repo.progress.start(0);
     execute_files(repo, plan, opts, &mut report, &mut state)?;
     finish(plan, opts, &mut report, &mut state)?;
     Ok(report)
@@ -390,13 +393,12 @@ fn execute_files(
     }
     // Data: packs in parallel, one worker per core.
     let packs: Vec<(&PackId, &Vec<BlobRead>)> = plan.packs.iter().collect();
-    // Bytes to fetch: each unit once (the blobs of a group share theirs).
-    let stored = |reads: &[BlobRead]| {
-        let units: std::collections::HashSet<(u32, u32)> =
-            reads.iter().map(|r| (r.entry.offset, r.entry.length)).collect();
-        units.iter().map(|(_, l)| u64::from(*l)).sum::<u64>()
+    // Progress in bytes of the files: every file of the batch (streamed
+    // ones count as they are written), each read once per place it goes to.
+    let written = |reads: &[BlobRead]| -> u64 {
+        reads.iter().map(|r| u64::from(r.entry.raw_length) * r.targets.len() as u64).sum()
     };
-    repo.progress.start(packs.iter().map(|(_, reads)| stored(reads)).sum());
+    repo.progress.grow(plan.files.iter().filter(|f| f.link_to.is_none()).map(|f| f.node.size).sum());
     let next = AtomicUsize::new(0);
     let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
     let fatal: Mutex<Option<Error>> = Mutex::new(None);
@@ -413,7 +415,7 @@ fn execute_files(
                         *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         return;
                     }
-                    repo.progress.add(stored(reads));
+                    repo.progress.add(written(reads));
                 }
             });
         }
@@ -467,7 +469,11 @@ fn write_streamed(repo: &Repository, plan: &RestorePlan, failed: &mut HashMap<us
             .custom_flags(libc::O_NOFOLLOW)
             .open(&f.path)
             .map_err(|e| Error::io(f.path.display(), e))?;
-        let mut out = WriteFailures { inner: std::io::BufWriter::with_capacity(1 << 20, file), failed: false };
+        let mut out = WriteFailures {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            failed: false,
+            progress: &repo.progress,
+        };
         match crate::ops::dump::write_file(repo, &f.node, &f.path, &mut out) {
             Ok(_) => {}
             // Writing the target (a full disk) stops the restore, as in
@@ -482,15 +488,19 @@ fn write_streamed(repo: &Repository, plan: &RestorePlan, failed: &mut HashMap<us
 }
 
 /// A writer that remembers whether writing itself failed, to tell the
-/// target's errors from the repository's.
-struct WriteFailures<W> {
+/// target's errors from the repository's, and counts what it wrote on the
+/// restore's progress.
+struct WriteFailures<'p, W> {
     inner: W,
     failed: bool,
+    progress: &'p crate::progress::Meter,
 }
 
-impl<W: std::io::Write> std::io::Write for WriteFailures<W> {
+impl<W: std::io::Write> std::io::Write for WriteFailures<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf).inspect_err(|_| self.failed = true)
+        let n = self.inner.write(buf).inspect_err(|_| self.failed = true)?;
+        self.progress.add(n as u64);
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush().inspect_err(|_| self.failed = true)
@@ -689,3 +699,7 @@ pub fn lookup(repo: &Repository, root: TreeId, sub: &Path) -> Result<Option<(Opt
     }
     Ok(Some((node, tree)))
 }
+
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod tests;
