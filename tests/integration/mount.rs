@@ -482,3 +482,57 @@ fn mount_reads_exactly_while_prune_repacks_under_it() {
         world.verify(&format!("mount {extra:?} beside prune"));
     }
 }
+
+/// A dump of several MiB is named by chunk lists: the mount maps it list by
+/// list as reads get there. Whole and positioned reads give its bytes;
+/// after damage in the middle, reads there fail with EIO and the start
+/// still reads.
+#[test]
+fn mount_reads_a_listed_dump_at_any_offset_and_fails_only_where_damaged() {
+    if skip("mount_reads_a_listed_dump_at_any_offset_and_fails_only_where_damaged") {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let repo = Repo::init();
+    let dump = common::noise(5 << 20, 21);
+    // 5 MiB in 4 KiB chunks: ~1,300 chunks, more than a node holds.
+    repo.backup_json(&["--stdin-filename", "db.sql"], Some(&dump));
+
+    let point = repo.dir.path().join("mnt");
+    let m = Mounted::start(&repo, &point, &[]);
+    let path = point.join("snapshots/latest/db.sql");
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), dump.len() as u64);
+    // Positioned reads first (the map learns the lists before each), then
+    // the whole file.
+    let f = std::fs::File::open(&path).expect("open db.sql");
+    let n = dump.len();
+    for (offset, size) in [(n - 100, 100), (3 << 20, 70_000), (123_457, 1), (0, 4096), (n - 1, 10)] {
+        let mut buf = vec![0u8; size];
+        let got = f.read_at(&mut buf, offset as u64).expect("read_at");
+        assert_eq!(&buf[..got], &dump[offset..(offset + size).min(n)], "at {offset}");
+    }
+    drop(f);
+    assert_eq!(sha256_hex(&std::fs::read(&path).expect("read db.sql")), sha256_hex(&dump));
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.wait().0, Some(0));
+
+    // Damage the middle of the data pack (the largest); a fresh mount.
+    let (name, _) = repo.list("data").into_iter().max_by_key(|(_, size)| *size).expect("a data pack");
+    let b = repo.backend();
+    let mut bytes = b.get(&name).expect("get pack").to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    b.put(&name, bytes.into()).expect("put damaged pack");
+    let m = Mounted::start(&repo, &point, &[]);
+    let f = std::fs::File::open(&path).expect("open db.sql");
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(f.read_at(&mut buf, 0).expect("the start still reads"), 4096);
+    assert_eq!(&buf[..], &dump[..4096]);
+    let e = std::fs::read(&path).expect_err("reading the damaged dump whole succeeded");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    drop(f);
+    m.signal(libc::SIGTERM);
+    let (code, log) = m.wait();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("db.sql"), "the log does not name the damaged file:\n{log}");
+}

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::blobs::FileMap;
+use super::filemap::FileMap;
 use super::layout::Item;
 use crate::error::Result;
 use crate::format::tree::NodeKind;
@@ -251,7 +251,7 @@ impl Table {
         if n.kind != NodeKind::File {
             return Ok(None);
         }
-        let map = Arc::new(FileMap::build(repo, &repo.file_chunks(&n.content)?, n.size)?);
+        let map = Arc::new(FileMap::build(repo, &n.content, n.size)?);
         let mut t = self.lock();
         match t.get_mut(&ino) {
             Some(i) => Ok(Some(i.file.get_or_insert(map).clone())),

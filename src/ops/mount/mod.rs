@@ -5,15 +5,18 @@
 //!   `latest` links);
 //! - [`inodes`]: the inodes the kernel holds, made as it looks names up
 //!   and dropped as it forgets them;
-//! - [`blobs`]: a file's chunk map and the bounded LRU of decrypted chunks,
-//!   read through the same verifying blob reader as `dump`, with a few
-//!   chunks fetched ahead of sequential reads;
+//! - [`filemap`]: where a file's bytes are, in bounded memory for a file
+//!   named by chunk lists;
+//! - [`blobs`]: the bounded LRU of decrypted chunks, read through the same
+//!   verifying blob reader as `dump`, with a few chunks fetched ahead of
+//!   sequential reads;
 //! - [`fs`]: the kernel's requests.
 //!
 //! The mount ends when it is unmounted (`umount`, `fusermount3 -u`) or on
 //! SIGINT, SIGTERM or SIGHUP, which unmount it (lazily if it is busy).
 
 pub mod blobs;
+pub mod filemap;
 pub mod fs;
 pub mod inodes;
 pub mod layout;
