@@ -4,7 +4,8 @@
 //!
 //! For each size N in `INDEX_SIZES` (default `1000000,10000000`), a fresh
 //! on-disk cache is filled the way a sync fills it (index objects of 64
-//! packs x 512 blobs, random ids), then timed:
+//! packs x 512 blobs, random ids, absorbed in one transaction in key
+//! order), then timed:
 //! - hits: lookups of ids that are present, in random order (a nightly
 //!   dump whose chunks are mostly known);
 //! - misses: lookups of fresh random ids (new data);
@@ -71,6 +72,8 @@ fn run(n: u64, dir: &std::path::Path, lookups: usize) {
     let t = Instant::now();
     let mut i = 0u64;
     let mut pack_no = 0u64;
+    // One absorption, as a sync of a fresh cache does.
+    let mut absorber = cache.begin_absorb().expect("begin");
     while i < n {
         let mut packs = Vec::with_capacity(PACKS_PER_INDEX);
         for _ in 0..PACKS_PER_INDEX {
@@ -97,14 +100,26 @@ fn run(n: u64, dir: &std::path::Path, lookups: usize) {
         }
         let ix = Index { packs, ..Default::default() };
         let id = IndexId(nth_id(seed ^ 2, pack_no));
-        cache.add_indexes(&[(id, ix)]).expect("add index");
+        absorber.add(&id, &ix).expect("add index");
     }
+    absorber.finish().expect("commit");
     let build = t.elapsed().as_secs_f64();
     if std::env::var_os("COMPACT").is_some() {
         cache.compact().expect("compact");
     }
-    let bytes = std::fs::metadata(root.join(RepoId([7; 32]).to_hex()).join("index.redb")).map(|m| m.len()).unwrap_or(0);
+    // The cache file (its name carries its layout's number).
+    let bytes: u64 = std::fs::read_dir(root.join(RepoId([7; 32]).to_hex()))
+        .expect("cache dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".redb"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(bytes > 0, "no cache file found");
 
+    // Looked up as a later backup does: a process that opens the file.
+    drop(cache);
+    let cache = IndexCache::open(Some(&root), &RepoId([7; 32])).expect("open cache again");
     let mut pick = Ids(0x9E37_79B9_7F4A_7C15);
     let reader = cache.reader().expect("reader");
     let t = Instant::now();

@@ -10,9 +10,6 @@ use crate::format::index::{self, Index, IndexPack};
 use crate::id::IndexId;
 use crate::repo::Repository;
 
-/// Index entries absorbed per cache transaction at most (plus one object's).
-const SYNC_BATCH_ENTRIES: usize = 1 << 17;
-
 impl Repository {
     /// Brings the cache in line with `index/`: absorbs new index objects;
     /// rebuilds from scratch if one it knew has disappeared.
@@ -68,33 +65,21 @@ impl Repository {
         let mut damaged = self.damaged_indexes.lock().unwrap_or_else(|p| p.into_inner());
         damaged.clear();
         let mut vanished = false;
-        // Batches bounded by entries keep memory flat on large repositories
-        // (decoded, an entry and its sorted copy take ~110 bytes); each is
-        // one transaction, inserted in key order.
-        let mut items = Vec::new();
-        let mut entries = 0usize;
+        // One transaction, entries inserted in global key order
+        // ([`crate::index::cache::Absorber`]): memory stays at one sorted
+        // run whatever the size, and each B-tree leaf is written about once.
+        let mut absorber = self.cache.begin_absorb()?;
         for id in &ids {
             match self.load_index_full(id) {
-                Ok(ix) => {
-                    entries +=
-                        ix.packs.iter().chain(ix.marked.iter().map(|m| &m.pack)).map(|p| p.blobs.len()).sum::<usize>();
-                    items.push((*id, ix));
-                }
+                Ok(ix) => absorber.add(id, &ix)?,
                 Err(e) if e.kind() == ErrorKind::NotFound => vanished = true,
                 Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Crypto) => {
                     damaged.push((*id, e.to_string()))
                 }
                 Err(e) => return Err(e),
             }
-            if entries >= SYNC_BATCH_ENTRIES || items.len() >= 16 {
-                self.cache.add_indexes(&items)?;
-                items.clear();
-                entries = 0;
-            }
         }
-        if !items.is_empty() {
-            self.cache.add_indexes(&items)?;
-        }
+        absorber.finish()?;
         Ok(vanished)
     }
 

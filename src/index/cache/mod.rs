@@ -10,7 +10,10 @@
 //! What cairn creates here is private: directories 0700, the database and
 //! the scratch files ([`super::scratch`]) 0600, whatever the umask.
 
+mod absorb;
 mod guard;
+
+pub use absorb::{Absorber, RUN_ENTRIES};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,6 @@ use redb::{
 };
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::{Index, IndexPack};
 use crate::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
 
 /// (kind, blob id) -> (pack ordinal, offset, sealed length, inner offset
@@ -428,83 +430,6 @@ impl IndexCache {
                 out.insert(IndexId(k.value()));
             }
             Ok(out)
-        })
-    }
-
-    /// Absorbs index objects in one transaction. Live entries replace
-    /// what is there; a marked pack's entries only fill gaps (so a blob with
-    /// a live copy is read from it), and the pack is recorded as marked.
-    pub fn add_indexes(&self, items: &[(IndexId, Index)]) -> Result<()> {
-        self.guard("absorbing index objects", || {
-            // Inserted in key order: blob ids are random, and a B-tree filled in
-            // order touches each leaf once per batch instead of once per entry.
-            let tx = self.db.begin_write()?;
-            {
-                let mut packs = tx.open_table(PACKS)?;
-                let mut ordinals = tx.open_table(PACK_ORDINALS)?;
-                let mut next = packs.len()? as u32;
-                let mut ordinal = |id: &PackId| -> Result<u32> {
-                    if let Some(o) = ordinals.get(id.0)? {
-                        return Ok(o.value());
-                    }
-                    let o = next;
-                    next = next
-                        .checked_add(1)
-                        .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: too many packs (delete the cache)"))?;
-                    ordinals.insert(id.0, o)?;
-                    packs.insert(o, id.0)?;
-                    Ok(o)
-                };
-                // Sized exactly: these are the largest allocations of a sync.
-                let count = |packs: &mut dyn Iterator<Item = &IndexPack>| packs.map(|p| p.blobs.len()).sum::<usize>();
-                let mut live: Vec<([u8; 33], Loc)> =
-                    Vec::with_capacity(items.iter().map(|(_, ix)| count(&mut ix.packs.iter())).sum());
-                let mut gaps: Vec<([u8; 33], Loc)> =
-                    Vec::with_capacity(items.iter().map(|(_, ix)| count(&mut ix.marked.iter().map(|m| &m.pack))).sum());
-                for (_, ix) in items {
-                    for p in &ix.packs {
-                        let o = ordinal(&p.id)?;
-                        live.extend(
-                            p.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), encode_loc(o, e))),
-                        );
-                    }
-                    for m in &ix.marked {
-                        let o = ordinal(&m.pack.id)?;
-                        gaps.extend(
-                            m.pack.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), encode_loc(o, e))),
-                        );
-                    }
-                }
-                live.sort_unstable_by_key(|e| e.0);
-                gaps.sort_unstable_by_key(|e| e.0);
-                let mut blobs = tx.open_table(BLOBS)?;
-                let mut files = tx.open_table(INDEX_FILES)?;
-                let mut marked = tx.open_table(MARKED)?;
-                let mut gone = tx.open_table(GONE)?;
-                for (id, ix) in items {
-                    for p in ix.packs.iter().chain(ix.marked.iter().map(|m| &m.pack)) {
-                        gone.remove(p.id.0)?;
-                    }
-                    for m in &ix.marked {
-                        marked.insert(m.pack.id.0, m.run)?;
-                    }
-                    let n: u64 =
-                        ix.packs.iter().chain(ix.marked.iter().map(|m| &m.pack)).map(|p| p.blobs.len() as u64).sum();
-                    files.insert(id.0, n)?;
-                }
-                // Live entries replace what is there; a marked pack's entries
-                // only fill gaps (so a blob with a live copy is read from it).
-                for (k, v) in &live {
-                    blobs.insert(k, v)?;
-                }
-                for (k, v) in &gaps {
-                    if blobs.get(k)?.is_none() {
-                        blobs.insert(k, v)?;
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(())
         })
     }
 

@@ -1,6 +1,7 @@
 use super::*;
-use crate::format::index::{IndexPack, MarkedPack};
+use crate::format::index::{Index, IndexPack, MarkedPack};
 use crate::format::pack::PackEntry;
+use std::collections::HashMap;
 
 fn sample() -> Index {
     Index {
@@ -359,4 +360,103 @@ fn killed_writers_leave_a_cache_that_opens_whole() {
             verify_kill_cache(&path);
         }
     }
+}
+
+/// Index objects with random ids, repeated ids across objects (live twice,
+/// live and marked, marked only), absorbed once in memory and once spilled
+/// in runs of 7 entries: both caches hold the same entries, each as the
+/// in-memory rule says (a live copy wins over a marked one).
+#[test]
+fn a_spilled_absorption_equals_an_in_memory_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |id: [u8; 32], off: u32| PackEntry {
+        kind: if id[0] % 5 == 0 { BlobKind::Tree } else { BlobKind::Data },
+        id,
+        offset: off,
+        length: 9,
+        inner: None,
+        raw_length: 9,
+    };
+    let id = |n: u32| *blake3::hash(&n.to_le_bytes()).as_bytes();
+    let mut objects = Vec::new();
+    for o in 0..12u32 {
+        // Entries 0..30 of object o: fresh ids, plus ids of object o-1.
+        let blobs: Vec<PackEntry> = (0..30).map(|i| entry(id(o * 100 + i), i)).collect();
+        // Copies of the first ids of the two objects before, and (in the
+        // marked packs) ids no live pack holds.
+        let mut again: Vec<PackEntry> = (0..5).map(|i| entry(id(o.saturating_sub(1) * 100 + i), 1000 + i)).collect();
+        again.extend((0..3).map(|i| entry(id(o.saturating_sub(2) * 100 + i), 2000 + i)));
+        if o % 3 == 2 {
+            again.extend((0..3).map(|i| entry(id(o * 100 + 50 + i), 3000 + i)));
+        }
+        let pack = |n: u32| PackId(id(1_000_000 + n));
+        let ix = if o % 3 == 2 {
+            Index {
+                packs: vec![IndexPack { id: pack(o), blobs }],
+                marked: vec![MarkedPack { run: [o as u8; 16], pack: IndexPack { id: pack(100 + o), blobs: again } }],
+                ..Default::default()
+            }
+        } else {
+            Index {
+                packs: vec![IndexPack { id: pack(o), blobs }, IndexPack { id: pack(100 + o), blobs: again }],
+                ..Default::default()
+            }
+        };
+        objects.push((IndexId(id(2_000_000 + o)), ix));
+    }
+    let memory = IndexCache::in_memory().unwrap();
+    memory.add_indexes(&objects).unwrap();
+    let disk = IndexCache::open(Some(dir.path()), &RepoId([3; 32])).unwrap();
+    let mut a = disk.begin_absorb().unwrap();
+    a.set_run_limit(7);
+    for (i, ix) in &objects {
+        a.add(i, ix).unwrap();
+    }
+    assert_eq!(a.runs_spilled(), objects.len(), "a run spilled after each object");
+    a.finish().unwrap();
+
+    let all = |c: &IndexCache| {
+        let mut v = Vec::new();
+        c.for_each(|b, l| {
+            v.push((b, l));
+            Ok(())
+        })
+        .unwrap();
+        v
+    };
+    // Where each blob may be read from: a live copy if there is one, else
+    // a marked one (two live copies may be chosen either way).
+    let mut may: HashMap<BlobId, (Vec<Location>, Vec<Location>)> = HashMap::new();
+    for (_, ix) in &objects {
+        for (p, live) in ix.packs.iter().map(|p| (p, true)).chain(ix.marked.iter().map(|m| (&m.pack, false))) {
+            for e in &p.blobs {
+                let at = may.entry(BlobId { kind: e.kind, id: e.id }).or_default();
+                let loc = Location::of(p.id, e);
+                if live {
+                    at.0.push(loc)
+                } else {
+                    at.1.push(loc)
+                }
+            }
+        }
+    }
+    for (name, c) in [("in memory", &memory), ("spilled", &disk)] {
+        let got = all(c);
+        assert_eq!(got.len(), may.len(), "{name}");
+        for (b, loc) in got {
+            let (live, marked) = &may[&b];
+            let ok = if live.is_empty() { marked.contains(&loc) } else { live.contains(&loc) };
+            assert!(ok, "{name}: {b:?} read from {loc:?}");
+        }
+    }
+    assert!(may.values().any(|(l, m)| l.len() > 1 && !m.is_empty()), "the test has a blob live twice and marked");
+    assert!(may.values().any(|(l, m)| l.is_empty() && !m.is_empty()), "the test has a blob only marked");
+    // An unfinished absorption absorbs nothing.
+    let again = IndexCache::open(Some(tempfile::tempdir().unwrap().path()), &RepoId([4; 32])).unwrap();
+    {
+        let mut a = again.begin_absorb().unwrap();
+        a.add(&objects[0].0, &objects[0].1).unwrap();
+    }
+    assert_eq!(again.len().unwrap(), 0);
+    assert!(again.known_index_files().unwrap().is_empty());
 }

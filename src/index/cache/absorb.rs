@@ -1,0 +1,233 @@
+//! Absorbing index objects into the cache: one transaction for a whole
+//! sync, blob entries inserted in global key order.
+//!
+//! Blob ids are random, so entries inserted in the order index objects
+//! come touch a random leaf of the B-tree each: once the table is larger
+//! than a batch, every batch rewrites nearly every leaf, and filling a
+//! cache of N entries writes O(N^2 / batch) pages (19 µs an entry at 10^7).
+//! Here entries are collected in runs of [`RUN_ENTRIES`], each sorted and,
+//! when there is more than one, written to a private temporary file beside
+//! the cache; at the end the runs are merged and inserted in key order, so
+//! each leaf is written about once whatever the size. Memory stays at one
+//! run plus a small read buffer per run, however many entries come.
+//!
+//! Everything happens in one write transaction: the entries of every
+//! object and the rows that say which objects were absorbed are committed
+//! together or not at all (format-spec/10-write-order.md, rule 6), as
+//! before.
+
+use std::collections::BinaryHeap;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::path::PathBuf;
+
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use super::{encode_loc, key, IndexCache, Loc, BLOBS, GONE, INDEX_FILES, MARKED, PACKS, PACK_ORDINALS};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::Index;
+use crate::id::{BlobId, IndexId, PackId};
+
+/// Entries sorted in memory at a time (54 bytes each: 7 MiB).
+pub const RUN_ENTRIES: usize = 1 << 17;
+/// Read buffer per spilled run during the merge.
+const RUN_READ_BUFFER: usize = 8 << 10;
+
+/// Key, location, and rank: 0 for a live pack's entry, which replaces what
+/// is there, 1 for a marked pack's, which only fills a gap. Sorted by key
+/// then rank, so a key's live entries come before its marked ones.
+type Item = ([u8; 33], u8, Loc);
+const ITEM_BYTES: usize = 33 + 1 + 20;
+
+/// An absorption under way ([`IndexCache::begin_absorb`]).
+pub struct Absorber<'c> {
+    cache: &'c IndexCache,
+    tx: WriteTransaction,
+    next_ordinal: u32,
+    run: Vec<Item>,
+    /// Entries per run ([`RUN_ENTRIES`]; tests use fewer).
+    run_limit: usize,
+    spilled: Vec<std::fs::File>,
+    /// Where spilled runs go: beside the cache file, else the system's
+    /// temporary directory.
+    spill_dir: Option<PathBuf>,
+}
+
+impl IndexCache {
+    /// Starts absorbing index objects: [`Absorber::add`] each, then
+    /// [`Absorber::finish`] commits them all at once. Dropped unfinished,
+    /// nothing is absorbed.
+    pub fn begin_absorb(&self) -> Result<Absorber<'_>> {
+        self.guard("absorbing index objects", || {
+            let tx = self.db.begin_write()?;
+            let next_ordinal = tx.open_table(PACKS)?.len()? as u32;
+            let spill_dir = self.path.as_ref().and_then(|p| p.parent().map(|d| d.to_path_buf()));
+            Ok(Absorber {
+                cache: self,
+                tx,
+                next_ordinal,
+                run: Vec::new(),
+                run_limit: RUN_ENTRIES,
+                spilled: Vec::new(),
+                spill_dir,
+            })
+        })
+    }
+
+    /// Absorbs `items` in one transaction.
+    pub fn add_indexes(&self, items: &[(IndexId, Index)]) -> Result<()> {
+        let mut a = self.begin_absorb()?;
+        for (id, ix) in items {
+            a.add(id, ix)?;
+        }
+        a.finish()
+    }
+}
+
+impl Absorber<'_> {
+    /// Adds one index object: its packs get ordinals, its entries go into
+    /// the run, and it is recorded as absorbed (when the whole is committed).
+    pub fn add(&mut self, id: &IndexId, ix: &Index) -> Result<()> {
+        let cache = self.cache;
+        cache.guard("absorbing index objects", || {
+            {
+                let mut packs = self.tx.open_table(PACKS)?;
+                let mut ordinals = self.tx.open_table(PACK_ORDINALS)?;
+                let next = &mut self.next_ordinal;
+                let mut ordinal = |id: &PackId| -> Result<u32> {
+                    if let Some(o) = ordinals.get(id.0)? {
+                        return Ok(o.value());
+                    }
+                    let o = *next;
+                    *next = next
+                        .checked_add(1)
+                        .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: too many packs (delete the cache)"))?;
+                    ordinals.insert(id.0, o)?;
+                    packs.insert(o, id.0)?;
+                    Ok(o)
+                };
+                let mut marked = self.tx.open_table(MARKED)?;
+                let mut gone = self.tx.open_table(GONE)?;
+                let all = ix.packs.iter().map(|p| (p, 0u8)).chain(ix.marked.iter().map(|m| (&m.pack, 1u8)));
+                self.run.reserve(all.clone().map(|(p, _)| p.blobs.len()).sum());
+                for (p, rank) in all {
+                    let o = ordinal(&p.id)?;
+                    gone.remove(p.id.0)?;
+                    self.run.extend(
+                        p.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), rank, encode_loc(o, e))),
+                    );
+                }
+                for m in &ix.marked {
+                    marked.insert(m.pack.id.0, m.run)?;
+                }
+                let n: u64 =
+                    ix.packs.iter().chain(ix.marked.iter().map(|m| &m.pack)).map(|p| p.blobs.len() as u64).sum();
+                self.tx.open_table(INDEX_FILES)?.insert(id.0, n)?;
+            }
+            if self.run.len() >= self.run_limit {
+                self.spill()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sorts runs of `n` entries (tests: to spill small syncs).
+    #[cfg(test)]
+    pub fn set_run_limit(&mut self, n: usize) {
+        self.run_limit = n.max(1);
+    }
+
+    /// Spilled runs so far.
+    pub fn runs_spilled(&self) -> usize {
+        self.spilled.len()
+    }
+
+    /// Sorts the run and writes it to a temporary file.
+    fn spill(&mut self) -> Result<()> {
+        self.run.sort_unstable_by_key(|e| (e.0, e.1));
+        let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("index cache: a scratch file for a sync: {e}"));
+        let file = match &self.spill_dir {
+            Some(d) => tempfile::tempfile_in(d),
+            None => tempfile::tempfile(),
+        }
+        .map_err(io)?;
+        let mut w = BufWriter::with_capacity(64 << 10, file);
+        for (k, rank, v) in self.run.drain(..) {
+            w.write_all(&k).map_err(io)?;
+            w.write_all(&[rank]).map_err(io)?;
+            w.write_all(&v).map_err(io)?;
+        }
+        let mut file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        file.rewind().map_err(io)?;
+        self.spilled.push(file);
+        // Give the run's memory back: the next one may be far smaller.
+        self.run = Vec::new();
+        Ok(())
+    }
+
+    /// Inserts every entry, in key order, and commits.
+    pub fn finish(mut self) -> Result<()> {
+        let cache = self.cache;
+        cache.guard("absorbing index objects", || {
+            if !self.spilled.is_empty() && !self.run.is_empty() {
+                self.spill()?;
+            }
+            {
+                let mut blobs = self.tx.open_table(BLOBS)?;
+                let mut put = |k: &[u8; 33], rank: u8, v: &Loc| -> Result<()> {
+                    // Live entries replace what is there; a marked pack's
+                    // only fill gaps (so a blob with a live copy is read from it).
+                    if rank == 0 || blobs.get(k)?.is_none() {
+                        blobs.insert(k, v)?;
+                    }
+                    Ok(())
+                };
+                if self.spilled.is_empty() {
+                    self.run.sort_unstable_by_key(|e| (e.0, e.1));
+                    for (k, rank, v) in &self.run {
+                        put(k, *rank, v)?;
+                    }
+                } else {
+                    merge(std::mem::take(&mut self.spilled), &mut put)?;
+                }
+            }
+            self.tx.commit()?;
+            Ok(())
+        })
+    }
+}
+
+/// What the merge hands each entry to, in order.
+type Put<'p> = dyn FnMut(&[u8; 33], u8, &Loc) -> Result<()> + 'p;
+
+/// Reads the spilled runs back in key order (then rank), each entry once.
+fn merge(runs: Vec<std::fs::File>, put: &mut Put<'_>) -> Result<()> {
+    let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("index cache: reading a sync's scratch file: {e}"));
+    let mut readers: Vec<BufReader<std::fs::File>> =
+        runs.into_iter().map(|f| BufReader::with_capacity(RUN_READ_BUFFER, f)).collect();
+    let next = |r: &mut BufReader<std::fs::File>| -> Result<Option<Item>> {
+        let mut b = [0u8; ITEM_BYTES];
+        match r.read_exact(&mut b) {
+            Ok(()) => {
+                let k: [u8; 33] = b[..33].try_into().expect("33 bytes");
+                let v: Loc = b[34..].try_into().expect("20 bytes");
+                Ok(Some((k, b[33], v)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    };
+    // A min-heap of each run's next entry.
+    let mut heap = BinaryHeap::new();
+    for (i, r) in readers.iter_mut().enumerate() {
+        if let Some((k, rank, v)) = next(r)? {
+            heap.push(std::cmp::Reverse((k, rank, i, v)));
+        }
+    }
+    while let Some(std::cmp::Reverse((k, rank, i, v))) = heap.pop() {
+        put(&k, rank, &v)?;
+        if let Some((k, rank, v)) = next(&mut readers[i])? {
+            heap.push(std::cmp::Reverse((k, rank, i, v)));
+        }
+    }
+    Ok(())
+}
