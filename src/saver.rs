@@ -7,13 +7,16 @@
 //! which stores packs in the background. Channels are bounded, so memory
 //! stays at a few groups per worker plus a few packs in flight.
 //!
+//! Dedup within the session goes through [`recent::Recent`], a bounded set
+//! of the blobs stored lately: a backup's memory does not grow with what
+//! it stores.
+//!
 //! In a format-2 repository new data chunks are gathered into groups of
 //! consecutive chunks ([`GROUP_TARGET`] bytes) that are compressed and
 //! sealed as one unit (format-spec/05-packs.md): small chunks then compress
 //! as well as large ones. Trees, and a chunk as large as a group, are
 //! sealed alone.
 
-use std::collections::HashSet;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{bounded, Sender};
@@ -27,6 +30,10 @@ use crate::index::CacheReader;
 use crate::pack::packer::{self, PackerResult, SealedBlob};
 use crate::repo::Repository;
 use crate::seal;
+
+pub mod recent;
+
+use recent::Recent;
 
 /// Work for a seal worker: one blob, or a group of consecutive new data
 /// blobs sealed as one unit.
@@ -56,7 +63,8 @@ pub struct SaveStats {
 pub struct Saver<'scope> {
     repo: &'scope Repository,
     reader: CacheReader,
-    seen: HashSet<BlobId>,
+    /// Blobs this session stored lately (bounded).
+    recent: Recent,
     jobs: Option<Sender<Job>>,
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
     packer: Option<ScopedJoinHandle<'scope, Result<PackerResult>>>,
@@ -124,7 +132,7 @@ impl<'scope> Saver<'scope> {
         Ok(Self {
             repo,
             reader: repo.cache.reader()?,
-            seen: HashSet::new(),
+            recent: Recent::new(),
             jobs: Some(job_tx),
             workers,
             packer: Some(packer),
@@ -144,10 +152,18 @@ impl<'scope> Saver<'scope> {
         Ok(s)
     }
 
-    /// Whether the repository (or this session) already has the blob, in a
-    /// pack that may be reused: not one a prune has marked for deletion.
+    /// Whether the repository (or this session, lately) already has the
+    /// blob, in a pack that may be reused: not one a prune has marked for
+    /// deletion. `false` for a blob that this session stored long ago and
+    /// [`Recent`] forgot: storing it again is safe.
     pub fn has(&self, blob: &BlobId) -> Result<bool> {
-        Ok(self.seen.contains(blob) || (!self.fresh && self.reader.get_live(blob)?.is_some()))
+        Ok(self.recent.contains(blob) || self.indexed(blob)?)
+    }
+
+    /// Whether an earlier session stored the blob in a pack that may be
+    /// reused.
+    fn indexed(&self, blob: &BlobId) -> Result<bool> {
+        Ok(!self.fresh && self.reader.get_live(blob)?.is_some())
     }
 
     /// A file's content for its node, given its chunks (already saved): in
@@ -201,13 +217,13 @@ impl<'scope> Saver<'scope> {
     /// Saves a blob unless it exists. Returns whether it was new.
     pub fn save(&mut self, kind: BlobKind, id: [u8; 32], data: Vec<u8>) -> Result<bool> {
         let blob = BlobId { kind, id };
-        if self.has(&blob)? {
+        if self.recent.touch(&blob) || self.indexed(&blob)? {
             return Ok(false);
         }
         if data.len() > u32::MAX as usize {
             return Err(Error::invalid("blob larger than 4 GiB"));
         }
-        self.seen.insert(blob);
+        self.recent.insert(blob);
         match kind {
             BlobKind::Data => self.stats.data_blobs += 1,
             BlobKind::Tree => self.stats.tree_blobs += 1,
@@ -277,6 +293,7 @@ mod tests {
     use crate::chunker::Chunker;
     use crate::repo::{CacheMode, InitOptions};
     use proptest::prelude::*;
+    use std::collections::HashSet;
 
     fn repo(pack_size: u32, format_version: u32) -> Repository {
         std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
@@ -338,5 +355,40 @@ mod tests {
                 prop_assert_eq!(grouped, unique.len());
             }
         }
+    }
+
+    /// A blob repeated after the session's set forgot it is stored again:
+    /// two copies, both indexed, the data exact, and check finds nothing
+    /// wrong; a repeat within the set's reach is not stored.
+    #[test]
+    fn a_blob_forgotten_by_the_session_is_stored_again_and_reads_back() {
+        let r = repo(1 << 20, 2);
+        let blobs: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 3000]).collect();
+        let ids: Vec<[u8; 32]> = blobs.iter().map(|b| r.key.blob_id(b)).collect();
+        let (again, stored) = std::thread::scope(|s| {
+            let mut saver = Saver::start(s, &r).unwrap();
+            saver.recent = Recent::with_generation(2);
+            for (id, b) in ids.iter().zip(&blobs) {
+                assert!(saver.save(BlobKind::Data, *id, b.clone()).unwrap());
+            }
+            // 6 and 7 are in reach; 0 was forgotten.
+            assert!(!saver.save(BlobKind::Data, ids[7], blobs[7].clone()).unwrap());
+            assert!(saver.has(&BlobId { kind: BlobKind::Data, id: ids[6] }).unwrap());
+            assert!(!saver.has(&BlobId { kind: BlobKind::Data, id: ids[0] }).unwrap());
+            let again = saver.save(BlobKind::Data, ids[0], blobs[0].clone()).unwrap();
+            (again, saver.finish().unwrap())
+        });
+        assert!(again, "a forgotten blob is stored again");
+        assert_eq!(stored.indexes.len(), 1);
+        let ix = r.load_index_full(&stored.indexes[0]).unwrap();
+        let copies = ix.packs.iter().flat_map(|p| &p.blobs).filter(|e| e.id == ids[0]).count();
+        assert_eq!(copies, 2, "both copies are indexed");
+        assert_eq!(r.cache.len().unwrap(), 8);
+        for (id, b) in ids.iter().zip(&blobs) {
+            assert_eq!(&r.read_blob(&BlobId { kind: BlobKind::Data, id: *id }).unwrap(), b);
+        }
+        let report = crate::ops::check::check(&r, crate::ops::check::ReadData::All).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.blobs_read, 9, "every copy read and verified");
     }
 }
