@@ -5,19 +5,19 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::pack::{PackEntry, TRAILER_LEN};
-use crate::format::tree::Content;
-use crate::id::{BlobId, ChunkId, IndexId, ListId, PackId, SnapshotId, TreeId};
-use crate::index::ListItem;
+use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack;
 use crate::pack::verify::PackVerifier;
 use crate::repo::{keys, Repository};
+
+mod walk;
 
 /// Which packs `check` reads whole.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -233,98 +233,8 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         }
     }
     r.snapshots = snaps.len();
-    let mut seen: HashSet<TreeId> = HashSet::new();
-    let mut seen_lists: HashSet<ListId> = HashSet::new();
     let mut missing: HashSet<BlobId> = HashSet::new();
-    for (sid, s) in &snaps {
-        let mut stack = vec![(PathBuf::from("/"), s.tree)];
-        while let Some((path, t)) = stack.pop() {
-            if !seen.insert(t) {
-                continue;
-            }
-            r.trees += 1;
-            let loc = match index.get(&BlobId::tree(t))? {
-                Some(loc) if !absent.contains(&loc.pack) => loc,
-                found => {
-                    let why = match found {
-                        Some(loc) => format!("is in pack {}, which does not exist", loc.pack),
-                        None => "is not in the index".to_string(),
-                    };
-                    r.problems.push(format!("tree {t} ({}, snapshot {}) {why}", path.display(), sid.short()));
-                    missing.insert(BlobId::tree(t));
-                    continue;
-                }
-            };
-            let nodes = match repo.load_tree(&t) {
-                Ok(n) => n,
-                Err(e) => {
-                    r.damaged_objects.insert(pack::object_name(&loc.pack));
-                    r.problems.push(format!("tree {t} ({}, snapshot {}): {e}", path.display(), sid.short()));
-                    missing.insert(BlobId::tree(t));
-                    continue;
-                }
-            };
-            for n in nodes {
-                let p = path.join(OsStr::from_bytes(&n.name));
-                // Where a blob is not: `None` if it is where the index says.
-                let why_missing = |b: &BlobId| -> Result<Option<String>> {
-                    Ok(match index.get(b)? {
-                        Some(loc) if !absent.contains(&loc.pack) => None,
-                        Some(loc) => Some(format!("is in pack {}, which does not exist", loc.pack)),
-                        None => Some("is not in the index".to_string()),
-                    })
-                };
-                let check_chunks = |chunks: &[ChunkId], r: &mut CheckReport, missing: &mut HashSet<BlobId>| {
-                    for c in chunks {
-                        let b = BlobId::data(*c);
-                        if missing.contains(&b) {
-                            continue;
-                        }
-                        if let Some(why) = why_missing(&b)? {
-                            missing.insert(b);
-                            r.problems.push(format!("chunk {c} of {} (snapshot {}) {why}", p.display(), sid.short()));
-                        }
-                    }
-                    Ok::<(), Error>(())
-                };
-                match &n.content {
-                    Content::File(chunks) => check_chunks(chunks, &mut r, &mut missing)?,
-                    Content::Listed { level, lists } => {
-                        // Each list once: an unchanged stretch of a file is
-                        // the same lists in every snapshot.
-                        let walked = repo.walk_lists(*level, lists, &mut |item| match item {
-                            ListItem::List(l, _) => {
-                                let b = BlobId::list(*l);
-                                if missing.contains(&b) || !seen_lists.insert(*l) {
-                                    return Ok(false);
-                                }
-                                r.lists += 1;
-                                if let Some(why) = why_missing(&b)? {
-                                    missing.insert(b);
-                                    r.problems.push(format!(
-                                        "chunk list {l} of {} (snapshot {}) {why}",
-                                        p.display(),
-                                        sid.short()
-                                    ));
-                                    return Ok(false);
-                                }
-                                Ok(true)
-                            }
-                            ListItem::Chunks(chunks) => check_chunks(chunks, &mut r, &mut missing).map(|()| true),
-                        });
-                        if let Err(e) = walked {
-                            r.problems.push(format!("{} (snapshot {}): {e}", p.display(), sid.short()));
-                        }
-                    }
-                    _ => {}
-                }
-                if let Some(st) = n.subtree() {
-                    stack.push((p, st));
-                }
-            }
-        }
-    }
-    drop(seen);
+    walk::check_snapshots(&walk::Walk { repo, index: &index, absent: &absent, snaps: &snaps }, &mut r, &mut missing)?;
     // Every byte.
     let mut damaged: HashSet<BlobId> = HashSet::new();
     if read_data != ReadData::None {

@@ -76,3 +76,44 @@ fn bad_read_data_subsets_are_refused_in_one_line() {
         assert!(lines[0].starts_with("error: --read-data-subset"), "{bad}: {}", o.stderr);
     }
 }
+
+/// A pack deleted behind the index's back: check (structure only) names
+/// every chunk that was in it, each once, with a file that uses it, and
+/// nothing else; the chunks are matched against the index in one pass, and
+/// a second walk names their files.
+#[test]
+fn check_names_every_chunk_of_a_deleted_pack_once_with_its_file() {
+    let (repo, _tmp) = repo_with_packs();
+    let (code, clean) = check_json(&repo, &[]);
+    assert_eq!(code, Some(0), "{clean}");
+    // A pack of data blobs, and its chunks.
+    let mut victim = None;
+    for (name, _) in repo.list("index") {
+        let id = name.rsplit('/').next().unwrap().to_string();
+        let ix = repo.json(&["cat", "index", &id]);
+        for p in ix["packs"].as_array().unwrap() {
+            let blobs = p["blobs"].as_array().unwrap();
+            if blobs.iter().all(|b| b["type"] == "data") && victim.is_none() {
+                let ids: std::collections::BTreeSet<String> =
+                    blobs.iter().map(|b| b["id"].as_str().unwrap().to_string()).collect();
+                victim = Some((p["id"].as_str().unwrap().to_string(), ids));
+            }
+        }
+    }
+    let (pack, chunks) = victim.expect("a pack of data blobs");
+    assert!(!chunks.is_empty());
+    repo.backend().delete(&format!("data/{}/{pack}", &pack[..2])).unwrap();
+    let (code, v) = check_json(&repo, &[]);
+    assert_ne!(code, Some(0), "{v}");
+    let problems: Vec<String> = v["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().into()).collect();
+    let mut named = std::collections::BTreeSet::new();
+    for line in problems.iter().filter(|l| l.starts_with("chunk ")) {
+        let id = line.split_whitespace().nth(1).unwrap().to_string();
+        assert!(line.contains(&format!("is in pack {pack}, which does not exist")), "{line}");
+        assert!(line.contains("/src/f"), "no file named: {line}");
+        assert!(named.insert(id.clone()), "chunk {id} reported twice: {problems:?}");
+    }
+    assert_eq!(named, chunks, "every chunk of the deleted pack, and only those: {problems:?}");
+    assert!(problems.iter().any(|l| l.contains(&format!("names pack {pack} which does not exist"))), "{problems:?}");
+    assert!(!v["affected"].as_array().unwrap().is_empty(), "{v}");
+}
