@@ -58,7 +58,9 @@ fn why_missing(w: &Walk, b: &BlobId) -> Result<Option<String>> {
 /// Checks every tree, list and chunk the snapshots reach; problems go to
 /// `r`, blobs found missing to `missing`.
 pub(super) fn check_snapshots(w: &Walk, r: &mut CheckReport, missing: &mut HashSet<BlobId>) -> Result<()> {
-    let mut named = BlobSet::new(None)?;
+    // Spilled, if it must, beside the index cache, as prune's set is (the
+    // system's temporary directory may be memory).
+    let mut named = BlobSet::new(w.repo.cache.path().and_then(|p| p.parent()))?;
     named.with_writer(|set| {
         walk(w, r, missing, &mut |chunks, _, _| {
             for c in chunks {
