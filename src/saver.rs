@@ -26,7 +26,7 @@ use crate::format::list::{Lister, Listing};
 use crate::format::tree::Content;
 use crate::id::ChunkId;
 use crate::id::{BlobId, BlobKind};
-use crate::index::CacheReader;
+use crate::index::Known;
 use crate::pack::packer::{self, PackerResult, SealedBlob};
 use crate::repo::Repository;
 use crate::seal;
@@ -62,7 +62,8 @@ pub struct SaveStats {
 /// Front of the save pipeline, used from one thread.
 pub struct Saver<'scope> {
     repo: &'scope Repository,
-    reader: CacheReader,
+    /// The index as the session started, asked in stream order.
+    known: Known,
     /// Blobs this session stored lately (bounded).
     recent: Recent,
     jobs: Option<Sender<Job>>,
@@ -131,7 +132,7 @@ impl<'scope> Saver<'scope> {
         let packer = scope.spawn(move || packer::run(repo, blob_rx));
         Ok(Self {
             repo,
-            reader: repo.cache.reader()?,
+            known: Known::new(repo.cache.reader()?),
             recent: Recent::new(),
             jobs: Some(job_tx),
             workers,
@@ -163,7 +164,7 @@ impl<'scope> Saver<'scope> {
     /// Whether an earlier session stored the blob in a pack that may be
     /// reused.
     fn indexed(&self, blob: &BlobId) -> Result<bool> {
-        Ok(!self.fresh && self.reader.get_live(blob)?.is_some())
+        Ok(!self.fresh && self.known.has_live(blob)?)
     }
 
     /// A file's content for its node, given its chunks (already saved): in

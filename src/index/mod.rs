@@ -8,9 +8,11 @@
 //! file's chunk lists), finding a blob
 //! again when a prune has moved it, and [`scratch`] is the on-disk blob set
 //! that operations whose working set grows with the repository use;
-//! [`units`] keeps the groups opened last.
+//! [`units`] keeps the groups opened last; [`known`] answers a backup's
+//! "is this chunk stored?" mostly without a lookup.
 
 pub mod cache;
+pub mod known;
 mod lists;
 mod read;
 pub mod scratch;
@@ -18,6 +20,7 @@ mod sync;
 pub mod units;
 
 pub use cache::{default_root, CacheReader, IndexCache, Location};
+pub use known::Known;
 pub use lists::ListItem;
 
 /// Entries per index object a writer stores at most (about 2 MiB of

@@ -22,7 +22,10 @@ use std::path::PathBuf;
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use super::{encode_loc, key, IndexCache, Loc, BLOBS, GONE, INDEX_FILES, MARKED, PACKS, PACK_ORDINALS};
+use super::{
+    encode_loc, filter, key, IndexCache, Loc, BLOBS, FILTER_TAG, GONE, INDEX_FILES, MARKED, PACKS, PACK_BLOBS,
+    PACK_ORDINALS,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::Index;
 use crate::id::{BlobId, IndexId, PackId};
@@ -47,6 +50,8 @@ pub struct Absorber<'c> {
     /// Entries per run ([`RUN_ENTRIES`]; tests use fewer).
     run_limit: usize,
     spilled: Vec<std::fs::File>,
+    /// Entries added so far (a bound on the keys the table gains).
+    added: u64,
     /// Where spilled runs go: beside the cache file, else the system's
     /// temporary directory.
     spill_dir: Option<PathBuf>,
@@ -68,6 +73,7 @@ impl IndexCache {
                 run: Vec::new(),
                 run_limit: RUN_ENTRIES,
                 spilled: Vec::new(),
+                added: 0,
                 spill_dir,
             })
         })
@@ -107,11 +113,19 @@ impl Absorber<'_> {
                 };
                 let mut marked = self.tx.open_table(MARKED)?;
                 let mut gone = self.tx.open_table(GONE)?;
+                let mut pack_blobs = self.tx.open_table(PACK_BLOBS)?;
+                let mut keys = Vec::new();
                 let all = ix.packs.iter().map(|p| (p, 0u8)).chain(ix.marked.iter().map(|m| (&m.pack, 1u8)));
                 self.run.reserve(all.clone().map(|(p, _)| p.blobs.len()).sum());
                 for (p, rank) in all {
                     let o = ordinal(&p.id)?;
                     gone.remove(p.id.0)?;
+                    keys.clear();
+                    for e in &p.blobs {
+                        keys.extend_from_slice(&key(&BlobId { kind: e.kind, id: e.id }));
+                    }
+                    pack_blobs.insert(o, keys.as_slice())?;
+                    self.added += p.blobs.len() as u64;
                     self.run.extend(
                         p.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), rank, encode_loc(o, e))),
                     );
@@ -164,16 +178,40 @@ impl Absorber<'_> {
         Ok(())
     }
 
-    /// Inserts every entry, in key order, and commits.
+    /// Inserts every entry, in key order, sets their bits in the filter
+    /// (made durable first: a crash may leave bits without keys, never
+    /// keys without bits), and commits.
     pub fn finish(mut self) -> Result<()> {
         let cache = self.cache;
         cache.guard("absorbing index objects", || {
             if !self.spilled.is_empty() && !self.run.is_empty() {
                 self.spill()?;
             }
+            let path = cache.filter_path();
+            let current = cache.current_filter();
+            let had = self.tx.open_table(BLOBS)?.len()?;
+            let needed = had + self.added;
+            // The filter the keys go to: the current one while it has room,
+            // else a new one twice the size (filled here from the keys
+            // when the table was empty, else from the whole table below).
+            let mut built = None;
+            let target = match (&path, &current) {
+                (None, _) => None,
+                (Some(_), Some(f)) if needed <= f.capacity() => Some(f.clone()),
+                (Some(p), _) => {
+                    let tmp = p.with_extension("filter.new");
+                    let f = std::sync::Arc::new(filter::Filter::create(&tmp, 2 * needed)?);
+                    built = Some((f.clone(), tmp));
+                    Some(f)
+                }
+            };
             {
+                let mut writer = target.as_ref().filter(|_| built.is_none() || had == 0).map(|f| f.writer());
                 let mut blobs = self.tx.open_table(BLOBS)?;
                 let mut put = |k: &[u8; 33], rank: u8, v: &Loc| -> Result<()> {
+                    if let Some(w) = writer.as_mut() {
+                        w.add(k)?;
+                    }
                     // Live entries replace what is there; a marked pack's
                     // only fill gaps (so a blob with a live copy is read from it).
                     if rank == 0 || blobs.get(k)?.is_none() {
@@ -189,8 +227,27 @@ impl Absorber<'_> {
                 } else {
                     merge(std::mem::take(&mut self.spilled), &mut put)?;
                 }
+                if let Some(w) = writer {
+                    w.finish()?;
+                } else if let Some((f, _)) = &built {
+                    let mut w = f.writer();
+                    for r in blobs.iter()? {
+                        w.add(&r?.0.value())?;
+                    }
+                    w.finish()?;
+                }
+            }
+            if let Some(f) = &target {
+                f.sync()?;
+            }
+            if let (Some((f, tmp)), Some(p)) = (&built, &path) {
+                self.tx.open_table(FILTER_TAG)?.insert("tag", f.tag())?;
+                filter::install(tmp, p)?;
             }
             self.tx.commit()?;
+            if let Some((f, _)) = built {
+                *cache.filter.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+            }
             Ok(())
         })
     }

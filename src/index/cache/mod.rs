@@ -11,6 +11,7 @@
 //! the scratch files ([`super::scratch`]) 0600, whatever the umask.
 
 mod absorb;
+pub mod filter;
 mod guard;
 
 pub use absorb::{Absorber, RUN_ENTRIES};
@@ -18,7 +19,7 @@ pub use absorb::{Absorber, RUN_ENTRIES};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -36,13 +37,20 @@ type Loc = [u8; 20];
 /// The cache file's name: its number changes with its tables' layout or
 /// redb's file format, so that a cairn of another layout makes its own file
 /// instead of failing on this one (3: inner offsets, format 2; 4: redb's
-/// file format 3, redb 5).
-const FILE_NAME: &str = "index-4.redb";
+/// file format 3, redb 5; 5: each pack's keys, and a filter beside it).
+const FILE_NAME: &str = "index-5.redb";
 /// Names of earlier layouts' files, removed when the cache is opened.
-const OLD_FILE_NAMES: [&str; 2] = ["index.redb", "index-3.redb"];
+const OLD_FILE_NAMES: [&str; 3] = ["index.redb", "index-3.redb", "index-4.redb"];
 /// Pack ordinal -> pack id. Ordinals are dense from 0, given in the order
 /// packs are first absorbed, and kept until the cache is cleared.
 const PACKS: TableDefinition<u32, [u8; 32]> = TableDefinition::new("packs");
+/// Pack ordinal -> the keys of its entries (33 bytes each: kind, id), in
+/// the order its index entry lists them: the blobs a backup will likely
+/// ask for next when it finds one of them ([`crate::index::Known`]).
+const PACK_BLOBS: TableDefinition<u32, &[u8]> = TableDefinition::new("pack_blobs");
+/// "tag" -> the tag of the filter file that holds every key of `blobs`
+/// ([`filter`]).
+const FILTER_TAG: TableDefinition<&str, [u8; 16]> = TableDefinition::new("filter");
 /// Pack id -> its ordinal.
 const PACK_ORDINALS: TableDefinition<[u8; 32], u32> = TableDefinition::new("pack_ordinals");
 /// Tree id -> `raw length u32 LE`, `inner offset u32 LE` (`u32::MAX`: sealed
@@ -199,6 +207,9 @@ fn create_db(path: &Path) -> std::result::Result<Database, redb::DatabaseError> 
 pub struct IndexCache {
     db: Database,
     path: Option<PathBuf>,
+    /// The filter of every key in `blobs` (none in memory): replaced when
+    /// a sync outgrows it; readers keep the one they started with.
+    filter: Mutex<Option<Arc<filter::Filter>>>,
     /// Set when redb found the file damaged or panicked on it: the file is
     /// removed when the cache is dropped ([`guard`]).
     damaged: Arc<AtomicBool>,
@@ -262,8 +273,8 @@ impl IndexCache {
                 }
                 Err(e) => return Err(OpenFailure::Unusable(Some(e.to_string()))),
             };
-            let c = Self { db, path: Some(path.to_path_buf()), damaged: Arc::default() };
-            match c.ensure_tables() {
+            let c = Self { db, path: Some(path.to_path_buf()), filter: Mutex::new(None), damaged: Arc::default() };
+            match c.ensure_tables().and_then(|()| c.ensure_filter()) {
                 Ok(()) => Ok(c),
                 // Tables of another layout (a cache written by an older cairn).
                 Err(e) if !guard::is_damage(&e) => Err(OpenFailure::Unusable(None)),
@@ -279,7 +290,7 @@ impl IndexCache {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(redb::backends::InMemoryBackend::new())?;
-        let c = Self { db, path: None, damaged: Arc::default() };
+        let c = Self { db, path: None, filter: Mutex::new(None), damaged: Arc::default() };
         c.ensure_tables()?;
         Ok(c)
     }
@@ -316,7 +327,55 @@ impl IndexCache {
         tx.open_table(SNAPSHOTS)?;
         tx.open_table(MARKED)?;
         tx.open_table(GONE)?;
+        tx.open_table(PACK_BLOBS)?;
+        tx.open_table(FILTER_TAG)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The filter file's path (none in memory).
+    fn filter_path(&self) -> Option<PathBuf> {
+        self.path.as_deref().map(filter::path_beside)
+    }
+
+    /// The filter in use, if any.
+    fn current_filter(&self) -> Option<Arc<filter::Filter>> {
+        self.filter.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_filter(&self, f: Option<filter::Filter>) {
+        *self.filter.lock().unwrap_or_else(|p| p.into_inner()) = f.map(Arc::new);
+    }
+
+    /// Opens the filter beside the file, building it again from the
+    /// B-tree when it is not the one the cache's tag names.
+    fn ensure_filter(&self) -> Result<()> {
+        let Some(path) = self.filter_path() else { return Ok(()) };
+        let _ = std::fs::remove_file(path.with_extension("filter.new"));
+        let tag = {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(FILTER_TAG)?;
+            let tag = t.get("tag")?.map(|v| v.value());
+            tag
+        };
+        if let Some(f) = tag.and_then(|t| filter::Filter::open(&path, &t)) {
+            self.set_filter(Some(f));
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        let (f, tmp) = {
+            let blobs = tx.open_table(BLOBS)?;
+            filter::build(&path, 2 * blobs.len()?, |add| {
+                for r in blobs.iter()? {
+                    add(&r?.0.value())?;
+                }
+                Ok(())
+            })?
+        };
+        tx.open_table(FILTER_TAG)?.insert("tag", f.tag())?;
+        filter::install(&tmp, &path)?;
+        tx.commit()?;
+        self.set_filter(Some(f));
         Ok(())
     }
 
@@ -496,8 +555,10 @@ impl IndexCache {
                         }
                     }
                     let mut gone = tx.open_table(GONE)?;
-                    for (p, n) in stale.into_values() {
+                    let mut pack_blobs = tx.open_table(PACK_BLOBS)?;
+                    for (o, (p, n)) in stale {
                         gone.insert(p.0, n)?;
+                        pack_blobs.remove(o)?;
                     }
                     let total: u64 = gone.iter()?.map(|r| r.map(|(_, v)| v.value()).unwrap_or(0)).sum();
                     // Mostly stale: worth a rebuild.
@@ -543,13 +604,28 @@ impl IndexCache {
             tx.delete_table(INDEX_FILES)?;
             tx.delete_table(MARKED)?;
             tx.delete_table(GONE)?;
+            tx.delete_table(PACK_BLOBS)?;
+            tx.open_table(PACK_BLOBS)?;
             tx.open_table(GONE)?;
             tx.open_table(BLOBS)?;
             tx.open_table(PACKS)?;
             tx.open_table(PACK_ORDINALS)?;
             tx.open_table(INDEX_FILES)?;
             tx.open_table(MARKED)?;
+            // An empty filter: the sync that follows sizes its own.
+            let fresh = match self.filter_path() {
+                Some(path) => {
+                    let (f, tmp) = filter::build(&path, 0, |_| Ok(()))?;
+                    tx.open_table(FILTER_TAG)?.insert("tag", f.tag())?;
+                    filter::install(&tmp, &path)?;
+                    Some(f)
+                }
+                None => None,
+            };
             tx.commit()?;
+            if fresh.is_some() {
+                self.set_filter(fresh);
+            }
             Ok(())
         })
     }
@@ -581,7 +657,15 @@ impl IndexCache {
             let gone = self.gone_packs()?;
             let tx = self.db.begin_read()?;
             let packs = load_packs(&tx)?;
-            Ok(CacheReader { packs, table: tx.open_table(BLOBS)?, marked, gone, damaged: self.damaged.clone() })
+            Ok(CacheReader {
+                packs,
+                table: tx.open_table(BLOBS)?,
+                pack_blobs: tx.open_table(PACK_BLOBS)?,
+                filter: self.current_filter(),
+                marked,
+                gone,
+                damaged: self.damaged.clone(),
+            })
         })
     }
 
@@ -656,6 +740,10 @@ fn advise_willneed(path: &Path) {
 /// A read view of the cache.
 pub struct CacheReader {
     table: ReadOnlyTable<[u8; 33], Loc>,
+    pack_blobs: ReadOnlyTable<u32, &'static [u8]>,
+    /// The filter as it was when the reader started (a superset of the
+    /// table's keys then, and later).
+    filter: Option<Arc<filter::Filter>>,
     /// Pack ids by ordinal (32 bytes per pack: a few MiB at most).
     packs: Vec<PackId>,
     /// Packs marked for deletion (few: a prune's leftovers).
@@ -667,20 +755,72 @@ pub struct CacheReader {
 }
 
 impl CacheReader {
+    /// A redb error, the file marked for removal if it is damage.
+    fn fail(&self, e: impl Into<Error>) -> Error {
+        let e = e.into();
+        if guard::is_damage(&e) {
+            self.damaged.store(true, Ordering::Relaxed);
+            return e.context("index cache (removed when this command ends; the next one rebuilds it)");
+        }
+        e
+    }
+
     /// Where to read a blob: a live pack if it has one, else a marked pack.
     pub fn get(&self, blob: &BlobId) -> Result<Option<Location>> {
-        let found = self.table.get(key(blob)).map_err(|e| {
-            let e = Error::from(e);
-            if guard::is_damage(&e) {
-                self.damaged.store(true, Ordering::Relaxed);
-                return e.context("index cache (removed when this command ends; the next one rebuilds it)");
-            }
-            e
-        })?;
+        Ok(self.get_at(blob)?.map(|(_, l)| l))
+    }
+
+    /// [`Self::get`], with the pack's ordinal in the cache.
+    fn get_at(&self, blob: &BlobId) -> Result<Option<(u32, Location)>> {
+        let found = self.table.get(key(blob)).map_err(|e| self.fail(e))?;
         match found {
-            Some(v) => Ok(Some(decode_loc(&v.value(), &self.packs)?).filter(|l| !self.gone.contains(&l.pack))),
+            Some(v) => {
+                let v = v.value();
+                let l = decode_loc(&v, &self.packs)?;
+                Ok((!self.gone.contains(&l.pack)).then_some((ordinal_of(&v), l)))
+            }
             None => Ok(None),
         }
+    }
+
+    /// Whether the blob may be indexed: `false` means it is not, known
+    /// from the filter without a lookup (always `true` without a filter,
+    /// or when the filter cannot be read). Only writers ask: a wrong
+    /// `false` would make them store a blob once more, nothing worse.
+    pub fn maybe_contains(&self, blob: &BlobId) -> bool {
+        match &self.filter {
+            Some(f) => f.maybe_contains(&key(blob)).unwrap_or(true),
+            None => true,
+        }
+    }
+
+    /// [`Self::get_live`], with the pack's ordinal: the handle for
+    /// [`Self::pack_blobs`].
+    pub fn get_live_at(&self, blob: &BlobId) -> Result<Option<(u32, Location)>> {
+        Ok(self.get_at(blob)?.filter(|(_, l)| !self.marked.contains(&l.pack)))
+    }
+
+    /// Every blob of the pack with ordinal `ordinal`, in the order its
+    /// index entry lists them (empty for a pack the cache no longer has).
+    pub fn pack_blobs(&self, ordinal: u32) -> Result<Vec<BlobId>> {
+        let Some(v) = self.pack_blobs.get(ordinal).map_err(|e| self.fail(e))? else {
+            return Ok(Vec::new());
+        };
+        let v = v.value();
+        if v.len() % 33 != 0 {
+            self.damaged.store(true, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorKind::Io,
+                "index cache: a pack's key list is cut short (the cache is removed when this command ends)",
+            ));
+        }
+        v.chunks_exact(33)
+            .map(|k| {
+                let kind = BlobKind::from_u8(k[0])
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: bad blob kind in a pack's key list"))?;
+                Ok(BlobId { kind, id: k[1..].try_into().expect("32 bytes") })
+            })
+            .collect()
     }
 
     /// Whether the index has the blob (in any pack, marked or not).

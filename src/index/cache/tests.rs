@@ -291,7 +291,16 @@ fn verify_kill_cache(path: &Path) {
     std::fs::copy(path, &copy).unwrap();
     let mut db = create_db(&copy).unwrap_or_else(|e| panic!("the killed writer's cache does not open: {e}"));
     assert!(db.check_integrity().unwrap(), "the killed writer's cache needed repair after opening");
-    let c = IndexCache { db, path: Some(copy.clone()), damaged: Default::default() };
+    // The copy's filter path is the killed writer's filter (same stem).
+    let c = IndexCache { db, path: Some(copy.clone()), filter: Mutex::new(None), damaged: Default::default() };
+    let tag = {
+        let tx = c.db.begin_read().unwrap();
+        let tag = tx.open_table(FILTER_TAG).unwrap().get("tag").unwrap().map(|v| v.value());
+        tag
+    };
+    // A filter the cache's tag names holds every key of it; one it does
+    // not name is built again on open.
+    let as_left = tag.and_then(|t| filter::Filter::open(&filter::path_beside(&copy), &t));
     let r = c.reader().unwrap();
     for id in c.known_index_files().unwrap() {
         let (_, ix) = kill_index(kill_step(&id));
@@ -299,6 +308,9 @@ fn verify_kill_cache(path: &Path) {
             for e in &p.blobs {
                 let blob = BlobId { kind: e.kind, id: e.id };
                 assert_eq!(r.get(&blob).unwrap(), Some(Location::of(p.id, e)), "step {}", kill_step(&id));
+                if let Some(f) = &as_left {
+                    assert!(f.maybe_contains(&key(&blob)).unwrap(), "the filter lacks a key, step {}", kill_step(&id));
+                }
             }
         }
     }
