@@ -10,6 +10,16 @@
 //!   dump whose chunks are mostly known);
 //! - misses: lookups of fresh random ids (new data);
 //!
+//! each a B-tree lookup, and then the lookups a backup makes
+//! ([`cairn::index::Known`]: the filter first, a loaded pack's keys, then
+//! the B-tree):
+//! - night: a night's dump after the first, in the order it comes: the
+//!   stored ids from a random place on, in the order they were stored,
+//!   one in 50 left out (a deleted row) and one new id after every 7
+//!   (changed rows);
+//! - new: fresh ids only (a first night, or new data);
+//! - scattered: present ids in random order (the worst case: no locality);
+//!
 //! and the cache file's bytes per entry and the process's peak RSS are
 //! printed, one line per size, so that sizes compare within one run.
 //! The caches live under `CAIRN_BENCH_DIR` (default
@@ -23,7 +33,7 @@ use std::time::Instant;
 use cairn::format::index::{Index, IndexPack};
 use cairn::format::pack::PackEntry;
 use cairn::id::{BlobId, BlobKind, IndexId, PackId, RepoId};
-use cairn::index::IndexCache;
+use cairn::index::{IndexCache, Known};
 
 const BLOBS_PER_PACK: usize = 512;
 const PACKS_PER_INDEX: usize = 64;
@@ -107,11 +117,14 @@ fn run(n: u64, dir: &std::path::Path, lookups: usize) {
     if std::env::var_os("COMPACT").is_some() {
         cache.compact().expect("compact");
     }
-    // The cache file (its name carries its layout's number).
+    // The cache file (its name carries its layout's number) and its filter.
     let bytes: u64 = std::fs::read_dir(root.join(RepoId([7; 32]).to_hex()))
         .expect("cache dir")
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".redb"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".redb") || name.ends_with(".filter")
+        })
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum();
@@ -137,12 +150,46 @@ fn run(n: u64, dir: &std::path::Path, lookups: usize) {
     }
     let misses = lookups as f64 / t.elapsed().as_secs_f64();
     assert_eq!(found, 0, "no fresh id is found");
+    drop(reader);
+
+    // A backup's lookups.
+    let known = Known::new(cache.reader().expect("reader"));
+    let t = Instant::now();
+    let (mut found, mut fresh) = (0usize, 0usize);
+    let mut k = pick.next_u64() % n;
+    for i in 0..lookups {
+        let present = i % 8 != 7;
+        let id = if present {
+            k = (k + 1 + (pick.next_u64() % 50 == 0) as u64) % n;
+            nth_id(seed, k)
+        } else {
+            fresh += 1;
+            pick.id()
+        };
+        found += known.has_live(&BlobId { kind: BlobKind::Data, id }).expect("lookup") as usize;
+    }
+    let night = lookups as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(found, lookups - fresh, "every present id is found, no fresh one");
+    let stats = known.stats();
+    let t = Instant::now();
+    for _ in 0..lookups {
+        assert!(!known.has_live(&BlobId { kind: BlobKind::Data, id: pick.id() }).expect("lookup"));
+    }
+    let new = lookups as f64 / t.elapsed().as_secs_f64();
+    let known = Known::new(cache.reader().expect("reader"));
+    let t = Instant::now();
+    for _ in 0..lookups / 4 {
+        let k = pick.next_u64() % n;
+        assert!(known.has_live(&BlobId { kind: BlobKind::Data, id: nth_id(seed, k) }).expect("lookup"));
+    }
+    let scattered = (lookups / 4) as f64 / t.elapsed().as_secs_f64();
     println!(
-        "index_scale n={n} build_s={build:.1} cache_bytes_per_entry={:.1} hits_per_s={hits:.0} misses_per_s={misses:.0} peak_rss_mib={:.1}",
+        "index_scale n={n} build_s={build:.1} cache_bytes_per_entry={:.1} hits_per_s={hits:.0} misses_per_s={misses:.0} night_per_s={night:.0} new_per_s={new:.0} scattered_per_s={scattered:.0} night_looked_up={:.3} peak_rss_mib={:.1}",
         bytes as f64 / n as f64,
+        stats.looked_up as f64 / lookups as f64,
         peak_rss_kib() as f64 / 1024.0
     );
-    drop(reader);
+    drop(known);
     drop(cache);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -15,7 +15,11 @@
 //!
 //! Every answer is one the lookup would give: a pack's keys are loaded only
 //! after a lookup found it live (not marked for deletion, not deleted), in
-//! the same read transaction, and all of its blobs are then in it.
+//! the same read transaction, and only if the cache's blob map points each
+//! of them at that pack (a pack holding a blob also stored elsewhere, whose
+//! entry names the other copy, is "displaced" and never loaded: were the
+//! other copy's pack deleted, the map would no longer know the blob, and
+//! this pack's keys would say otherwise).
 
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
@@ -103,7 +107,9 @@ impl Known {
             return Ok(false);
         };
         if near.last == Some(ordinal) && !near.loaded(ordinal) {
-            let blobs = self.reader.pack_blobs(ordinal)?;
+            // A displaced pack is remembered as loaded with no keys: its
+            // blobs are looked up one by one.
+            let blobs = self.reader.pack_blobs(ordinal)?.unwrap_or_default();
             near.load(ordinal, blobs);
         }
         near.last = Some(ordinal);
@@ -170,7 +176,10 @@ mod tests {
     #[test]
     fn random_order_loads_no_pack_and_answers_the_same() {
         let c = IndexCache::in_memory().unwrap();
-        let ix = Index { packs: (0..50).map(|p| pack(p, p as u64 * 10..p as u64 * 10 + 10)).collect(), ..Default::default() };
+        let ix = Index {
+            packs: (0..50).map(|p| pack(p, p as u64 * 10..p as u64 * 10 + 10)).collect(),
+            ..Default::default()
+        };
         c.add_indexes(&[(IndexId([1; 32]), ix)]).unwrap();
         let k = Known::new(c.reader().unwrap());
         // Every tenth blob: never two in a row from one pack.
@@ -210,8 +219,8 @@ mod tests {
         let deleted = std::collections::HashSet::from([PackId([2; 32])]);
         assert!(c.apply_prune(&[], &[], &[], &deleted, |_| Ok(false)).unwrap());
         let r = c.reader().unwrap();
-        assert!(r.pack_blobs(1).unwrap().is_empty(), "the deleted pack's keys are gone");
-        assert_eq!(r.pack_blobs(0).unwrap().len(), 10);
+        assert!(r.pack_blobs(1).unwrap().unwrap().is_empty(), "the deleted pack's keys are gone");
+        assert_eq!(r.pack_blobs(0).unwrap().unwrap().len(), 10);
         let k = Known::new(r);
         for i in 10..20 {
             assert!(!k.has_live(&data(i)).unwrap());
@@ -220,10 +229,48 @@ mod tests {
     }
 
     #[test]
+    fn a_pack_whose_blob_the_map_points_elsewhere_is_not_loaded() {
+        let c = IndexCache::in_memory().unwrap();
+        // Blob 5 is in pack 1 and, stored again, in pack 2, whose entry
+        // the map keeps; then a prune deletes pack 2 (blob 5 unused there).
+        let mut again = pack(2, 100..110);
+        again.blobs.push(pack(1, 5..6).blobs.remove(0));
+        c.add_indexes(&[(IndexId([1; 32]), Index { packs: vec![pack(1, 0..10)], ..Default::default() })]).unwrap();
+        c.add_indexes(&[(IndexId([2; 32]), Index { packs: vec![again], ..Default::default() })]).unwrap();
+        let r = c.reader().unwrap();
+        assert_eq!(r.pack_blobs(0).unwrap(), None, "pack 1 is displaced");
+        assert_eq!(r.pack_blobs(1).unwrap().unwrap().len(), 11);
+        let deleted = std::collections::HashSet::from([PackId([2; 32])]);
+        assert!(c.apply_prune(&[], &[], &[], &deleted, |_| Ok(false)).unwrap());
+        // Pack 1's stream: the map no longer knows blob 5, and neither
+        // does a backup (it stores it once more).
+        let k = Known::new(c.reader().unwrap());
+        for i in 0..10 {
+            assert_eq!(k.has_live(&data(i)).unwrap(), i != 5, "{i}");
+        }
+        assert_eq!(k.stats().near, 0);
+        // A marked pack whose blobs have live copies is displaced too: if
+        // its mark is lifted, its keys stay unused.
+        let c = IndexCache::in_memory().unwrap();
+        let ix = Index {
+            packs: vec![pack(1, 0..10)],
+            marked: vec![MarkedPack { run: [3; 16], pack: pack(2, 5..15) }],
+            ..Default::default()
+        };
+        c.add_indexes(&[(IndexId([1; 32]), ix)]).unwrap();
+        let r = c.reader().unwrap();
+        assert!(r.pack_blobs(0).unwrap().is_some());
+        assert_eq!(r.pack_blobs(1).unwrap(), None);
+    }
+
+    #[test]
     fn loaded_keys_stay_bounded() {
         let c = IndexCache::in_memory().unwrap();
         let per = NEAR_ENTRIES as u64 / 2 + 1;
-        let ix = Index { packs: (0..3).map(|p| pack(p, p as u64 * per..(p as u64 + 1) * per)).collect(), ..Default::default() };
+        let ix = Index {
+            packs: (0..3).map(|p| pack(p, p as u64 * per..(p as u64 + 1) * per)).collect(),
+            ..Default::default()
+        };
         c.add_indexes(&[(IndexId([1; 32]), ix)]).unwrap();
         let k = Known::new(c.reader().unwrap());
         for i in 0..3 * per {

@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::{
-    encode_loc, filter, key, IndexCache, Loc, BLOBS, FILTER_TAG, GONE, INDEX_FILES, MARKED, PACKS, PACK_BLOBS,
-    PACK_ORDINALS,
+    encode_loc, filter, key, ordinal_of, IndexCache, Loc, BLOBS, DISPLACED, FILTER_TAG, GONE, INDEX_FILES, MARKED,
+    PACKS, PACK_BLOBS, PACK_ORDINALS,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::Index;
@@ -124,7 +124,7 @@ impl Absorber<'_> {
                     for e in &p.blobs {
                         keys.extend_from_slice(&key(&BlobId { kind: e.kind, id: e.id }));
                     }
-                    pack_blobs.insert(o, keys.as_slice())?;
+                    super::put_pack_keys(&mut pack_blobs, o, &keys)?;
                     self.added += p.blobs.len() as u64;
                     self.run.extend(
                         p.blobs.iter().map(|e| (key(&BlobId { kind: e.kind, id: e.id }), rank, encode_loc(o, e))),
@@ -208,14 +208,31 @@ impl Absorber<'_> {
             {
                 let mut writer = target.as_ref().filter(|_| built.is_none() || had == 0).map(|f| f.writer());
                 let mut blobs = self.tx.open_table(BLOBS)?;
+                let mut displaced = self.tx.open_table(DISPLACED)?;
                 let mut put = |k: &[u8; 33], rank: u8, v: &Loc| -> Result<()> {
                     if let Some(w) = writer.as_mut() {
                         w.add(k)?;
                     }
                     // Live entries replace what is there; a marked pack's
-                    // only fill gaps (so a blob with a live copy is read from it).
-                    if rank == 0 || blobs.get(k)?.is_none() {
-                        blobs.insert(k, v)?;
+                    // only fill gaps (so a blob with a live copy is read
+                    // from it). The pack whose entry is not the one kept
+                    // is displaced.
+                    let new = ordinal_of(v);
+                    let loser = if rank == 0 {
+                        blobs.insert(k, v)?.map(|old| ordinal_of(&old.value())).filter(|o| *o != new)
+                    } else {
+                        let there = blobs.get(k)?.map(|cur| ordinal_of(&cur.value()));
+                        match there {
+                            None => {
+                                blobs.insert(k, v)?;
+                                None
+                            }
+                            Some(o) if o == new => None,
+                            Some(_) => Some(new),
+                        }
+                    };
+                    if let Some(o) = loser {
+                        displaced.insert(o, ())?;
                     }
                     Ok(())
                 };

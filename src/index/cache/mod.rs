@@ -44,10 +44,46 @@ const OLD_FILE_NAMES: [&str; 3] = ["index.redb", "index-3.redb", "index-4.redb"]
 /// Pack ordinal -> pack id. Ordinals are dense from 0, given in the order
 /// packs are first absorbed, and kept until the cache is cleared.
 const PACKS: TableDefinition<u32, [u8; 32]> = TableDefinition::new("packs");
-/// Pack ordinal -> the keys of its entries (33 bytes each: kind, id), in
-/// the order its index entry lists them: the blobs a backup will likely
-/// ask for next when it finds one of them ([`crate::index::Known`]).
-const PACK_BLOBS: TableDefinition<u32, &[u8]> = TableDefinition::new("pack_blobs");
+/// (pack ordinal, part) -> the keys of its entries (33 bytes each: kind,
+/// id), in the order its index entry lists them, [`PART_KEYS`] per part
+/// from part 0: the blobs a backup will likely ask for next when it finds
+/// one of them ([`crate::index::Known`]). Parts fit a page: a whole pack's
+/// keys in one value take a power-of-two run of pages, ~twice the bytes.
+const PACK_BLOBS: TableDefinition<(u32, u16), &[u8]> = TableDefinition::new("pack_blobs");
+/// Packs (ordinals) some of whose keys the blob map points elsewhere: a
+/// blob stored twice, whose entry names the other copy. Their keys are not
+/// used to answer lookups ([`CacheReader::pack_blobs`]): if the other copy's
+/// pack is deleted, the map no longer knows the blob, and an answer from
+/// this pack's keys would differ from the map's.
+const DISPLACED: TableDefinition<u32, ()> = TableDefinition::new("displaced");
+/// Keys per part of a pack's keys.
+const PART_KEYS: usize = 120;
+
+/// Stores the keys of pack `ordinal` (33 bytes each), replacing any.
+fn put_pack_keys(t: &mut redb::Table<(u32, u16), &[u8]>, ordinal: u32, keys: &[u8]) -> Result<()> {
+    remove_pack_keys(t, ordinal)?;
+    // Parts of equal size: no short last part alone in a page.
+    let n = keys.len() / 33;
+    let per = n.div_ceil(n.div_ceil(PART_KEYS).max(1)).max(1);
+    for (part, chunk) in keys.chunks(per * 33).enumerate() {
+        let part =
+            u16::try_from(part).map_err(|_| Error::new(ErrorKind::Io, "index cache: a pack of too many blobs"))?;
+        t.insert((ordinal, part), chunk)?;
+    }
+    Ok(())
+}
+
+/// Drops the keys of pack `ordinal`.
+fn remove_pack_keys(t: &mut redb::Table<(u32, u16), &[u8]>, ordinal: u32) -> Result<()> {
+    let mut part = 0u16;
+    while t.remove((ordinal, part))?.is_some() {
+        part = match part.checked_add(1) {
+            Some(p) => p,
+            None => break,
+        };
+    }
+    Ok(())
+}
 /// "tag" -> the tag of the filter file that holds every key of `blobs`
 /// ([`filter`]).
 const FILTER_TAG: TableDefinition<&str, [u8; 16]> = TableDefinition::new("filter");
@@ -328,6 +364,7 @@ impl IndexCache {
         tx.open_table(MARKED)?;
         tx.open_table(GONE)?;
         tx.open_table(PACK_BLOBS)?;
+        tx.open_table(DISPLACED)?;
         tx.open_table(FILTER_TAG)?;
         tx.commit()?;
         Ok(())
@@ -558,7 +595,7 @@ impl IndexCache {
                     let mut pack_blobs = tx.open_table(PACK_BLOBS)?;
                     for (o, (p, n)) in stale {
                         gone.insert(p.0, n)?;
-                        pack_blobs.remove(o)?;
+                        remove_pack_keys(&mut pack_blobs, o)?;
                     }
                     let total: u64 = gone.iter()?.map(|r| r.map(|(_, v)| v.value()).unwrap_or(0)).sum();
                     // Mostly stale: worth a rebuild.
@@ -606,6 +643,8 @@ impl IndexCache {
             tx.delete_table(GONE)?;
             tx.delete_table(PACK_BLOBS)?;
             tx.open_table(PACK_BLOBS)?;
+            tx.delete_table(DISPLACED)?;
+            tx.open_table(DISPLACED)?;
             tx.open_table(GONE)?;
             tx.open_table(BLOBS)?;
             tx.open_table(PACKS)?;
@@ -661,6 +700,7 @@ impl IndexCache {
                 packs,
                 table: tx.open_table(BLOBS)?,
                 pack_blobs: tx.open_table(PACK_BLOBS)?,
+                displaced: tx.open_table(DISPLACED)?,
                 filter: self.current_filter(),
                 marked,
                 gone,
@@ -740,7 +780,8 @@ fn advise_willneed(path: &Path) {
 /// A read view of the cache.
 pub struct CacheReader {
     table: ReadOnlyTable<[u8; 33], Loc>,
-    pack_blobs: ReadOnlyTable<u32, &'static [u8]>,
+    pack_blobs: ReadOnlyTable<(u32, u16), &'static [u8]>,
+    displaced: ReadOnlyTable<u32, ()>,
     /// The filter as it was when the reader started (a superset of the
     /// table's keys then, and later).
     filter: Option<Arc<filter::Filter>>,
@@ -801,12 +842,18 @@ impl CacheReader {
     }
 
     /// Every blob of the pack with ordinal `ordinal`, in the order its
-    /// index entry lists them (empty for a pack the cache no longer has).
-    pub fn pack_blobs(&self, ordinal: u32) -> Result<Vec<BlobId>> {
-        let Some(v) = self.pack_blobs.get(ordinal).map_err(|e| self.fail(e))? else {
-            return Ok(Vec::new());
-        };
-        let v = v.value();
+    /// index entry lists them, when the blob map points each of them at
+    /// this pack; `None` for a pack some of whose blobs it points elsewhere
+    /// (a pack the cache no longer has: empty). So for a live pack, a blob
+    /// among these is one [`Self::get_live`] finds.
+    pub fn pack_blobs(&self, ordinal: u32) -> Result<Option<Vec<BlobId>>> {
+        if self.displaced.get(ordinal).map_err(|e| self.fail(e))?.is_some() {
+            return Ok(None);
+        }
+        let mut v = Vec::new();
+        for r in self.pack_blobs.range((ordinal, 0)..=(ordinal, u16::MAX)).map_err(|e| self.fail(e))? {
+            v.extend_from_slice(r.map_err(|e| self.fail(e))?.1.value());
+        }
         if v.len() % 33 != 0 {
             self.damaged.store(true, Ordering::Relaxed);
             return Err(Error::new(
@@ -820,7 +867,8 @@ impl CacheReader {
                     .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: bad blob kind in a pack's key list"))?;
                 Ok(BlobId { kind, id: k[1..].try_into().expect("32 bytes") })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// Whether the index has the blob (in any pack, marked or not).
