@@ -9,7 +9,10 @@
 //!
 //! Dedup within the session goes through [`recent::Recent`], a bounded set
 //! of the blobs stored lately: a backup's memory does not grow with what
-//! it stores.
+//! it stores. Dedup against earlier sessions goes through
+//! [`crate::index::Known`], which answers most questions without a B-tree
+//! lookup (the cache's filter for new chunks, a pack's keys for the chunks
+//! stored after one found).
 //!
 //! In a format-2 repository new data chunks are gathered into groups of
 //! consecutive chunks ([`GROUP_TARGET`] bytes) that are compressed and
