@@ -31,6 +31,8 @@ use crate::id::BlobId;
 /// Keys kept from loaded packs, at most (one pack larger than this is kept
 /// alone): ~5 MiB.
 pub const NEAR_ENTRIES: usize = 1 << 16;
+/// Packs remembered at most (loaded, or found displaced and not loaded).
+const NEAR_PACKS: usize = 256;
 
 /// Lookups answered, by how (for benchmarks and tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,7 +64,7 @@ impl Near {
     }
 
     fn load(&mut self, ordinal: u32, blobs: Vec<BlobId>) {
-        while !self.packs.is_empty() && self.entries + blobs.len() > NEAR_ENTRIES {
+        while !self.packs.is_empty() && (self.entries + blobs.len() > NEAR_ENTRIES || self.packs.len() >= NEAR_PACKS) {
             if let Some((_, old)) = self.packs.pop_front() {
                 self.entries -= old.len();
                 for b in &old {

@@ -68,5 +68,6 @@ fn init_and_backup_create_private_files_whatever_the_umask() {
         let want = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(*mode, want, "{} has mode {mode:03o}, not {want:03o}", path.display());
     }
-    assert!(cache.iter().any(|(p, _)| p.ends_with("index-4.redb")), "no cache database in {cache:?}");
+    assert!(cache.iter().any(|(p, _)| p.ends_with("index-5.redb")), "no cache database in {cache:?}");
+    assert!(cache.iter().any(|(p, _)| p.ends_with("index-5.filter")), "no cache filter in {cache:?}");
 }
