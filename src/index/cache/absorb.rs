@@ -194,15 +194,27 @@ impl Absorber<'_> {
             // The filter the keys go to: the current one while it has room,
             // else a new one twice the size (filled here from the keys
             // when the table was empty, else from the whole table below).
+            // A failure of the filter's file (disk full, say) does not fail
+            // the sync: the filter is dropped instead, and built again when
+            // the cache is next opened.
+            let mut filter_err: Option<Error> = None;
             let mut built = None;
             let target = match (&path, &current) {
                 (None, _) => None,
                 (Some(_), Some(f)) if needed <= f.capacity() => Some(f.clone()),
                 (Some(p), _) => {
                     let tmp = p.with_extension("filter.new");
-                    let f = std::sync::Arc::new(filter::Filter::create(&tmp, 2 * needed)?);
-                    built = Some((f.clone(), tmp));
-                    Some(f)
+                    match filter::Filter::create(&tmp, 2 * needed) {
+                        Ok(f) => {
+                            let f = std::sync::Arc::new(f);
+                            built = Some((f.clone(), tmp));
+                            Some(f)
+                        }
+                        Err(e) => {
+                            filter_err = Some(e);
+                            None
+                        }
+                    }
                 }
             };
             {
@@ -210,8 +222,10 @@ impl Absorber<'_> {
                 let mut blobs = self.tx.open_table(BLOBS)?;
                 let mut displaced = self.tx.open_table(DISPLACED)?;
                 let mut put = |k: &[u8; 33], rank: u8, v: &Loc| -> Result<()> {
-                    if let Some(w) = writer.as_mut() {
-                        w.add(k)?;
+                    if let Some(w) = writer.as_mut().filter(|_| filter_err.is_none()) {
+                        if let Err(e) = w.add(k) {
+                            filter_err = Some(e);
+                        }
                     }
                     // Live entries replace what is there; a marked pack's
                     // only fill gaps (so a blob with a live copy is read
@@ -245,24 +259,44 @@ impl Absorber<'_> {
                     merge(std::mem::take(&mut self.spilled), &mut put)?;
                 }
                 if let Some(w) = writer {
-                    w.finish()?;
-                } else if let Some((f, _)) = &built {
+                    if let Err(e) = w.finish() {
+                        filter_err.get_or_insert(e);
+                    }
+                } else if let (Some((f, _)), None) = (&built, &filter_err) {
                     let mut w = f.writer();
                     for r in blobs.iter()? {
-                        w.add(&r?.0.value())?;
+                        if let Err(e) = w.add(&r?.0.value()) {
+                            filter_err = Some(e);
+                            break;
+                        }
                     }
-                    w.finish()?;
+                    if let Err(e) = w.finish() {
+                        filter_err.get_or_insert(e);
+                    }
                 }
             }
-            if let Some(f) = &target {
-                f.sync()?;
+            if let (Some(f), None) = (&target, &filter_err) {
+                if let Err(e) = f.sync() {
+                    filter_err = Some(e);
+                }
             }
-            if let (Some((f, tmp)), Some(p)) = (&built, &path) {
-                self.tx.open_table(FILTER_TAG)?.insert("tag", f.tag())?;
-                filter::install(tmp, p)?;
+            if let (Some((f, tmp)), Some(p), None) = (&built, &path, &filter_err) {
+                match filter::install(tmp, p) {
+                    Ok(()) => {
+                        self.tx.open_table(FILTER_TAG)?.insert("tag", f.tag())?;
+                    }
+                    Err(e) => filter_err = Some(e),
+                }
+            }
+            if filter_err.is_some() {
+                // No filter names this cache's keys any more.
+                self.tx.open_table(FILTER_TAG)?.remove("tag")?;
             }
             self.tx.commit()?;
-            if let Some((f, _)) = built {
+            if let Some(e) = filter_err {
+                eprintln!("warning: {e}; the index cache goes without its filter until it is next opened");
+                *cache.filter.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            } else if let Some((f, _)) = built {
                 *cache.filter.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
             }
             Ok(())

@@ -58,6 +58,9 @@ const PACK_BLOBS: TableDefinition<(u32, u16), &[u8]> = TableDefinition::new("pac
 const DISPLACED: TableDefinition<u32, ()> = TableDefinition::new("displaced");
 /// Keys per part of a pack's keys.
 const PART_KEYS: usize = 120;
+/// "tag" -> the tag of the filter file that holds every key of `blobs`
+/// ([`filter`]).
+const FILTER_TAG: TableDefinition<&str, [u8; 16]> = TableDefinition::new("filter");
 
 /// Stores the keys of pack `ordinal` (33 bytes each), replacing any.
 fn put_pack_keys(t: &mut redb::Table<(u32, u16), &[u8]>, ordinal: u32, keys: &[u8]) -> Result<()> {
@@ -84,9 +87,6 @@ fn remove_pack_keys(t: &mut redb::Table<(u32, u16), &[u8]>, ordinal: u32) -> Res
     }
     Ok(())
 }
-/// "tag" -> the tag of the filter file that holds every key of `blobs`
-/// ([`filter`]).
-const FILTER_TAG: TableDefinition<&str, [u8; 16]> = TableDefinition::new("filter");
 /// Pack id -> its ordinal.
 const PACK_ORDINALS: TableDefinition<[u8; 32], u32> = TableDefinition::new("pack_ordinals");
 /// Tree id -> `raw length u32 LE`, `inner offset u32 LE` (`u32::MAX`: sealed
@@ -310,8 +310,15 @@ impl IndexCache {
                 Err(e) => return Err(OpenFailure::Unusable(Some(e.to_string()))),
             };
             let c = Self { db, path: Some(path.to_path_buf()), filter: Mutex::new(None), damaged: Arc::default() };
-            match c.ensure_tables().and_then(|()| c.ensure_filter()) {
-                Ok(()) => Ok(c),
+            match c.ensure_tables() {
+                Ok(()) => {
+                    // The filter only saves lookups: without it the cache
+                    // still answers everything.
+                    if let Err(e) = c.ensure_filter() {
+                        eprintln!("warning: index cache filter beside {}: {e}; going without it", path.display());
+                    }
+                    Ok(c)
+                }
                 // Tables of another layout (a cache written by an older cairn).
                 Err(e) if !guard::is_damage(&e) => Err(OpenFailure::Unusable(None)),
                 Err(e) => Err(OpenFailure::Unusable(Some(e.to_string()))),

@@ -472,3 +472,36 @@ fn a_spilled_absorption_equals_an_in_memory_one() {
     assert_eq!(again.len().unwrap(), 0);
     assert!(again.known_index_files().unwrap().is_empty());
 }
+
+/// A sync whose filter file fails (here: cut short under it) still
+/// absorbs everything; the cache drops the filter, answers without it, and
+/// builds it again, whole, when next opened.
+#[test]
+fn a_failing_filter_does_not_fail_a_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = RepoId([8; 32]);
+    let (_, ix) = kill_index(7);
+    let keys: Vec<BlobId> =
+        ix.packs.iter().flat_map(|p| p.blobs.iter().map(|e| BlobId { kind: e.kind, id: e.id })).collect();
+    {
+        let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+        let path = c.filter_path().unwrap();
+        assert!(c.current_filter().is_some());
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(64).unwrap();
+        c.add_indexes(&[(IndexId([7; 32]), ix.clone())]).unwrap();
+        assert!(c.current_filter().is_none(), "the failed filter is dropped");
+        let r = c.reader().unwrap();
+        for b in &keys {
+            assert!(r.get(b).unwrap().is_some());
+        }
+        assert!(
+            r.maybe_contains(&BlobId { kind: BlobKind::Data, id: [0xee; 32] }),
+            "no filter: every key may be there"
+        );
+    }
+    let c = IndexCache::open(Some(dir.path()), &repo).unwrap();
+    let f = c.current_filter().expect("built again on open");
+    assert!(keys.iter().all(|b| f.maybe_contains(&key(b)).unwrap()), "the rebuilt filter lacks a key");
+    let r = c.reader().unwrap();
+    assert!(!r.maybe_contains(&BlobId { kind: BlobKind::Data, id: [0xee; 32] }));
+}
