@@ -236,6 +236,11 @@ pub struct CheckArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    /// Memory for the set of the chunks the snapshots name (20 bytes per
+    /// chunk) before it moves to a file beside the cache: a size (256M:
+    /// ~13M chunks; 1G)
+    #[arg(long, default_value = super::prune::DEFAULT_SCRATCH_MEMORY, value_name = "SIZE")]
+    pub scratch_memory: String,
 }
 
 pub fn run(cli: &Cli, job: Option<&cairn::job::config::JobConfig>) -> Result<i32> {
@@ -736,6 +741,7 @@ pub(super) fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         None if a.read_data => check::ReadData::All,
         None => check::ReadData::None,
     };
+    let scratch_memory = super::prune::scratch_memory(&a.scratch_memory)?;
     let repo = g.open_quietly()?;
     // Not beside a prune, whose half-done index rewrite would read as damage.
     let lock = if g.no_lock { None } else { Some(g.lock(&repo, LockKind::Maintenance, "check")?) };
@@ -744,7 +750,7 @@ pub(super) fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         "read",
         read != check::ReadData::None && super::progress::wanted(g.quiet),
     );
-    let mut report = check::check(&repo, read)?;
+    let mut report = check::check_with(&repo, read, scratch_memory)?;
     drop(shown);
     let streams = match (a.verify_streams, read) {
         (true, _) => Some(stream::Which::All),

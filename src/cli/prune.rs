@@ -10,8 +10,17 @@ use cairn::Result;
 use super::output::bytes;
 use super::Global;
 
-/// `--scratch-memory`'s default (the library's DEFAULT_MEMORY).
-const DEFAULT_SCRATCH_MEMORY: &str = "256M";
+/// `--scratch-memory`'s default (the library's DEFAULT_MEMORY), for prune
+/// and check.
+pub(super) const DEFAULT_SCRATCH_MEMORY: &str = "256M";
+
+/// A `--scratch-memory` size in bytes (prune's and check's).
+pub(super) fn scratch_memory(s: &str) -> Result<usize> {
+    match MaxUnused::parse(s) {
+        Ok(MaxUnused::Bytes(n)) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        _ => Err(cairn::Error::invalid(format!("invalid --scratch-memory {s:?}: use a size (64M, 1G)"))),
+    }
+}
 
 #[derive(Args)]
 pub struct PruneArgs {
@@ -60,15 +69,7 @@ fn run(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<Option<serde_json
     let opts = PruneOptions {
         max_unused: MaxUnused::parse(&a.max_unused)?,
         scratch_dir: repo.cache.path().and_then(|p| p.parent()).map(Into::into),
-        scratch_memory: match MaxUnused::parse(&a.scratch_memory) {
-            Ok(MaxUnused::Bytes(n)) => usize::try_from(n).unwrap_or(usize::MAX),
-            _ => {
-                return Err(cairn::Error::invalid(format!(
-                    "invalid --scratch-memory {:?}: use a size (64M, 1G)",
-                    a.scratch_memory
-                )))
-            }
-        },
+        scratch_memory: scratch_memory(&a.scratch_memory)?,
     };
     let lock = if a.dry_run { None } else { Some(g.lock(repo, LockKind::Maintenance, "prune")?) };
     let plan = prune::plan(repo, &opts)?;

@@ -135,6 +135,13 @@ const PACKS_QUEUED: usize = 8;
 /// redb cache (synced with the index objects at open), and index entries are
 /// streamed one index object at a time.
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
+    check_with(repo, read_data, crate::index::scratch::DEFAULT_MEMORY)
+}
+
+/// [`check`], with the set of the chunks the snapshots name kept in memory
+/// up to about `scratch_memory` bytes (20 per chunk) and in a file beside
+/// the cache beyond (`check --scratch-memory`, as prune's).
+pub fn check_with(repo: &Repository, read_data: ReadData, scratch_memory: usize) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     for (id, kf) in keys::list_key_files(&repo.backend)? {
         if let Err(e) = kf {
@@ -234,7 +241,11 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     }
     r.snapshots = snaps.len();
     let mut missing: HashSet<BlobId> = HashSet::new();
-    walk::check_snapshots(&walk::Walk { repo, index: &index, absent: &absent, snaps: &snaps }, &mut r, &mut missing)?;
+    walk::check_snapshots(
+        &walk::Walk { repo, index: &index, absent: &absent, snaps: &snaps, scratch_memory },
+        &mut r,
+        &mut missing,
+    )?;
     // Every byte.
     let mut damaged: HashSet<BlobId> = HashSet::new();
     if read_data != ReadData::None {

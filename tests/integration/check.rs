@@ -86,6 +86,8 @@ fn check_names_every_chunk_of_a_deleted_pack_once_with_its_file() {
     let (repo, _tmp) = repo_with_packs();
     let (code, clean) = check_json(&repo, &[]);
     assert_eq!(code, Some(0), "{clean}");
+    let (code, clean) = check_json(&repo, &["--scratch-memory", "0"]);
+    assert_eq!(code, Some(0), "{clean}");
     // A pack of data blobs, and its chunks.
     let mut victim = None;
     for (name, _) in repo.list("index") {
@@ -116,4 +118,20 @@ fn check_names_every_chunk_of_a_deleted_pack_once_with_its_file() {
     assert_eq!(named, chunks, "every chunk of the deleted pack, and only those: {problems:?}");
     assert!(problems.iter().any(|l| l.contains(&format!("names pack {pack} which does not exist"))), "{problems:?}");
     assert!(!v["affected"].as_array().unwrap().is_empty(), "{v}");
+
+    // The chunk set on disk (`--scratch-memory 0`) finds the same.
+    let (code, on_disk) = check_json(&repo, &["--scratch-memory", "0"]);
+    assert_ne!(code, Some(0), "{on_disk}");
+    let sorted = |v: &Value| {
+        let mut p: Vec<String> =
+            v["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+        p.sort();
+        p
+    };
+    assert_eq!(sorted(&on_disk), sorted(&v));
+    assert_eq!(on_disk["affected"], v["affected"]);
+    let bad = repo.out(&["check", "--scratch-memory", "lots"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--scratch-memory"), "{}", bad.stderr);
 }

@@ -6,7 +6,8 @@
 //! when a chunk is missing does a second walk name the files that use it.
 //!
 //! Memory: the set holds 20 bytes per distinct chunk named (in memory up to
-//! [`crate::index::scratch::DEFAULT_MEMORY`], on disk beyond), plus the ids
+//! `check --scratch-memory`, default [`crate::index::scratch::DEFAULT_MEMORY`],
+//! on disk beside the cache beyond), plus the ids
 //! of the trees and lists walked. The set keys blobs by their first 15
 //! bytes: a missing chunk sharing them with a present one (2^-120 odds per
 //! pair) would go unreported.
@@ -40,6 +41,8 @@ pub(super) struct Walk<'a> {
     /// Packs that index objects name but that do not exist.
     pub absent: &'a HashSet<PackId>,
     pub snaps: &'a [(SnapshotId, Snapshot)],
+    /// Bytes of the chunk set kept in memory before it moves to a file.
+    pub scratch_memory: usize,
 }
 
 /// What the walk hands over for each file's chunks: the chunks, the file's
@@ -60,7 +63,7 @@ fn why_missing(w: &Walk, b: &BlobId) -> Result<Option<String>> {
 pub(super) fn check_snapshots(w: &Walk, r: &mut CheckReport, missing: &mut HashSet<BlobId>) -> Result<()> {
     // Spilled, if it must, beside the index cache, as prune's set is (the
     // system's temporary directory may be memory).
-    let mut named = BlobSet::new(w.repo.cache.path().and_then(|p| p.parent()))?;
+    let mut named = BlobSet::with_memory(w.repo.cache.path().and_then(|p| p.parent()), w.scratch_memory)?;
     named.with_writer(|set| {
         walk(w, r, missing, &mut |chunks, _, _| {
             for c in chunks {
