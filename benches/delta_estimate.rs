@@ -61,22 +61,45 @@ struct Night {
     base_read: u64,
     whole_s: f64,
     delta_s: f64,
+    /// Runs of new chunks, each compressed as one with the old bytes
+    /// between its unchanged neighbours as dictionary ([`between`]).
+    runs: u64,
+    between: u64,
+    between_read: u64,
 }
 
 fn night(old: &[u8], new: &[u8], avg: u32, level: i32) -> Night {
     let big = chunker(avg);
     // Pieces for anchors: 4 KiB, or an eighth of smaller chunks.
     let fine = chunker((avg / 8).clamp(512, 4096));
-    let mut stored: HashMap<[u8; 32], ()> = cut(&big, old).iter().map(|&(o, n)| (id(&old[o..o + n]), ())).collect();
+    let old_chunks = cut(&big, old);
+    // Each old chunk's place (its first, if it repeats).
+    let old_at: HashMap<[u8; 32], (usize, usize)> =
+        old_chunks.iter().rev().map(|&(o, n)| (id(&old[o..o + n]), (o, n))).collect();
+    let mut stored: HashMap<[u8; 32], ()> = old_at.keys().map(|k| (*k, ())).collect();
     let anchors: HashMap<[u8; 32], usize> =
         cut(&fine, old).iter().rev().map(|&(o, n)| (id(&old[o..o + n]), o)).collect();
     let mut r = Night::default();
-    for (o, n) in cut(&big, new) {
+    // The run of new chunks under way: its start in `new`, and where the
+    // unchanged chunk before it ended in `old` (0 at the start).
+    let mut run: Option<usize> = None;
+    let mut old_end = 0usize;
+    let new_chunks = cut(&big, new);
+    for (o, n) in new_chunks.iter().copied() {
         let chunk = &new[o..o + n];
         r.chunks += 1;
-        if stored.insert(id(chunk), ()).is_some() {
+        let cid = id(chunk);
+        if stored.insert(cid, ()).is_some() {
+            if let Some(start) = run.take() {
+                let next = old_at.get(&cid).map(|&(oo, _)| oo);
+                between(&mut r, old, &new[start..o], old_end, next, level);
+            }
+            if let Some(&(oo, on)) = old_at.get(&cid) {
+                old_end = oo + on;
+            }
             continue;
         }
+        run.get_or_insert(o);
         r.new_chunks += 1;
         let t = Instant::now();
         r.whole += zstd::bulk::compress(chunk, level).expect("zstd").len() as u64;
@@ -102,7 +125,30 @@ fn night(old: &[u8], new: &[u8], avg: u32, level: i32) -> Night {
         r.delta += size as u64;
         r.delta_s += t.elapsed().as_secs_f64();
     }
+    if let Some(start) = run {
+        between(&mut r, old, &new[start..], old_end, Some(old.len()), level);
+    }
     r
+}
+
+/// Design point (a): a run of new chunks compressed as one, with the old
+/// bytes between the unchanged chunks around it as dictionary (what the
+/// parent snapshot's list alone locates: no fingerprints, no anchors), when
+/// that stretch is in order and at most 4x the run plus 64 KiB; else alone.
+fn between(r: &mut Night, old: &[u8], run: &[u8], old_end: usize, next: Option<usize>, level: i32) {
+    r.runs += 1;
+    let base = match next {
+        Some(next) if next >= old_end && next - old_end <= 4 * run.len() + (64 << 10) => &old[old_end..next],
+        _ => &[][..],
+    };
+    r.between_read += base.len() as u64;
+    let size = if base.is_empty() {
+        zstd::bulk::compress(run, level).expect("zstd").len()
+    } else {
+        let mut z = zstd::bulk::Compressor::with_dictionary(level, base).expect("zstd dictionary");
+        z.compress(run).expect("zstd").len()
+    };
+    r.between += size as u64;
 }
 
 fn report(name: &str, old: &[u8], new: &[u8], sizes: &[u32], level: i32) {
@@ -111,7 +157,8 @@ fn report(name: &str, old: &[u8], new: &[u8], sizes: &[u32], level: i32) {
         let ids = r.new_chunks * IDS_PER_CHUNK;
         println!(
             "delta_estimate pair={name} avg_kib={} chunks={} new={} anchored={} whole_bytes={} delta_bytes={} \
-             ids_bytes={} base_read_bytes={} whole_s={:.2} delta_s={:.2}",
+             ids_bytes={} base_read_bytes={} whole_s={:.2} delta_s={:.2} runs={} between_bytes={} \
+             between_read_bytes={}",
             avg / 1024,
             r.chunks,
             r.new_chunks,
@@ -122,6 +169,9 @@ fn report(name: &str, old: &[u8], new: &[u8], sizes: &[u32], level: i32) {
             r.base_read,
             r.whole_s,
             r.delta_s,
+            r.runs,
+            r.between,
+            r.between_read,
         );
     }
 }
@@ -153,6 +203,7 @@ fn main() {
         assert!(r.new_chunks > 0 && r.new_chunks < r.chunks, "some chunks change, not all");
         assert!(r.anchored > 0, "changed chunks find their place in the old stream");
         assert!(r.delta < r.whole, "a delta is smaller than the chunk alone: {} vs {}", r.delta, r.whole);
+        assert!(r.runs > 0 && r.between < r.whole, "runs between unchanged chunks: {} vs {}", r.between, r.whole);
         report("synthetic", &old, &new, &[4096, 65536], level);
         return;
     }
