@@ -170,6 +170,11 @@ fn key(b: &BlobId) -> [u8; 33] {
     k
 }
 
+/// The blob a key names ([`key`]'s inverse); `None` for an unknown kind.
+fn unkey(k: &[u8; 33]) -> Option<BlobId> {
+    BlobKind::from_u8(k[0]).map(|kind| BlobId { kind, id: k[1..].try_into().expect("32 bytes") })
+}
+
 fn encode_loc(ordinal: u32, e: &crate::format::pack::PackEntry) -> Loc {
     let mut v = [0u8; 20];
     v[..4].copy_from_slice(&ordinal.to_le_bytes());
@@ -589,9 +594,7 @@ impl IndexCache {
                         let (k, v) = r?;
                         let Some((_, n)) = stale.get_mut(&ordinal_of(&v.value())) else { continue };
                         *n += 1;
-                        let k = k.value();
-                        let blob = BlobKind::from_u8(k[0])
-                            .map(|kind| BlobId { kind, id: k[1..].try_into().expect("32 bytes") });
+                        let blob = unkey(&k.value());
                         // A used blob whose cached copy was in a deleted pack
                         // has another copy, which the cache does not know.
                         if blob.map_or(Ok(true), |b| used(&b))? {
@@ -742,13 +745,10 @@ impl IndexCache {
             let t = tx.open_table(BLOBS)?;
             for r in t.iter()? {
                 let (k, v) = r?;
-                let k = k.value();
-                let kind = BlobKind::from_u8(k[0]).ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&k[1..]);
+                let blob = unkey(&k.value()).ok_or_else(|| Error::new(ErrorKind::Io, "cache: bad blob kind"))?;
                 let loc = decode_loc(&v.value(), &packs)?;
                 if !gone.contains(&loc.pack) {
-                    f(BlobId { kind, id }, loc)?;
+                    f(blob, loc)?;
                 }
             }
             Ok(())

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use redb::{ReadOnlyTable, ReadableTable};
 
-use super::{decode_loc, filter, guard, key, ordinal_of, Loc, Location};
+use super::{decode_loc, filter, guard, key, ordinal_of, unkey, Loc, Location};
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::{BlobId, BlobKind, PackId};
+use crate::id::{BlobId, PackId};
 
 /// A read view of the cache.
 pub struct CacheReader {
@@ -97,9 +97,8 @@ impl CacheReader {
         }
         v.chunks_exact(33)
             .map(|k| {
-                let kind = BlobKind::from_u8(k[0])
-                    .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: bad blob kind in a pack's key list"))?;
-                Ok(BlobId { kind, id: k[1..].try_into().expect("32 bytes") })
+                unkey(k.try_into().expect("33 bytes"))
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "index cache: bad blob kind in a pack's key list"))
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
@@ -113,6 +112,6 @@ impl CacheReader {
     /// Where a writer may reuse a blob from: only a pack that no prune has
     /// marked for deletion.
     pub fn get_live(&self, blob: &BlobId) -> Result<Option<Location>> {
-        Ok(self.get(blob)?.filter(|l| !self.marked.contains(&l.pack)))
+        Ok(self.get_live_at(blob)?.map(|(_, l)| l))
     }
 }
