@@ -506,6 +506,17 @@ fn config_get(conn: &mut Conn, name: &str, key: &str) -> Result<String> {
     Err(Error::new(ErrorKind::Io, format!("{name} answered CONFIG GET {key} without a value")))
 }
 
+/// How far behind the request (the server's TIME, in whole seconds) a
+/// fresh dump's mtime may read: the kernel stamps files from a clock that
+/// lags by up to one tick (10 ms at the lowest HZ).
+const MTIME_SLACK_MS: i64 = 50;
+
+/// Whether a dump whose mtime is `mtime_ms` (ms since the epoch) was
+/// written before a request sent in second `requested` of the server.
+fn written_before(mtime_ms: i64, requested: i64) -> bool {
+    mtime_ms + MTIME_SLACK_MS < requested.saturating_mul(1000)
+}
+
 fn open_bgsave(mut conn: Conn, name: &str, timeout: Duration) -> Result<Box<dyn Read + Send>> {
     let deadline = Instant::now() + timeout;
     let idle = |i: &[(String, String)]| {
@@ -574,8 +585,13 @@ fn open_bgsave(mut conn: Conn, name: &str, timeout: Duration) -> Result<Box<dyn 
     let f = std::fs::File::open(&path)
         .map_err(|e| Error::io(format!("cannot open the dump file {} of {name}", path.display()), e))?;
     let meta = f.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
-    if mtime.is_some_and(|m| m < requested) {
+    // Compared to the millisecond: the request is sent just after a second
+    // begins (the loop above waits for one when a save ended in the
+    // current one), and a file's mtime comes from the kernel's coarse
+    // clock, up to a tick behind the server's TIME, so whole seconds would
+    // call a dump written a few ms after the request older than it.
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_millis() as i64);
+    if mtime.is_some_and(|m| written_before(m, requested)) {
         let age = SystemTime::now().duration_since(meta.modified().unwrap_or(UNIX_EPOCH)).unwrap_or_default();
         return Err(stale(format!("{} (modified {} s ago)", path.display(), age.as_secs())));
     }
@@ -592,6 +608,18 @@ mod tests {
 
     fn tcp(host: &str, port: u16) -> Endpoint {
         Endpoint::Tcp { host: host.into(), port }
+    }
+
+    /// A dump stamped by the kernel's coarse clock a few ms before the
+    /// second of the request is the fresh one; one from the second before
+    /// is stale.
+    #[test]
+    fn a_dump_stamped_a_tick_early_is_not_stale() {
+        let requested = 1_796_674_856;
+        assert!(!written_before(requested * 1000 - 4, requested));
+        assert!(!written_before(requested * 1000 + 20, requested));
+        assert!(written_before(requested * 1000 - 900, requested));
+        assert!(written_before((requested - 5) * 1000, requested));
     }
 
     #[test]
